@@ -1,0 +1,127 @@
+// The module's ABI: byte pointers into linear memory and element counts, nothing else.
+// Kernels never allocate; the host owns the memory layout. One source, three builds
+// (asconfig.json): `simd` and `debug` export the f32x4 kernels, `scalar` their scalar twins
+// (same contracts) for engines without SIMD. ASC_FEATURE_SIMD is a compile-time constant, so
+// each build contains only its own variant. The debug build also checks every range
+// against the memory size and traps with a message (release builds drop the asserts).
+import { workspaceBytes } from './period';
+import { statsNchwF32Simd, statsNchwF32Scalar, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
+import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
+import {
+  backwardReduceNchwF32Simd, backwardReduceNchwF32Scalar, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
+  backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
+} from './backward';
+
+export { workspaceBytes };
+
+/** First byte the host may use. */
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+/** 1 in the SIMD builds, 0 in the scalar build. */
+export function simdEnabled(): i32 {
+  return ASC_FEATURE_SIMD ? 1 : 0;
+}
+
+// Debug-build preconditions: positive counts, 4-byte alignment, [ptr, ptr + bytes) in memory.
+function checkCounts(a: i32, b: i32, c: i32): void {
+  assert(a > 0 && b > 0 && c > 0, 'kernel: counts must be positive');
+}
+function checkRange(ptr: usize, bytes: usize): void {
+  assert((ptr & 3) == 0, 'kernel: pointer not 4-byte aligned');
+  assert(ptr >= __heap_base, 'kernel: pointer below the heap');
+  assert(ptr + bytes <= (<usize>memory.size() << 16) && ptr + bytes >= ptr, 'kernel: range past the end of memory');
+}
+// @ts-ignore: decorator
+@inline function f32s(n: usize): usize { return n << 2; }
+// @ts-ignore: decorator
+@inline function f64s(n: usize): usize { return n << 3; }
+
+export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
+  checkCounts(outer, C, inner);
+  checkRange(x, f32s(<usize>outer * C * inner)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
+  if (ASC_FEATURE_SIMD) statsNchwF32Simd(x, outer, C, inner, mean, m2);
+  else statsNchwF32Scalar(x, outer, C, inner, mean, m2);
+}
+
+export function statsNhwcF32(x: usize, rows: i32, C: i32, mean: usize, m2: usize, work: usize): void {
+  checkCounts(rows, C, 1);
+  checkRange(x, f32s(<usize>rows * C)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
+  checkRange(work, workspaceBytes(C));
+  if (ASC_FEATURE_SIMD) statsNhwcF32Simd(x, rows, C, mean, m2, work);
+  else statsNhwcF32Scalar(x, rows, C, mean, m2, work);
+}
+
+export function normalizeNchwF32(
+  x: usize, y: usize, outer: i32, C: i32, inner: i32,
+  meanHi: usize, meanLo: usize, scale: usize, shift: usize,
+): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<usize>outer * C * inner);
+  checkRange(x, n); checkRange(y, n);
+  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, meanLo, scale, shift);
+  else normalizeNchwF32Scalar(x, y, outer, C, inner, meanHi, meanLo, scale, shift);
+}
+
+export function normalizeNhwcF32(
+  x: usize, y: usize, rows: i32, C: i32,
+  meanHi: usize, meanLo: usize, scale: usize, shift: usize, work: usize,
+): void {
+  checkCounts(rows, C, 1);
+  const n = f32s(<usize>rows * C);
+  checkRange(x, n); checkRange(y, n);
+  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  checkRange(work, workspaceBytes(C));
+  if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, meanLo, scale, shift, work);
+  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, meanLo, scale, shift);
+}
+
+export function backwardReduceNchwF32(
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
+): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<usize>outer * C * inner);
+  checkRange(dy, n); checkRange(x, n);
+  checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
+  if (ASC_FEATURE_SIMD) backwardReduceNchwF32Simd(dy, x, outer, C, inner, mean, sumDy, sumDyXmu);
+  else backwardReduceNchwF32Scalar(dy, x, outer, C, inner, mean, sumDy, sumDyXmu);
+}
+
+export function backwardReduceNhwcF32(
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize,
+): void {
+  checkCounts(rows, C, 1);
+  const n = f32s(<usize>rows * C);
+  checkRange(dy, n); checkRange(x, n);
+  checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
+  checkRange(work, workspaceBytes(C));
+  if (ASC_FEATURE_SIMD) backwardReduceNhwcF32Simd(dy, x, rows, C, mean, sumDy, sumDyXmu, work);
+  else backwardReduceNhwcF32Scalar(dy, x, rows, C, mean, sumDy, sumDyXmu);
+}
+
+export function backwardDxNchwF32(
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
+  mean: usize, k1: usize, k2: usize, k3: usize,
+): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<usize>outer * C * inner);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
+  if (ASC_FEATURE_SIMD) backwardDxNchwF32Simd(dy, x, dx, outer, C, inner, mean, k1, k2, k3);
+  else backwardDxNchwF32Scalar(dy, x, dx, outer, C, inner, mean, k1, k2, k3);
+}
+
+export function backwardDxNhwcF32(
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32,
+  mean: usize, k1: usize, k2: usize, k3: usize, work: usize,
+): void {
+  checkCounts(rows, C, 1);
+  const n = f32s(<usize>rows * C);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
+  checkRange(work, workspaceBytes(C));
+  if (ASC_FEATURE_SIMD) backwardDxNhwcF32Simd(dy, x, dx, rows, C, mean, k1, k2, k3, work);
+  else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3);
+}

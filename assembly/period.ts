@@ -1,0 +1,46 @@
+// Channel-last (NHWC) kernels walk the flat tensor as a sequence of "periods": L = lcm(C, 4)
+// values, a whole number of rows and of f32x4 vectors. The value at flat index i belongs to
+// channel i % C and sits at position i % L of its period, so per-channel parameters are
+// tiled once into period-long arrays and every vector of the main loop finds its four
+// channels' parameters at the same offset in them, whatever C is.
+
+/** L = lcm(C, 4): C when C % 4 == 0, 2C when C % 4 == 2, 4C when C is odd. */
+// @ts-ignore: decorator
+@inline export function periodOf(C: i32): i32 {
+  return (C & 3) == 0 ? C : (C & 1) == 0 ? C << 1 : C << 2;
+}
+
+/** Bytes of scratch any channel-last kernel needs for C channels: 3 f64 period arrays. */
+export function workspaceBytes(C: i32): usize {
+  return (<usize>periodOf(C)) * 24;
+}
+
+/** dst[j] = src[j % C] for j < L (f32). */
+export function tileF32(src: usize, C: i32, L: i32, dst: usize): void {
+  for (let j = 0, c = 0; j < L; j++) {
+    store<f32>(dst + (<usize>j << 2), load<f32>(src + (<usize>c << 2)));
+    if (++c == C) c = 0;
+  }
+}
+
+/** dst[j] = f64(src[j % C]) for j < L. */
+export function tileF32AsF64(src: usize, C: i32, L: i32, dst: usize): void {
+  for (let j = 0, c = 0; j < L; j++) {
+    store<f64>(dst + (<usize>j << 3), <f64>load<f32>(src + (<usize>c << 2)));
+    if (++c == C) c = 0;
+  }
+}
+
+/** dst[j] = 0 for j < L (f64). */
+export function zeroF64(dst: usize, L: i32): void {
+  memory.fill(dst, 0, <usize>L << 3);
+}
+
+/** out[c] = Σ_q acc[c + q*C] over the L / C rows of one period (f64). */
+export function foldPeriodF64(acc: usize, C: i32, L: i32, out: usize): void {
+  for (let c = 0; c < C; c++) {
+    let s = 0.0;
+    for (let j = c; j < L; j += C) s += load<f64>(acc + (<usize>j << 3));
+    store<f64>(out + (<usize>c << 3), s);
+  }
+}

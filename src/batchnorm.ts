@@ -1,0 +1,465 @@
+import type { Engine } from './engine.js';
+import { BatchNormError, InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
+import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
+
+export interface ForwardOptions {
+  /** 'NCHW' (default): channel axis 1, any rank >= 2. 'NHWC': channel axis last. */
+  layout?: Layout;
+  /** Normalize with batch statistics (and update running stats) or with the running ones. */
+  training: boolean;
+  /** gamma, length C (default 1). */
+  weight?: Float32Array | null;
+  /** beta, length C (default 0). */
+  bias?: Float32Array | null;
+  /** Running statistics, length C, given together or not at all. Updated in place in training. */
+  runningMean?: Float32Array | null;
+  runningVar?: Float32Array | null;
+  /** Weight of the new batch in the running average, in [0, 1]; default 0.1 (PyTorch). */
+  momentum?: number;
+  /** Running var stores the unbiased batch variance (PyTorch, default) or the biased one (ONNX, Keras). */
+  unbiasedRunningVar?: boolean;
+  /** Added to the variance, finite and > 0; default 1e-5. */
+  eps?: number;
+  /** Destination for y, length = x.length; may be x itself (in place). */
+  out?: Float32Array;
+}
+
+export interface ForwardResult {
+  y: Float32Array;
+  /** Mean used to normalize (batch mean, or running mean in eval), per channel. */
+  saveMean: Float32Array;
+  /** 1 / sqrt(var + eps) used to normalize, per channel. */
+  saveInvStd: Float32Array;
+}
+
+export interface BackwardOptions {
+  layout?: Layout;
+  /** true: gradient through the batch statistics; false: mean and invStd are constants. */
+  training: boolean;
+  weight?: Float32Array | null;
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  /** Destination for dx, length = x.length; may be dy or x itself. */
+  out?: Float32Array;
+}
+
+export interface BackwardResult {
+  dx: Float32Array;
+  dweight: Float32Array;
+  dbias: Float32Array;
+}
+
+// ---------------------------------------------------------------------------------------
+// Argument checks. Every entry point runs all of them before touching any buffer.
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object';
+}
+
+function isFloat32Array(value: unknown): value is Float32Array {
+  return value instanceof Float32Array || Object.prototype.toString.call(value) === '[object Float32Array]';
+}
+
+function isDetached(a: ArrayBufferView): boolean {
+  return a.byteLength === 0 && a.buffer.byteLength === 0;
+}
+
+/** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
+function checkF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array {
+  if (!isFloat32Array(value)) {
+    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${what})`, describe(value),
+      ArrayBuffer.isView(value) || Array.isArray(value) ? 'convert with Float32Array.from() first' : undefined);
+  }
+  if (isDetached(value)) {
+    throw new MemoryError(name, 'a live Float32Array', 'a detached view',
+      'wasm memory grew after the view was taken; read tensor.data again');
+  }
+  if (value.length !== length) {
+    throw new ShapeError(name, `length ${length} (${what})`, `length ${value.length}`);
+  }
+  if (value.buffer === engine.arena.buffer && !engine.arena.owns(value.byteOffset, value.byteLength)) {
+    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${value.byteOffset}, ${value.byteOffset + value.byteLength}) of its memory`);
+  }
+  return value;
+}
+
+function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array | null {
+  return value === undefined || value === null ? null : checkF32(engine, value, name, length, what);
+}
+
+function checkBoolean(value: unknown, name: string, fallback?: boolean): boolean {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(name, 'true or false', describe(value));
+  return value;
+}
+
+function checkEps(value: unknown): number {
+  if (value === undefined) return 1e-5;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError('opts.eps', 'a finite number > 0', describe(value));
+  }
+  return value;
+}
+
+function checkMomentum(value: unknown): number {
+  if (value === undefined) return 0.1;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new InvalidArgumentError('opts.momentum', 'a number in [0, 1] (weight of the new batch)', describe(value));
+  }
+  return value;
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+function sameMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
+}
+
+/**
+ * Written arrays must not overlap any other argument, except `inPlace`: an output may be
+ * exactly one of those inputs (elementwise kernels read each value before writing it).
+ */
+function checkAliasing(
+  writes: ReadonlyArray<[string, Float32Array | null]>,
+  reads: ReadonlyArray<[string, Float32Array | null]>,
+  inPlace: ReadonlySet<string>,
+): void {
+  const all = [...writes, ...reads];
+  for (const [wName, w] of writes) {
+    if (!w) continue;
+    for (const [rName, r] of all) {
+      if (!r || rName === wName || !overlaps(w, r)) continue;
+      if (inPlace.has(`${wName}=${rName}`) && sameMemory(w, r)) continue;
+      throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${[...inPlace].some((p) => p === `${wName}=${rName}`) ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
+    }
+  }
+}
+
+function checkEnoughValues(g: Geometry): void {
+  if (g.count < 2) {
+    throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}]`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel plumbing: where each tensor lives in wasm memory for one call.
+
+/**
+ * Per-call scratch: allocations are made first (any may grow memory), views are taken only
+ * afterwards, and everything is released in `finally`. Tensors already in this engine's
+ * memory are used in place (zero-copy); plain arrays are copied in.
+ */
+class CallScope {
+  private readonly held: number[] = [];
+  constructor(private readonly engine: Engine) {}
+  alloc(bytes: number, what: string): number {
+    const ptr = this.engine.arena.alloc(bytes, what);
+    this.held.push(ptr);
+    return ptr;
+  }
+  resident(a: Float32Array | null): boolean {
+    return a !== null && a.buffer === this.engine.arena.buffer;
+  }
+  /** Pointer of a resident tensor, or of fresh scratch that `copyIn` will fill. */
+  place(a: Float32Array, what: string): number {
+    return this.resident(a) ? a.byteOffset : this.alloc(a.byteLength, what);
+  }
+  f32(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.engine.arena.buffer, ptr, length);
+  }
+  f64(ptr: number, length: number): Float64Array {
+    return new Float64Array(this.engine.arena.buffer, ptr, length);
+  }
+  release(): void {
+    for (const ptr of this.held) this.engine.arena.release(ptr);
+  }
+}
+
+/**
+ * Channel-last kernels serve NHWC and also NCHW with one value per (n, c) plane (inner == 1:
+ * [N, C] is the same memory as channels-last with N rows).
+ */
+function channelsLast(g: Geometry): boolean {
+  return g.layout === 'NHWC' || g.inner === 1;
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward.
+//
+// Per channel c over its n = numel / C values (PyTorch's native_batch_norm):
+//   training (or no running stats):  mean = Σx / n,   var = Σ(x − mean)² / n   (biased)
+//   eval with running stats:         mean = runningMean,   var = runningVar
+//   invStd = 1 / sqrt(var + eps),    y = (x − mean) · invStd · gamma + beta
+// computed by the kernel as y = ((x − meanHi) − meanLo) · scale + shift with
+//   scale = gamma · invStd, shift = beta, meanHi + meanLo = mean (f32 pair of the f64 mean).
+// Running statistics in training, m = momentum (weight of the new batch):
+//   runningMean = (1 − m) · runningMean + m · mean
+//   runningVar  = (1 − m) · runningVar  + m · Σ(x − mean)² / (n − 1)   (unbiased; / n if not)
+
+export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`', describe(opts));
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
+  const training = checkBoolean(opts.training, 'opts.training');
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
+  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, `C = ${C} channels`);
+  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, `C = ${C} channels`);
+  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, `C = ${C} channels`);
+  if ((runningMean === null) !== (runningVar === null)) {
+    const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
+    throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
+  }
+  const momentum = checkMomentum(opts.momentum);
+  const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
+  const eps = checkEps(opts.eps);
+  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  const batchStats = training || runningMean === null;
+  if (batchStats) checkEnoughValues(g);
+  const updateRunning = training && runningMean !== null;
+  checkAliasing(
+    [['opts.out', out], ['opts.runningMean', updateRunning ? runningMean : null], ['opts.runningVar', updateRunning ? runningVar : null]],
+    [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
+    new Set(['opts.out=x']),
+  );
+
+  const k = engine.kernels;
+  const n = g.count;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  try {
+    const xPtr = scope.place(x, 'x');
+    const yPtr = out !== null && scope.resident(out) ? out.byteOffset
+      : scope.resident(x) ? scope.alloc(x.byteLength, 'y') : xPtr; // copied x is overwritten in place
+    const stats = batchStats ? scope.alloc(16 * C, 'statistics') : 0;
+    const params = scope.alloc(16 * C, 'parameters');
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!scope.resident(x)) scope.f32(xPtr, g.size).set(x);
+
+    const mean = new Float64Array(C);
+    const variance = new Float64Array(C);
+    const m2 = new Float64Array(C);
+    if (batchStats) {
+      if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
+      else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
+      const s = scope.f64(stats, 2 * C);
+      for (let c = 0; c < C; c++) {
+        mean[c] = s[c];
+        m2[c] = s[C + c];
+        variance[c] = m2[c] / n;
+      }
+    } else {
+      for (let c = 0; c < C; c++) {
+        mean[c] = runningMean![c];
+        variance[c] = runningVar![c];
+      }
+    }
+
+    const saveMean = new Float32Array(C);
+    const saveInvStd = new Float32Array(C);
+    const p = scope.f32(params, 4 * C); // meanHi | meanLo | scale | shift
+    for (let c = 0; c < C; c++) {
+      const invStd = 1 / Math.sqrt(variance[c] + eps);
+      const hi = Math.fround(mean[c]);
+      p[c] = hi;
+      p[C + c] = mean[c] - hi;
+      p[2 * C + c] = (weight ? weight[c] : 1) * invStd;
+      p[3 * C + c] = bias ? bias[c] : 0;
+      saveMean[c] = mean[c];
+      saveInvStd[c] = invStd;
+    }
+    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
+    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
+
+    const y = out !== null && scope.resident(out) ? out : (out ?? new Float32Array(g.size));
+    if (y.byteOffset !== yPtr || !scope.resident(y)) y.set(scope.f32(yPtr, g.size));
+
+    if (updateRunning) {
+      const divisor = unbiased ? n - 1 : n;
+      for (let c = 0; c < C; c++) {
+        runningMean![c] = (1 - momentum) * runningMean![c] + momentum * mean[c];
+        runningVar![c] = (1 - momentum) * runningVar![c] + momentum * (m2[c] / divisor);
+      }
+    }
+    return { y, saveMean, saveInvStd };
+  } finally {
+    scope.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward (PyTorch's batch_norm_backward), per channel over n values, xhat = (x − mean)·invStd:
+//   dbias   = Σ dy,   dweight = Σ dy · xhat = invStd · Σ dy · (x − mean)
+//   training: dx = gamma · invStd · (dy − Σdy / n − xhat · Σ(dy · xhat) / n)
+//   eval:     dx = gamma · invStd · dy                     (mean, invStd are constants)
+// The kernels get k1 = Σdy / n, k2 = invStd² · Σdy(x − mean) / n, k3 = gamma · invStd
+// (see assembly/backward.ts).
+
+export function backwardBatchNorm(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardOptions,
+): BackwardResult {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`, `saveMean`, `saveInvStd`', describe(opts));
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  const what = `shape [${g.shape.join(', ')}]`;
+  checkF32(engine, dy, 'dy', g.size, what);
+  checkF32(engine, x, 'x', g.size, what);
+  const training = checkBoolean(opts.training, 'opts.training');
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
+  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forward`);
+  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forward`);
+  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  checkAliasing(
+    [['opts.out', out]],
+    [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
+    new Set(['opts.out=dy', 'opts.out=x']),
+  );
+
+  const k = engine.kernels;
+  const n = g.count;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  try {
+    const dyPtr = scope.place(dy, 'dy');
+    const xPtr = scope.place(x, 'x');
+    const dxPtr = out !== null && scope.resident(out) ? out.byteOffset
+      : !scope.resident(dy) ? dyPtr : scope.alloc(dy.byteLength, 'dx'); // copied dy is overwritten in place
+    const sums = scope.alloc(16 * C, 'sums');
+    const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!scope.resident(dy)) scope.f32(dyPtr, g.size).set(dy);
+    if (!scope.resident(x)) scope.f32(xPtr, g.size).set(x);
+    const p = scope.f32(params, 4 * C);
+    p.set(saveMean);
+
+    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work);
+    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, params, sums, sums + 8 * C);
+
+    const s = scope.f64(sums, 2 * C);
+    const dweight = new Float32Array(C);
+    const dbias = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      const invStd = saveInvStd[c];
+      const sumDy = s[c], sumDyXmu = s[C + c];
+      dbias[c] = sumDy;
+      dweight[c] = sumDyXmu * invStd;
+      p[C + c] = training ? sumDy / n : 0;
+      p[2 * C + c] = training ? (sumDyXmu * invStd * invStd) / n : 0;
+      p[3 * C + c] = (weight ? weight[c] : 1) * invStd;
+    }
+    const [mean, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
+    if (training) {
+      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, mean, k1, k2, k3, work);
+      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, mean, k1, k2, k3);
+    } else {
+      // dx = ((dy − 0) − 0) · k3 + 0: the normalize kernel with k1 (all zero) as mean and shift.
+      if (last) k.normalizeNhwcF32(dyPtr, dxPtr, g.outer, C, k1, k1, k3, k1, work);
+      else k.normalizeNchwF32(dyPtr, dxPtr, g.outer, C, g.inner, k1, k1, k3, k1);
+    }
+
+    const dx = out !== null && scope.resident(out) ? out : (out ?? new Float32Array(g.size));
+    if (dx.byteOffset !== dxPtr || !scope.resident(dx)) dx.set(scope.f32(dxPtr, g.size));
+    return { dx, dweight, dbias };
+  } finally {
+    scope.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The layer.
+
+export interface BatchNormOptions {
+  eps?: number;
+  /** Weight of the new batch (default 0.1); null: cumulative average, 1 / numBatchesTracked. */
+  momentum?: number | null;
+  /** Learnable weight (ones) and bias (zeros); default true. */
+  affine?: boolean;
+  /** Keep running statistics (default true); without them eval uses batch statistics. */
+  trackRunningStats?: boolean;
+  layout?: Layout;
+}
+
+/**
+ * PyTorch-like BatchNorm{1,2,3}d over any rank >= 2. State: weight, bias, runningMean,
+ * runningVar, numBatchesTracked, training. forward() remembers what backward() needs.
+ */
+export class BatchNorm {
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly layout: Layout;
+  readonly weight: Float32Array | null;
+  readonly bias: Float32Array | null;
+  readonly runningMean: Float32Array | null;
+  readonly runningVar: Float32Array | null;
+  numBatchesTracked = 0;
+  training = true;
+  gradWeight: Float32Array | null = null;
+  gradBias: Float32Array | null = null;
+  private readonly engine: Engine;
+  private saved: { x: Float32Array; shape: number[]; training: boolean; saveMean: Float32Array; saveInvStd: Float32Array } | null = null;
+
+  constructor(engine: Engine, numFeatures: number, options: BatchNormOptions = {}) {
+    if (!isObject(options as unknown)) throw new InvalidArgumentError('options', 'an options object', describe(options));
+    if (!Number.isInteger(numFeatures) || numFeatures < 1) {
+      throw new InvalidArgumentError('numFeatures', 'a positive integer', describe(numFeatures));
+    }
+    const { momentum = 0.1 } = options;
+    if (momentum !== null) checkMomentum(momentum);
+    this.engine = engine;
+    this.numFeatures = numFeatures;
+    this.eps = checkEps(options.eps);
+    this.momentum = momentum;
+    this.layout = checkLayout(options.layout, 'options.layout');
+    const affine = checkBoolean(options.affine, 'options.affine', true);
+    const track = checkBoolean(options.trackRunningStats, 'options.trackRunningStats', true);
+    this.weight = affine ? new Float32Array(numFeatures).fill(1) : null;
+    this.bias = affine ? new Float32Array(numFeatures) : null;
+    this.runningMean = track ? new Float32Array(numFeatures) : null;
+    this.runningVar = track ? new Float32Array(numFeatures).fill(1) : null;
+  }
+
+  train(mode = true): this {
+    this.training = checkBoolean(mode, 'mode');
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** y for x of `shape` (channel axis per the layer's layout; C must equal numFeatures). */
+  forward(x: Float32Array, shape: readonly number[]): Float32Array {
+    const g = geometry(shape, this.layout);
+    if (g.channels !== this.numFeatures) {
+      throw new ShapeError('shape', `${this.numFeatures} channels (numFeatures) on the channel axis`, `[${g.shape.join(', ')}]`);
+    }
+    const tracking = this.training && this.runningMean !== null;
+    // PyTorch: num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
+    const momentum = this.momentum ?? 1 / (this.numBatchesTracked + 1);
+    const { y, saveMean, saveInvStd } = this.engine.forward(x, shape, {
+      layout: this.layout, training: this.training, weight: this.weight, bias: this.bias,
+      runningMean: this.runningMean, runningVar: this.runningVar, momentum, eps: this.eps,
+    });
+    if (tracking) this.numBatchesTracked += 1;
+    const usedBatchStats = this.training || this.runningMean === null;
+    this.saved = { x: x.slice(), shape: [...g.shape], training: usedBatchStats, saveMean, saveInvStd };
+    return y;
+  }
+
+  /** dx for the last forward(); leaves gradWeight and gradBias (null without affine). */
+  backward(dy: Float32Array): Float32Array {
+    if (this.saved === null) throw new BatchNormError('dy', 'a gradient for a preceding forward()', 'no forward() yet');
+    const { x, shape, training, saveMean, saveInvStd } = this.saved;
+    const { dx, dweight, dbias } = this.engine.backward(dy, x, shape, {
+      layout: this.layout, training, weight: this.weight, saveMean, saveInvStd,
+    });
+    this.gradWeight = this.weight ? dweight : null;
+    this.gradBias = this.bias ? dbias : null;
+    return dx;
+  }
+}

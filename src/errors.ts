@@ -1,0 +1,42 @@
+/**
+ * One error hierarchy for every public entry point. Every error names the
+ * argument, what was expected and what was received, and is thrown before
+ * any buffer or running statistic is touched.
+ */
+export class BatchNormError extends Error {
+  /** Name of the offending argument, e.g. `opts.weight` or `shape[2]`. */
+  readonly argument: string;
+  readonly expected: string;
+  readonly received: string;
+  constructor(argument: string, expected: string, received: string, detail?: string) {
+    super(`${argument}: expected ${expected}, got ${received}${detail ? ` (${detail})` : ''}`);
+    this.name = new.target.name;
+    this.argument = argument;
+    this.expected = expected;
+    this.received = received;
+  }
+}
+
+/** Wrong type, or a value outside its domain (layout, eps, momentum, ...). */
+export class InvalidArgumentError extends BatchNormError {}
+
+/** A shape, length or channel count that does not agree with another argument. */
+export class ShapeError extends BatchNormError {}
+
+/** Wasm memory: a request beyond 4 GiB, a failed grow, a detached or foreign view. */
+export class MemoryError extends BatchNormError {}
+
+/** Renders a received value for an error message, briefly. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : String(value);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (ArrayBuffer.isView(value)) {
+    const v = value as unknown as { length?: number; constructor: { name: string } };
+    return `${v.constructor.name}(${v.length ?? (value as ArrayBufferView).byteLength})`;
+  }
+  if (Array.isArray(value)) return `Array(${value.length})`;
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return typeof value;
+}

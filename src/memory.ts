@@ -1,0 +1,106 @@
+import { MemoryError } from './errors.js';
+
+/** Wasm32 linear memory tops out at 65536 pages of 64 KiB = 4 GiB. */
+export const MAX_MEMORY_BYTES = 65536 * 65536;
+const PAGE = 65536;
+/** Allocations start and end on cache-line boundaries. */
+export const ALIGN = 64;
+
+interface Block { ptr: number; bytes: number }
+
+/**
+ * First-fit allocator over the module's linear memory, bookkept on the JS side (nothing of
+ * it lives in wasm memory, so a kernel bug cannot corrupt it). Freed blocks coalesce with
+ * their neighbours and are reused before the top grows; the top grows the memory on demand.
+ *
+ * Invariant: `free` is sorted by ptr, disjoint, never adjacent (adjacent blocks merge), and
+ * every block lies in [base, top). Views into memory.buffer stay valid only until the next
+ * memory.grow, which detaches the old buffer: re-read `buffer` after any allocation.
+ */
+export class Arena {
+  readonly memory: WebAssembly.Memory;
+  private readonly base: number;
+  private top: number;
+  private readonly free: Block[] = [];
+  private readonly live = new Map<number, number>();
+
+  constructor(memory: WebAssembly.Memory, heapBase: number) {
+    this.memory = memory;
+    this.base = roundUp(heapBase, ALIGN);
+    this.top = this.base;
+  }
+
+  get buffer(): ArrayBuffer {
+    return this.memory.buffer;
+  }
+
+  /** Bytes currently handed out (live allocations). */
+  get bytesInUse(): number {
+    let sum = 0;
+    for (const bytes of this.live.values()) sum += bytes;
+    return sum;
+  }
+
+  /** Allocates `bytes` (rounded up to ALIGN), growing memory if needed. Throws MemoryError. */
+  alloc(bytes: number, what = 'allocation'): number {
+    const size = roundUp(Math.max(bytes, 1), ALIGN);
+    for (let i = 0; i < this.free.length; i++) {
+      const block = this.free[i];
+      if (block.bytes < size) continue;
+      const ptr = block.ptr;
+      if (block.bytes === size) this.free.splice(i, 1);
+      else { block.ptr += size; block.bytes -= size; }
+      this.live.set(ptr, size);
+      return ptr;
+    }
+    const ptr = this.top;
+    this.ensure(ptr + size, what, size);
+    this.top = ptr + size;
+    this.live.set(ptr, size);
+    return ptr;
+  }
+
+  /** Returns a block from alloc() to the free list. */
+  release(ptr: number): void {
+    const bytes = this.live.get(ptr);
+    if (bytes === undefined) throw new MemoryError('ptr', 'a live allocation of this engine', String(ptr));
+    this.live.delete(ptr);
+    let i = 0;
+    while (i < this.free.length && this.free[i].ptr < ptr) i++;
+    this.free.splice(i, 0, { ptr, bytes });
+    // Merge with the right neighbour, then the left one.
+    const next = this.free[i + 1];
+    if (next && ptr + bytes === next.ptr) { this.free[i].bytes += next.bytes; this.free.splice(i + 1, 1); }
+    const prev = this.free[i - 1];
+    if (prev && prev.ptr + prev.bytes === ptr) { prev.bytes += this.free[i].bytes; this.free.splice(i, 1); i--; }
+    // A free block that reaches the top is given back to the top.
+    const last = this.free[this.free.length - 1];
+    if (last && last.ptr + last.bytes === this.top) { this.top = last.ptr; this.free.pop(); }
+  }
+
+  /** True when [ptr, ptr + bytes) lies inside one live allocation. */
+  owns(ptr: number, bytes: number): boolean {
+    for (const [start, size] of this.live) {
+      if (ptr >= start && ptr + bytes <= start + size) return true;
+    }
+    return false;
+  }
+
+  /** Grows memory so that byte `end` is addressable; a failed grow leaves everything as it was. */
+  private ensure(end: number, what: string, size: number): void {
+    if (end > MAX_MEMORY_BYTES) {
+      throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - this.top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    try {
+      this.memory.grow(Math.ceil((end - have) / PAGE));
+    } catch (cause) {
+      throw new MemoryError(what, `${size} bytes of wasm memory`, `memory.grow refused at ${have} bytes`, String(cause));
+    }
+  }
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
