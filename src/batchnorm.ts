@@ -162,10 +162,6 @@ class CallScope {
   resident(a: Float32Array | null): boolean {
     return a !== null && a.buffer === this.engine.arena.buffer;
   }
-  /** Pointer of a resident tensor, or of fresh scratch that `copyIn` will fill. */
-  place(a: Float32Array, what: string): number {
-    return this.resident(a) ? a.byteOffset : this.alloc(a.byteLength, what);
-  }
   f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.engine.arena.buffer, ptr, length);
   }
@@ -229,15 +225,17 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const k = engine.kernels;
   const n = g.count;
   const last = channelsLast(g);
+  // Residency is decided before any allocation: an allocation may grow memory and detach
+  // the caller's views (their byte offsets stay valid; the views themselves are not read again).
   const scope = new CallScope(engine);
+  const xIn = scope.resident(x), outIn = scope.resident(out);
   try {
-    const xPtr = scope.place(x, 'x');
-    const yPtr = out !== null && scope.resident(out) ? out.byteOffset
-      : scope.resident(x) ? scope.alloc(x.byteLength, 'y') : xPtr; // copied x is overwritten in place
+    const xPtr = xIn ? x.byteOffset : scope.alloc(x.byteLength, 'x');
+    const yPtr = outIn ? out!.byteOffset : xIn ? scope.alloc(x.byteLength, 'y') : xPtr; // copied x is overwritten in place
     const stats = batchStats ? scope.alloc(16 * C, 'statistics') : 0;
     const params = scope.alloc(16 * C, 'parameters');
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!scope.resident(x)) scope.f32(xPtr, g.size).set(x);
+    if (!xIn) scope.f32(xPtr, g.size).set(x);
 
     const mean = new Float64Array(C);
     const variance = new Float64Array(C);
@@ -274,8 +272,8 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
     else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
 
-    const y = out !== null && scope.resident(out) ? out : (out ?? new Float32Array(g.size));
-    if (y.byteOffset !== yPtr || !scope.resident(y)) y.set(scope.f32(yPtr, g.size));
+    const y = out ?? new Float32Array(g.size);
+    if (!outIn) y.set(scope.f32(yPtr, g.size));
 
     if (updateRunning) {
       const divisor = unbiased ? n - 1 : n;
@@ -323,16 +321,16 @@ export function backwardBatchNorm(
   const n = g.count;
   const last = channelsLast(g);
   const scope = new CallScope(engine);
+  const dyIn = scope.resident(dy), xIn = scope.resident(x), outIn = scope.resident(out);
   try {
-    const dyPtr = scope.place(dy, 'dy');
-    const xPtr = scope.place(x, 'x');
-    const dxPtr = out !== null && scope.resident(out) ? out.byteOffset
-      : !scope.resident(dy) ? dyPtr : scope.alloc(dy.byteLength, 'dx'); // copied dy is overwritten in place
+    const dyPtr = dyIn ? dy.byteOffset : scope.alloc(dy.byteLength, 'dy');
+    const xPtr = xIn ? x.byteOffset : scope.alloc(x.byteLength, 'x');
+    const dxPtr = outIn ? out!.byteOffset : dyIn ? scope.alloc(dy.byteLength, 'dx') : dyPtr; // copied dy is overwritten in place
     const sums = scope.alloc(16 * C, 'sums');
     const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!scope.resident(dy)) scope.f32(dyPtr, g.size).set(dy);
-    if (!scope.resident(x)) scope.f32(xPtr, g.size).set(x);
+    if (!dyIn) scope.f32(dyPtr, g.size).set(dy);
+    if (!xIn) scope.f32(xPtr, g.size).set(x);
     const p = scope.f32(params, 4 * C);
     p.set(saveMean);
 
@@ -361,8 +359,8 @@ export function backwardBatchNorm(
       else k.normalizeNchwF32(dyPtr, dxPtr, g.outer, C, g.inner, k1, k1, k3, k1);
     }
 
-    const dx = out !== null && scope.resident(out) ? out : (out ?? new Float32Array(g.size));
-    if (dx.byteOffset !== dxPtr || !scope.resident(dx)) dx.set(scope.f32(dxPtr, g.size));
+    const dx = out ?? new Float32Array(g.size);
+    if (!outIn) dx.set(scope.f32(dxPtr, g.size));
     return { dx, dweight, dbias };
   } finally {
     scope.release();

@@ -1,0 +1,247 @@
+// Kernel contracts (assembly/*.ts), called through the raw ABI on every build, against
+// references computed here. Shapes straddle the SIMD tiles (4 lanes, 8-value unroll, the
+// NHWC period lcm(C, 4)); data have per-channel offsets and spreads over many magnitudes.
+//
+// Tolerances:
+// - normalize and backward dx: the kernels promise the same f32 operations in the same order
+//   in every lane, tail and build, so the reference emulates them with Math.fround at each
+//   step and the results must be bit-identical.
+// - stats and backward reductions accumulate in f64: a recursive sum of n terms is within
+//   γ_n · Σ|terms| (Higham, Accuracy and Stability, 4.2); the shifted variance adds the
+//   cancellation term, bounded with the largest deviation from the mean (see stats.ts).
+import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { Engine } from '../src/engine.js';
+import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
+import { gamma64, gauss, rng } from './helpers/numeric.js';
+
+const fr = Math.fround;
+
+/** Raw kernel harness: places arrays in the engine's memory and reads them back. */
+class Harness {
+  private ptrs: number[] = [];
+  constructor(readonly engine: Engine) {}
+  f32(data: ArrayLike<number>): number {
+    const p = this.engine.arena.alloc(Math.max(data.length, 1) * 4);
+    this.ptrs.push(p);
+    new Float32Array(this.engine.arena.buffer, p, data.length).set(data);
+    return p;
+  }
+  bytes(n: number): number {
+    const p = this.engine.arena.alloc(n);
+    this.ptrs.push(p);
+    return p;
+  }
+  readF32(p: number, n: number): Float32Array {
+    return new Float32Array(this.engine.arena.buffer, p, n).slice();
+  }
+  readF64(p: number, n: number): Float64Array {
+    return new Float64Array(this.engine.arena.buffer, p, n).slice();
+  }
+  done(): void {
+    for (const p of this.ptrs) this.engine.arena.release(p);
+    this.ptrs = [];
+  }
+}
+
+interface Case { layout: 'NCHW' | 'NHWC'; outer: number; C: number; inner: number; seed: number }
+
+/** outer x C x inner for NCHW; NHWC has inner = 1 and rows = outer. */
+const caseArb: fc.Arbitrary<Case> = fc.oneof(
+  fc.record({
+    layout: fc.constant('NCHW' as const),
+    outer: fc.integer({ min: 1, max: 3 }),
+    C: fc.integer({ min: 1, max: 9 }),
+    inner: fc.oneof(fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33), fc.integer({ min: 1, max: 300 })),
+    seed: fc.integer(),
+  }),
+  fc.record({
+    layout: fc.constant('NHWC' as const),
+    outer: fc.oneof(fc.constantFrom(1, 2, 3, 4, 5), fc.integer({ min: 1, max: 200 })),
+    C: fc.oneof(fc.constantFrom(1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17), fc.integer({ min: 1, max: 70 })),
+    inner: fc.constant(1),
+    seed: fc.integer(),
+  }),
+);
+
+function channelOf(k: Case, i: number): number {
+  return Math.floor(i / k.inner) % k.C;
+}
+
+/** Per-channel offset and spread: |mean|/std up to 1e3, std from 1e-3 to 1e3. */
+function data(k: Case, salt: number): { x: Float32Array; mean: Float32Array } {
+  const next = rng(k.seed ^ salt);
+  const g = gauss(next);
+  const size = k.outer * k.C * k.inner;
+  const center = Array.from({ length: k.C }, () => (next() - 0.5) * 2 * 10 ** (3 * next()));
+  const spread = Array.from({ length: k.C }, () => 10 ** (6 * next() - 3));
+  const x = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    const c = channelOf(k, i);
+    x[i] = center[c] + spread[c] * g();
+  }
+  return { x, mean: Float32Array.from(center) };
+}
+
+function perChannel(k: Case, f: (c: number, i: number) => void): void {
+  const size = k.outer * k.C * k.inner;
+  for (let i = 0; i < size; i++) f(channelOf(k, i), i);
+}
+
+const runs = { numRuns: 150 };
+
+describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await makeEngine(build);
+  });
+
+  it('stats: mean and m2 in f64 within the summation bound', () => {
+    fc.assert(fc.property(caseArb, (k) => {
+      const h = new Harness(engine);
+      const { x } = data(k, 1);
+      const n = k.outer * k.inner;
+      const px = h.f32(x), pm = h.bytes(8 * k.C), pq = h.bytes(8 * k.C), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      if (k.layout === 'NCHW') engine.kernels.statsNchwF32(px, k.outer, k.C, k.inner, pm, pq);
+      else engine.kernels.statsNhwcF32(px, k.outer, k.C, pm, pq, pw);
+      const mean = h.readF64(pm, k.C), m2 = h.readF64(pq, k.C);
+      h.done();
+      // Exact-enough reference: sums of f64 values in BigInt-free compensated form.
+      const sum = new Float64Array(k.C), comp = new Float64Array(k.C);
+      perChannel(k, (c, i) => {
+        const t = sum[c] + x[i];
+        comp[c] += Math.abs(sum[c]) >= Math.abs(x[i]) ? (sum[c] - t) + x[i] : (x[i] - t) + sum[c];
+        sum[c] = t;
+      });
+      const ref = Array.from(sum, (s, c) => (s + comp[c]) / n);
+      const dev = new Float64Array(k.C), maxDev = new Float64Array(k.C);
+      perChannel(k, (c, i) => {
+        const d = x[i] - ref[c];
+        dev[c] += d * d;
+        maxDev[c] = Math.max(maxDev[c], Math.abs(d));
+      });
+      const g = gamma64(n + 4);
+      for (let c = 0; c < k.C; c++) {
+        // The shift K is a sample of the channel: |x − K| <= 2·maxDev.
+        const tolMean = g * (2 * maxDev[c] + Math.abs(ref[c])) + 4 * g * maxDev[c];
+        const tolM2 = 4 * g * (dev[c] + n * 4 * maxDev[c] ** 2) + 4 * g * dev[c];
+        expect(Math.abs(mean[c] - ref[c]), `mean c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolMean);
+        expect(Math.abs(m2[c] - dev[c]), `m2 c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolM2);
+        expect(m2[c]).toBeGreaterThanOrEqual(0);
+      }
+    }), runs);
+  });
+
+  it('normalize: bit-identical to ((x − meanHi) − meanLo)·scale + shift in f32, also in place', () => {
+    fc.assert(fc.property(caseArb, fc.boolean(), (k, inPlace) => {
+      const h = new Harness(engine);
+      const { x, mean } = data(k, 2);
+      const next = rng(k.seed ^ 3);
+      const hi = Float32Array.from(mean), lo = Float32Array.from(mean, (m) => m * 1e-8 * (next() - 0.5));
+      const a = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
+      const b = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
+      const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length);
+      const ph = h.f32(hi), pl = h.f32(lo), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pl, pa, pb);
+      else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pl, pa, pb, pw);
+      const y = h.readF32(py, x.length);
+      h.done();
+      perChannel(k, (c, i) => {
+        const want = fr(fr(fr(fr(x[i] - hi[c]) - lo[c]) * a[c]) + b[c]);
+        if (!Object.is(y[i], want)) throw new Error(`y[${i}] c=${c}: expected ${want}, got ${y[i]} ${JSON.stringify(k)}`);
+      });
+    }), runs);
+  });
+
+  it('backward reduce: Σdy and Σdy·(x − mean) in f64 within the summation bound', () => {
+    fc.assert(fc.property(caseArb, (k) => {
+      const h = new Harness(engine);
+      const { x, mean } = data(k, 4);
+      const g = gauss(rng(k.seed ^ 5));
+      const dy = Float32Array.from(x, () => g());
+      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.bytes(8 * k.C), pt = h.bytes(8 * k.C);
+      const pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      if (k.layout === 'NCHW') engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ps, pt);
+      else engine.kernels.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, ps, pt, pw);
+      const sumDy = h.readF64(ps, k.C), sumDyXmu = h.readF64(pt, k.C);
+      h.done();
+      const r1 = new Float64Array(k.C), r2 = new Float64Array(k.C), a1 = new Float64Array(k.C), a2 = new Float64Array(k.C);
+      perChannel(k, (c, i) => {
+        const t = dy[i] * (x[i] - mean[c]); // exact: f32 operands, 53-bit product of 24-bit values
+        r1[c] += dy[i]; a1[c] += Math.abs(dy[i]);
+        r2[c] += t; a2[c] += Math.abs(t);
+      });
+      const gn = gamma64(k.outer * k.inner + 2);
+      for (let c = 0; c < k.C; c++) {
+        // Reference and kernel each within γ·Σ|terms| of the exact sum.
+        expect(Math.abs(sumDy[c] - r1[c]), `sumDy c=${c}`).toBeLessThanOrEqual(2 * gn * a1[c]);
+        expect(Math.abs(sumDyXmu[c] - r2[c]), `sumDyXmu c=${c}`).toBeLessThanOrEqual(4 * gn * a2[c]);
+      }
+    }), runs);
+  });
+
+  it('backward dx: bit-identical to ((dy − k1) − (x − mean)·k2)·k3 in f32, also in place', () => {
+    fc.assert(fc.property(caseArb, fc.constantFrom('none', 'dy', 'x'), (k, alias) => {
+      const h = new Harness(engine);
+      const { x, mean } = data(k, 6);
+      const next = rng(k.seed ^ 7);
+      const g = gauss(next);
+      const dy = Float32Array.from(x, () => g());
+      const [k1, k2, k3] = [0, 1, 2].map(() => Float32Array.from({ length: k.C }, () => (next() - 0.5) * 3));
+      const pd = h.f32(dy), px = h.f32(x);
+      const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
+      const pm = h.f32(mean), p1 = h.f32(k1), p2 = h.f32(k2), p3 = h.f32(k3), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      if (k.layout === 'NCHW') engine.kernels.backwardDxNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, p1, p2, p3);
+      else engine.kernels.backwardDxNhwcF32(pd, px, pdx, k.outer, k.C, pm, p1, p2, p3, pw);
+      const dx = h.readF32(pdx, x.length);
+      h.done();
+      perChannel(k, (c, i) => {
+        const want = fr(fr(fr(dy[i] - k1[c]) - fr(fr(x[i] - mean[c]) * k2[c])) * k3[c]);
+        if (!Object.is(dx[i], want)) throw new Error(`dx[${i}] c=${c}: expected ${want}, got ${dx[i]} ${JSON.stringify(k)}`);
+      });
+    }), runs);
+  });
+
+  it('reads and writes nothing outside its ranges: buffers that end exactly at the end of memory', () => {
+    for (const [outer, C, inner] of [[1, 1, 1], [2, 3, 5], [3, 5, 17], [1, 7, 4]]) {
+      const arena = engine.arena;
+      const size = outer * C * inner;
+      // Params and workspace first, then x and y placed flush against the end of memory.
+      const params = arena.alloc(64 * C + engine.kernels.workspaceBytes(C) + 4096);
+      const end = arena.buffer.byteLength;
+      const guard = arena.alloc(end - (params + 64 * C + engine.kernels.workspaceBytes(C) + 4096) + 8 * size + 65536);
+      const memEnd = arena.buffer.byteLength;
+      const px = memEnd - 4 * size, py = memEnd - 8 * size;
+      expect(px).toBeGreaterThanOrEqual(guard);
+      const mem = () => new Float32Array(arena.buffer);
+      const x = Float32Array.from({ length: size }, (_, i) => i % 7);
+      mem().set(x, px / 4);
+      const pm = params, pq = params + 8 * C, ph = params + 16 * C, pl = ph + 4 * C, pa = pl + 4 * C, pb = pa + 4 * C;
+      const pw = params + 64 * C;
+      mem().fill(0, ph / 4, pb / 4 + C);
+      mem().fill(1, pa / 4, pa / 4 + C);
+      const k = engine.kernels;
+      k.statsNchwF32(px, outer, C, inner, pm, pq);
+      k.statsNhwcF32(px, outer * inner, C, pm, pq, pw);
+      k.normalizeNchwF32(px, py, outer, C, inner, ph, pl, pa, pb);
+      k.normalizeNhwcF32(px, px, outer * inner, C, ph, pl, pa, pb, pw); // in place, flush with the end
+      k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq);
+      k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw);
+      k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb);
+      k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw);
+      arena.release(guard);
+      arena.release(params);
+    }
+  });
+});
+
+describe('debug build traps on contract violations', () => {
+  it('a range past the end of memory aborts with the assertion message', async () => {
+    const engine = await makeEngine('debug');
+    const end = engine.arena.buffer.byteLength;
+    const params = engine.arena.alloc(256);
+    expect(() => engine.kernels.statsNchwF32(end - 8, 1, 1, 4, params, params + 8)).toThrow(/range past the end of memory/);
+    expect(() => engine.kernels.statsNchwF32(params + 2, 1, 1, 4, params, params + 8)).toThrow(/not 4-byte aligned/);
+    expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, params)).toThrow(/counts must be positive/);
+  });
+});
