@@ -215,7 +215,10 @@ export function compareOutput(
     if (problems.length < limit) {
       const diff = Math.abs(actual[i] - expected[i]);
       const allowed = tol.atol + tol.rtol * Math.abs(expected[i]);
-      problems.push(`${id} output ${name}[${i}]: expected ${expected[i]}, actual ${actual[i]} (|diff| ${diff} > ${allowed} = atol ${tol.atol} + rtol ${tol.rtol}*|e|)`);
+      const why = Number.isNaN(expected[i]) ? 'NaN must give NaN'
+        : Number.isNaN(actual[i]) ? 'NaN where a number is expected'
+          : `|diff| ${diff} > ${allowed} = atol ${tol.atol} + rtol ${tol.rtol}*|e|`;
+      problems.push(`${id} output ${name}[${i}]: expected ${expected[i]}, actual ${actual[i]} (${why})`);
     }
   }
   if (count > problems.length) problems.push(`${id} output ${name}: ... ${count - problems.length} more mismatches`);
