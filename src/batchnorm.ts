@@ -1,5 +1,5 @@
 import type { Engine } from './engine.js';
-import { BatchNormError, InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
+import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
 
 export interface ForwardOptions {
@@ -60,8 +60,15 @@ function isFloat32Array(value: unknown): value is Float32Array {
   return value instanceof Float32Array || Object.prototype.toString.call(value) === '[object Float32Array]';
 }
 
+/** A view whose buffer was detached (wasm memory grew) reads as empty; probing it throws. */
 function isDetached(a: ArrayBufferView): boolean {
-  return a.byteLength === 0 && a.buffer.byteLength === 0;
+  if (a.byteLength !== 0) return false;
+  try {
+    new Uint8Array(a.buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
@@ -93,18 +100,18 @@ function checkBoolean(value: unknown, name: string, fallback?: boolean): boolean
   return value;
 }
 
-function checkEps(value: unknown): number {
+function checkEps(value: unknown, name: string): number {
   if (value === undefined) return 1e-5;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError('opts.eps', 'a finite number > 0', describe(value));
+    throw new InvalidArgumentError(name, 'a finite number > 0', describe(value));
   }
   return value;
 }
 
-function checkMomentum(value: unknown): number {
+function checkMomentum(value: unknown, name: string): number {
   if (value === undefined) return 0.1;
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    throw new InvalidArgumentError('opts.momentum', 'a number in [0, 1] (weight of the new batch)', describe(value));
+    throw new InvalidArgumentError(name, 'a number in [0, 1] (weight of the new batch)', describe(value));
   }
   return value;
 }
@@ -146,21 +153,36 @@ function checkEnoughValues(g: Geometry): void {
 // ---------------------------------------------------------------------------------------
 // Kernel plumbing: where each tensor lives in wasm memory for one call.
 
+/** Where a tensor argument's values are for the kernels: its own bytes, or scratch. */
+interface Pinned {
+  /** Byte offset in wasm memory, recorded before any allocation could detach the view. */
+  readonly ptr: number;
+  readonly length: number;
+  /** The caller's array lives in this engine's memory (zero-copy). */
+  readonly resident: boolean;
+}
+
 /**
- * Per-call scratch: allocations are made first (any may grow memory), views are taken only
- * afterwards, and everything is released in `finally`. Tensors already in this engine's
- * memory are used in place (zero-copy); plain arrays are copied in.
+ * One call's use of wasm memory. Order matters: pin every argument first (residency and byte
+ * offsets are read while the caller's views are still live), then allocate scratch (any
+ * allocation may grow memory and detach those views), then take fresh views. Per-channel
+ * arguments are copied to JS before the first allocation, so no detached view is ever read.
+ * Scratch is released in `finally`.
  */
 class CallScope {
   private readonly held: number[] = [];
   constructor(private readonly engine: Engine) {}
+  pin(a: Float32Array): Pinned {
+    return { ptr: a.byteOffset, length: a.length, resident: a.buffer === this.engine.arena.buffer };
+  }
   alloc(bytes: number, what: string): number {
     const ptr = this.engine.arena.alloc(bytes, what);
     this.held.push(ptr);
     return ptr;
   }
-  resident(a: Float32Array | null): boolean {
-    return a !== null && a.buffer === this.engine.arena.buffer;
+  /** Pointer for a pinned input: its own bytes, or fresh scratch to copy it into. */
+  place(p: Pinned, what: string): number {
+    return p.resident ? p.ptr : this.alloc(4 * p.length, what);
   }
   f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.engine.arena.buffer, ptr, length);
@@ -168,9 +190,18 @@ class CallScope {
   f64(ptr: number, length: number): Float64Array {
     return new Float64Array(this.engine.arena.buffer, ptr, length);
   }
+  /** A live view of a caller's array: itself, or a fresh view over its bytes if memory grew. */
+  live(a: Float32Array, p: Pinned): Float32Array {
+    return p.resident && a.buffer !== this.engine.arena.buffer ? this.f32(p.ptr, p.length) : a;
+  }
   release(): void {
     for (const ptr of this.held) this.engine.arena.release(ptr);
   }
+}
+
+/** Per-channel values copied out of the caller's array (null stays null). */
+function snapshot(a: Float32Array | null): Float64Array | null {
+  return a === null ? null : Float64Array.from(a);
 }
 
 /**
@@ -209,33 +240,35 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
     throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
   }
-  const momentum = checkMomentum(opts.momentum);
+  const momentum = checkMomentum(opts.momentum, 'opts.momentum');
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
-  const eps = checkEps(opts.eps);
+  const eps = checkEps(opts.eps, 'opts.eps');
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
   const updateRunning = training && runningMean !== null;
   checkAliasing(
     [['opts.out', out], ['opts.runningMean', updateRunning ? runningMean : null], ['opts.runningVar', updateRunning ? runningVar : null]],
-    [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
+    [['x', x], ['opts.weight', weight], ['opts.bias', bias],
+      ['opts.runningMean', updateRunning ? null : runningMean], ['opts.runningVar', updateRunning ? null : runningVar]],
     new Set(['opts.out=x']),
   );
 
   const k = engine.kernels;
   const n = g.count;
   const last = channelsLast(g);
-  // Residency is decided before any allocation: an allocation may grow memory and detach
-  // the caller's views (their byte offsets stay valid; the views themselves are not read again).
   const scope = new CallScope(engine);
-  const xIn = scope.resident(x), outIn = scope.resident(out);
+  const xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
+  const rmPin = runningMean === null ? null : scope.pin(runningMean), rvPin = runningVar === null ? null : scope.pin(runningVar);
+  const w = snapshot(weight), b = snapshot(bias), rm = snapshot(runningMean), rv = snapshot(runningVar);
   try {
-    const xPtr = xIn ? x.byteOffset : scope.alloc(x.byteLength, 'x');
-    const yPtr = outIn ? out!.byteOffset : xIn ? scope.alloc(x.byteLength, 'y') : xPtr; // copied x is overwritten in place
+    const xPtr = scope.place(xPin, 'x');
+    // y goes to a resident out, else over the scratch copy of x, else to new scratch.
+    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
     const stats = batchStats ? scope.alloc(16 * C, 'statistics') : 0;
     const params = scope.alloc(16 * C, 'parameters');
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!xIn) scope.f32(xPtr, g.size).set(x);
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
 
     const mean = new Float64Array(C);
     const variance = new Float64Array(C);
@@ -250,10 +283,8 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
         variance[c] = m2[c] / n;
       }
     } else {
-      for (let c = 0; c < C; c++) {
-        mean[c] = runningMean![c];
-        variance[c] = runningVar![c];
-      }
+      mean.set(rm!);
+      variance.set(rv!);
     }
 
     const saveMean = new Float32Array(C);
@@ -264,22 +295,23 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
       const hi = Math.fround(mean[c]);
       p[c] = hi;
       p[C + c] = mean[c] - hi;
-      p[2 * C + c] = (weight ? weight[c] : 1) * invStd;
-      p[3 * C + c] = bias ? bias[c] : 0;
+      p[2 * C + c] = (w ? w[c] : 1) * invStd;
+      p[3 * C + c] = b ? b[c] : 0;
       saveMean[c] = mean[c];
       saveInvStd[c] = invStd;
     }
     if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
     else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
 
-    const y = out ?? new Float32Array(g.size);
-    if (!outIn) y.set(scope.f32(yPtr, g.size));
+    const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
 
     if (updateRunning) {
       const divisor = unbiased ? n - 1 : n;
+      const rmOut = scope.live(runningMean!, rmPin!), rvOut = scope.live(runningVar!, rvPin!);
       for (let c = 0; c < C; c++) {
-        runningMean![c] = (1 - momentum) * runningMean![c] + momentum * mean[c];
-        runningVar![c] = (1 - momentum) * runningVar![c] + momentum * (m2[c] / divisor);
+        rmOut[c] = (1 - momentum) * rm![c] + momentum * mean[c];
+        rvOut[c] = (1 - momentum) * rv![c] + momentum * (m2[c] / divisor);
       }
     }
     return { y, saveMean, saveInvStd };
@@ -321,18 +353,20 @@ export function backwardBatchNorm(
   const n = g.count;
   const last = channelsLast(g);
   const scope = new CallScope(engine);
-  const dyIn = scope.resident(dy), xIn = scope.resident(x), outIn = scope.resident(out);
+  const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
+  const w = snapshot(weight), mean = Float32Array.from(saveMean), invStds = Float64Array.from(saveInvStd);
   try {
-    const dyPtr = dyIn ? dy.byteOffset : scope.alloc(dy.byteLength, 'dy');
-    const xPtr = xIn ? x.byteOffset : scope.alloc(x.byteLength, 'x');
-    const dxPtr = outIn ? out!.byteOffset : dyIn ? scope.alloc(dy.byteLength, 'dx') : dyPtr; // copied dy is overwritten in place
+    const dyPtr = scope.place(dyPin, 'dy');
+    const xPtr = scope.place(xPin, 'x');
+    // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
+    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? scope.alloc(4 * g.size, 'dx') : dyPtr;
     const sums = scope.alloc(16 * C, 'sums');
     const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!dyIn) scope.f32(dyPtr, g.size).set(dy);
-    if (!xIn) scope.f32(xPtr, g.size).set(x);
+    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     const p = scope.f32(params, 4 * C);
-    p.set(saveMean);
+    p.set(mean);
 
     if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work);
     else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, params, sums, sums + 8 * C);
@@ -341,26 +375,26 @@ export function backwardBatchNorm(
     const dweight = new Float32Array(C);
     const dbias = new Float32Array(C);
     for (let c = 0; c < C; c++) {
-      const invStd = saveInvStd[c];
+      const invStd = invStds[c];
       const sumDy = s[c], sumDyXmu = s[C + c];
       dbias[c] = sumDy;
       dweight[c] = sumDyXmu * invStd;
       p[C + c] = training ? sumDy / n : 0;
       p[2 * C + c] = training ? (sumDyXmu * invStd * invStd) / n : 0;
-      p[3 * C + c] = (weight ? weight[c] : 1) * invStd;
+      p[3 * C + c] = (w ? w[c] : 1) * invStd;
     }
-    const [mean, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
+    const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
     if (training) {
-      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, mean, k1, k2, k3, work);
-      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, mean, k1, k2, k3);
+      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
+      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3);
     } else {
       // dx = ((dy − 0) − 0) · k3 + 0: the normalize kernel with k1 (all zero) as mean and shift.
       if (last) k.normalizeNhwcF32(dyPtr, dxPtr, g.outer, C, k1, k1, k3, k1, work);
       else k.normalizeNchwF32(dyPtr, dxPtr, g.outer, C, g.inner, k1, k1, k3, k1);
     }
 
-    const dx = out ?? new Float32Array(g.size);
-    if (!outIn) dx.set(scope.f32(dxPtr, g.size));
+    const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
     return { dx, dweight, dbias };
   } finally {
     scope.release();
@@ -407,10 +441,10 @@ export class BatchNorm {
       throw new InvalidArgumentError('numFeatures', 'a positive integer', describe(numFeatures));
     }
     const { momentum = 0.1 } = options;
-    if (momentum !== null) checkMomentum(momentum);
+    if (momentum !== null) checkMomentum(momentum, 'options.momentum');
     this.engine = engine;
     this.numFeatures = numFeatures;
-    this.eps = checkEps(options.eps);
+    this.eps = checkEps(options.eps, 'options.eps');
     this.momentum = momentum;
     this.layout = checkLayout(options.layout, 'options.layout');
     const affine = checkBoolean(options.affine, 'options.affine', true);
@@ -439,19 +473,20 @@ export class BatchNorm {
     const tracking = this.training && this.runningMean !== null;
     // PyTorch: num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
     const momentum = this.momentum ?? 1 / (this.numBatchesTracked + 1);
+    const saved = isFloat32Array(x) && !isDetached(x) ? x.slice() : x; // backward's x; forward validates it
     const { y, saveMean, saveInvStd } = this.engine.forward(x, shape, {
       layout: this.layout, training: this.training, weight: this.weight, bias: this.bias,
       runningMean: this.runningMean, runningVar: this.runningVar, momentum, eps: this.eps,
     });
     if (tracking) this.numBatchesTracked += 1;
     const usedBatchStats = this.training || this.runningMean === null;
-    this.saved = { x: x.slice(), shape: [...g.shape], training: usedBatchStats, saveMean, saveInvStd };
+    this.saved = { x: saved, shape: [...g.shape], training: usedBatchStats, saveMean, saveInvStd };
     return y;
   }
 
   /** dx for the last forward(); leaves gradWeight and gradBias (null without affine). */
   backward(dy: Float32Array): Float32Array {
-    if (this.saved === null) throw new BatchNormError('dy', 'a gradient for a preceding forward()', 'no forward() yet');
+    if (this.saved === null) throw new InvalidArgumentError('dy', 'a gradient for a preceding forward()', 'no forward() yet');
     const { x, shape, training, saveMean, saveInvStd } = this.saved;
     const { dx, dweight, dbias } = this.engine.backward(dy, x, shape, {
       layout: this.layout, training, weight: this.weight, saveMean, saveInvStd,

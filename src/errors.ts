@@ -20,7 +20,7 @@ export class BatchNormError extends Error {
 /** Wrong type, or a value outside its domain (layout, eps, momentum, ...). */
 export class InvalidArgumentError extends BatchNormError {}
 
-/** A shape, length or channel count that does not agree with another argument. */
+/** A shape that is not a valid tensor shape, or a length or channel count that disagrees with it. */
 export class ShapeError extends BatchNormError {}
 
 /** Wasm memory: a request beyond 4 GiB, a failed grow, a detached or foreign view. */
