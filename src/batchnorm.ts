@@ -1,6 +1,9 @@
 import type { Engine } from './engine.js';
-import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
+import { InvalidArgumentError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
+import {
+  checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject,
+} from './args.js';
 
 export interface ForwardOptions {
   /** 'NCHW' (default): channel axis 1, any rank >= 2. 'NHWC': channel axis last. */
@@ -47,107 +50,6 @@ export interface BackwardResult {
   dx: Float32Array;
   dweight: Float32Array;
   dbias: Float32Array;
-}
-
-// ---------------------------------------------------------------------------------------
-// Argument checks. Every entry point runs all of them before touching any buffer.
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object';
-}
-
-function isFloat32Array(value: unknown): value is Float32Array {
-  return value instanceof Float32Array || Object.prototype.toString.call(value) === '[object Float32Array]';
-}
-
-/** A view whose buffer was detached (wasm memory grew) reads as empty; probing it throws. */
-function isDetached(a: ArrayBufferView): boolean {
-  if (a.byteLength !== 0) return false;
-  try {
-    new Uint8Array(a.buffer, 0, 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-/** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
-function checkF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array {
-  if (!isFloat32Array(value)) {
-    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${what})`, describe(value),
-      ArrayBuffer.isView(value) || Array.isArray(value) ? 'convert with Float32Array.from() first' : undefined);
-  }
-  if (isDetached(value)) {
-    throw new MemoryError(name, 'a live Float32Array', 'a detached view',
-      'wasm memory grew after the view was taken; read tensor.data again');
-  }
-  if (value.length !== length) {
-    throw new ShapeError(name, `length ${length} (${what})`, `length ${value.length}`);
-  }
-  if (value.buffer === engine.arena.buffer && !engine.arena.owns(value.byteOffset, value.byteLength)) {
-    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${value.byteOffset}, ${value.byteOffset + value.byteLength}) of its memory`);
-  }
-  return value;
-}
-
-function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array | null {
-  return value === undefined || value === null ? null : checkF32(engine, value, name, length, what);
-}
-
-function checkBoolean(value: unknown, name: string, fallback?: boolean): boolean {
-  if (value === undefined && fallback !== undefined) return fallback;
-  if (typeof value !== 'boolean') throw new InvalidArgumentError(name, 'true or false', describe(value));
-  return value;
-}
-
-function checkEps(value: unknown, name: string): number {
-  if (value === undefined) return 1e-5;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(name, 'a finite number > 0', describe(value));
-  }
-  return value;
-}
-
-function checkMomentum(value: unknown, name: string): number {
-  if (value === undefined) return 0.1;
-  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    throw new InvalidArgumentError(name, 'a number in [0, 1] (weight of the new batch)', describe(value));
-  }
-  return value;
-}
-
-function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
-function sameMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
-}
-
-/**
- * Written arrays must not overlap any other argument, except `inPlace`: an output may be
- * exactly one of those inputs (elementwise kernels read each value before writing it).
- */
-function checkAliasing(
-  writes: ReadonlyArray<[string, Float32Array | null]>,
-  reads: ReadonlyArray<[string, Float32Array | null]>,
-  inPlace: ReadonlySet<string>,
-): void {
-  const all = [...writes, ...reads];
-  for (const [wName, w] of writes) {
-    if (!w) continue;
-    for (const [rName, r] of all) {
-      if (!r || rName === wName || !overlaps(w, r)) continue;
-      if (inPlace.has(`${wName}=${rName}`) && sameMemory(w, r)) continue;
-      throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${[...inPlace].some((p) => p === `${wName}=${rName}`) ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
-    }
-  }
-}
-
-function checkEnoughValues(g: Geometry): void {
-  if (g.count < 2) {
-    throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}]`);
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -398,101 +300,5 @@ export function backwardBatchNorm(
     return { dx, dweight, dbias };
   } finally {
     scope.release();
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// The layer.
-
-export interface BatchNormOptions {
-  eps?: number;
-  /** Weight of the new batch (default 0.1); null: cumulative average, 1 / numBatchesTracked. */
-  momentum?: number | null;
-  /** Learnable weight (ones) and bias (zeros); default true. */
-  affine?: boolean;
-  /** Keep running statistics (default true); without them eval uses batch statistics. */
-  trackRunningStats?: boolean;
-  layout?: Layout;
-}
-
-/**
- * PyTorch-like BatchNorm{1,2,3}d over any rank >= 2. State: weight, bias, runningMean,
- * runningVar, numBatchesTracked, training. forward() remembers what backward() needs.
- */
-export class BatchNorm {
-  readonly numFeatures: number;
-  readonly eps: number;
-  readonly momentum: number | null;
-  readonly layout: Layout;
-  readonly weight: Float32Array | null;
-  readonly bias: Float32Array | null;
-  readonly runningMean: Float32Array | null;
-  readonly runningVar: Float32Array | null;
-  numBatchesTracked = 0;
-  training = true;
-  gradWeight: Float32Array | null = null;
-  gradBias: Float32Array | null = null;
-  private readonly engine: Engine;
-  private saved: { x: Float32Array; shape: number[]; training: boolean; saveMean: Float32Array; saveInvStd: Float32Array } | null = null;
-
-  constructor(engine: Engine, numFeatures: number, options: BatchNormOptions = {}) {
-    if (!isObject(options as unknown)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-    if (!Number.isInteger(numFeatures) || numFeatures < 1) {
-      throw new InvalidArgumentError('numFeatures', 'a positive integer', describe(numFeatures));
-    }
-    const { momentum = 0.1 } = options;
-    if (momentum !== null) checkMomentum(momentum, 'options.momentum');
-    this.engine = engine;
-    this.numFeatures = numFeatures;
-    this.eps = checkEps(options.eps, 'options.eps');
-    this.momentum = momentum;
-    this.layout = checkLayout(options.layout, 'options.layout');
-    const affine = checkBoolean(options.affine, 'options.affine', true);
-    const track = checkBoolean(options.trackRunningStats, 'options.trackRunningStats', true);
-    this.weight = affine ? new Float32Array(numFeatures).fill(1) : null;
-    this.bias = affine ? new Float32Array(numFeatures) : null;
-    this.runningMean = track ? new Float32Array(numFeatures) : null;
-    this.runningVar = track ? new Float32Array(numFeatures).fill(1) : null;
-  }
-
-  train(mode = true): this {
-    this.training = checkBoolean(mode, 'mode');
-    return this;
-  }
-
-  eval(): this {
-    return this.train(false);
-  }
-
-  /** y for x of `shape` (channel axis per the layer's layout; C must equal numFeatures). */
-  forward(x: Float32Array, shape: readonly number[]): Float32Array {
-    const g = geometry(shape, this.layout);
-    if (g.channels !== this.numFeatures) {
-      throw new ShapeError('shape', `${this.numFeatures} channels (numFeatures) on the channel axis`, `[${g.shape.join(', ')}]`);
-    }
-    const tracking = this.training && this.runningMean !== null;
-    // PyTorch: num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
-    const momentum = this.momentum ?? 1 / (this.numBatchesTracked + 1);
-    const saved = isFloat32Array(x) && !isDetached(x) ? x.slice() : x; // backward's x; forward validates it
-    const { y, saveMean, saveInvStd } = this.engine.forward(x, shape, {
-      layout: this.layout, training: this.training, weight: this.weight, bias: this.bias,
-      runningMean: this.runningMean, runningVar: this.runningVar, momentum, eps: this.eps,
-    });
-    if (tracking) this.numBatchesTracked += 1;
-    const usedBatchStats = this.training || this.runningMean === null;
-    this.saved = { x: saved, shape: [...g.shape], training: usedBatchStats, saveMean, saveInvStd };
-    return y;
-  }
-
-  /** dx for the last forward(); leaves gradWeight and gradBias (null without affine). */
-  backward(dy: Float32Array): Float32Array {
-    if (this.saved === null) throw new InvalidArgumentError('dy', 'a gradient for a preceding forward()', 'no forward() yet');
-    const { x, shape, training, saveMean, saveInvStd } = this.saved;
-    const { dx, dweight, dbias } = this.engine.backward(dy, x, shape, {
-      layout: this.layout, training, weight: this.weight, saveMean, saveInvStd,
-    });
-    this.gradWeight = this.weight ? dweight : null;
-    this.gradBias = this.bias ? dbias : null;
-    return dx;
   }
 }

@@ -2,7 +2,7 @@
 // running_var, num_batches_tracked, train/eval) on top of engine.forward/backward, checked
 // against the oracle stepped the same way.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm } from '../src/batchnorm.js';
+import { BatchNorm } from '../src/layer.js';
 import type { Engine } from '../src/engine.js';
 import { ShapeError } from '../src/errors.js';
 import { oracleBackward, oracleForward } from '../src/oracle.js';

@@ -1,0 +1,104 @@
+// Argument checks shared by every public entry point. Each throws a BatchNormError naming
+// the argument, what was expected and what was received; all run before any buffer is touched.
+import type { Engine } from './engine.js';
+import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
+import type { Geometry } from './layout.js';
+
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object';
+}
+
+export function isFloat32Array(value: unknown): value is Float32Array {
+  return value instanceof Float32Array || Object.prototype.toString.call(value) === '[object Float32Array]';
+}
+
+/** A view whose buffer was detached (wasm memory grew) reads as empty; probing it throws. */
+export function isDetached(a: ArrayBufferView): boolean {
+  if (a.byteLength !== 0) return false;
+  try {
+    new Uint8Array(a.buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
+export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array {
+  if (!isFloat32Array(value)) {
+    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${what})`, describe(value),
+      ArrayBuffer.isView(value) || Array.isArray(value) ? 'convert with Float32Array.from() first' : undefined);
+  }
+  if (isDetached(value)) {
+    throw new MemoryError(name, 'a live Float32Array', 'a detached view',
+      'wasm memory grew after the view was taken; read tensor.data again');
+  }
+  if (value.length !== length) {
+    throw new ShapeError(name, `length ${length} (${what})`, `length ${value.length}`);
+  }
+  if (value.buffer === engine.arena.buffer && !engine.arena.owns(value.byteOffset, value.byteLength)) {
+    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${value.byteOffset}, ${value.byteOffset + value.byteLength}) of its memory`);
+  }
+  return value;
+}
+
+export function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array | null {
+  return value === undefined || value === null ? null : checkF32(engine, value, name, length, what);
+}
+
+export function checkBoolean(value: unknown, name: string, fallback?: boolean): boolean {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(name, 'true or false', describe(value));
+  return value;
+}
+
+export function checkEps(value: unknown, name: string): number {
+  if (value === undefined) return 1e-5;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(name, 'a finite number > 0', describe(value));
+  }
+  return value;
+}
+
+export function checkMomentum(value: unknown, name: string): number {
+  if (value === undefined) return 0.1;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new InvalidArgumentError(name, 'a number in [0, 1] (weight of the new batch)', describe(value));
+  }
+  return value;
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+function sameMemory(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
+}
+
+/**
+ * Written arrays must not overlap any other argument, except `inPlace`: an output may be
+ * exactly one of those inputs (elementwise kernels read each value before writing it).
+ */
+export function checkAliasing(
+  writes: ReadonlyArray<[string, Float32Array | null]>,
+  reads: ReadonlyArray<[string, Float32Array | null]>,
+  inPlace: ReadonlySet<string>,
+): void {
+  const all = [...writes, ...reads];
+  for (const [wName, w] of writes) {
+    if (!w) continue;
+    for (const [rName, r] of all) {
+      if (!r || rName === wName || !overlaps(w, r)) continue;
+      if (inPlace.has(`${wName}=${rName}`) && sameMemory(w, r)) continue;
+      throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${[...inPlace].some((p) => p === `${wName}=${rName}`) ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
+    }
+  }
+}
+
+export function checkEnoughValues(g: Geometry): void {
+  if (g.count < 2) {
+    throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}]`);
+  }
+}
