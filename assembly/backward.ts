@@ -11,11 +11,8 @@
 //   NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
 //   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
 import { periodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
+import { promoteHigh } from './stats';
 
-// @ts-ignore: decorator
-@inline function promoteHigh(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
 
 // @ts-ignore: decorator
 @inline function dx1(dy: f32, x: f32, m: f32, k1: f32, k2: f32, k3: f32): f32 {
@@ -27,37 +24,61 @@ import { periodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './perio
   return f32x4.mul(f32x4.sub(f32x4.sub(dy, k1), f32x4.mul(f32x4.sub(x, m), k2)), k3);
 }
 
+/** Results of the inline channel reductions below (AssemblyScript has no tuples). */
+export let sumDyRun: f64 = 0;
+export let sumDyXmuRun: f64 = 0;
+
+/** Σdy and Σdy·(x − m) over one channel's `outer` planes of `inner` values, `stride` bytes apart. */
+// @ts-ignore: decorator
+@inline export function reducePlanesSimd(pdy: usize, px: usize, outer: i32, stride: usize, inner: i32, m: f64): void {
+  const mm = f64x2.splat(m);
+  let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
+  let t1 = 0.0, t2 = 0.0;
+  for (let o = 0; o < outer; o++) {
+    const pg = pdy + stride * o, pxo = px + stride * o;
+    let i = 0;
+    for (; i + 4 <= inner; i += 4) {
+      const k = <usize>i << 2;
+      const g = v128.load(pg + k), u = v128.load(pxo + k);
+      const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
+      const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), mm), d1 = f64x2.sub(promoteHigh(u), mm);
+      a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
+      a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
+    }
+    for (; i < inner; i++) {
+      const k = <usize>i << 2;
+      const g = <f64>load<f32>(pg + k);
+      t1 += g; t2 += g * (<f64>load<f32>(pxo + k) - m);
+    }
+  }
+  const a = f64x2.add(a0, a1), b = f64x2.add(b0, b1);
+  sumDyRun = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
+  sumDyXmuRun = f64x2.extract_lane(b, 0) + f64x2.extract_lane(b, 1) + t2;
+}
+
+// @ts-ignore: decorator
+@inline export function reducePlanesScalar(pdy: usize, px: usize, outer: i32, stride: usize, inner: i32, m: f64): void {
+  let s1 = 0.0, s2 = 0.0;
+  for (let o = 0; o < outer; o++) {
+    const pg = pdy + stride * o, pxo = px + stride * o;
+    for (let i = 0; i < inner; i++) {
+      const k = <usize>i << 2;
+      const g = <f64>load<f32>(pg + k);
+      s1 += g; s2 += g * (<f64>load<f32>(pxo + k) - m);
+    }
+  }
+  sumDyRun = s1;
+  sumDyXmuRun = s2;
+}
+
 export function backwardReduceNchwF32Simd(
   dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
 ): void {
   const plane = <usize>inner << 2;
-  const stride = plane * C;
   for (let c = 0; c < C; c++) {
-    const m = <f64>load<f32>(mean + (<usize>c << 2));
-    const mm = f64x2.splat(m);
-    let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
-    let t1 = 0.0, t2 = 0.0;
-    for (let o = 0; o < outer; o++) {
-      const off = plane * c + stride * o;
-      const pg = dy + off, px = x + off;
-      let i = 0;
-      for (; i + 4 <= inner; i += 4) {
-        const k = <usize>i << 2;
-        const g = v128.load(pg + k), u = v128.load(px + k);
-        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), mm), d1 = f64x2.sub(promoteHigh(u), mm);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
-      }
-      for (; i < inner; i++) {
-        const k = <usize>i << 2;
-        const g = <f64>load<f32>(pg + k);
-        t1 += g; t2 += g * (<f64>load<f32>(px + k) - m);
-      }
-    }
-    const a = f64x2.add(a0, a1), b = f64x2.add(b0, b1);
-    store<f64>(sumDy + (<usize>c << 3), f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1);
-    store<f64>(sumDyXmu + (<usize>c << 3), f64x2.extract_lane(b, 0) + f64x2.extract_lane(b, 1) + t2);
+    reducePlanesSimd(dy + plane * c, x + plane * c, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
+    store<f64>(sumDy + (<usize>c << 3), sumDyRun);
+    store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
   }
 }
 
@@ -65,20 +86,10 @@ export function backwardReduceNchwF32Scalar(
   dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
 ): void {
   const plane = <usize>inner << 2;
-  const stride = plane * C;
   for (let c = 0; c < C; c++) {
-    const m = <f64>load<f32>(mean + (<usize>c << 2));
-    let s1 = 0.0, s2 = 0.0;
-    for (let o = 0; o < outer; o++) {
-      const off = plane * c + stride * o;
-      for (let i = 0; i < inner; i++) {
-        const k = off + (<usize>i << 2);
-        const g = <f64>load<f32>(dy + k);
-        s1 += g; s2 += g * (<f64>load<f32>(x + k) - m);
-      }
-    }
-    store<f64>(sumDy + (<usize>c << 3), s1);
-    store<f64>(sumDyXmu + (<usize>c << 3), s2);
+    reducePlanesScalar(dy + plane * c, x + plane * c, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
+    store<f64>(sumDy + (<usize>c << 3), sumDyRun);
+    store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
   }
 }
 
@@ -132,6 +143,29 @@ export function backwardReduceNhwcF32Scalar(
   }
 }
 
+/** dx = ((dy − k1) − (x − m)·k2)·k3 over one contiguous run of n values. */
+// @ts-ignore: decorator
+@inline export function dxRunSimd(pdy: usize, px: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32): void {
+  const m4 = f32x4.splat(m), a4 = f32x4.splat(a), b4 = f32x4.splat(b), s4 = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const k = <usize>i << 2;
+    v128.store(pdx + k, dx4(v128.load(pdy + k), v128.load(px + k), m4, a4, b4, s4));
+  }
+  for (; i < n; i++) {
+    const k = <usize>i << 2;
+    store<f32>(pdx + k, dx1(load<f32>(pdy + k), load<f32>(px + k), m, a, b, s));
+  }
+}
+
+// @ts-ignore: decorator
+@inline export function dxRunScalar(pdy: usize, px: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32): void {
+  for (let i = 0; i < n; i++) {
+    const k = <usize>i << 2;
+    store<f32>(pdx + k, dx1(load<f32>(pdy + k), load<f32>(px + k), m, a, b, s));
+  }
+}
+
 export function backwardDxNchwF32Simd(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
   mean: usize, k1: usize, k2: usize, k3: usize,
@@ -139,19 +173,9 @@ export function backwardDxNchwF32Simd(
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
-      const off = plane * (<usize>o * C + c);
-      const pc = <usize>c << 2;
-      const m = load<f32>(mean + pc), a = load<f32>(k1 + pc), b = load<f32>(k2 + pc), s = load<f32>(k3 + pc);
-      const m4 = f32x4.splat(m), a4 = f32x4.splat(a), b4 = f32x4.splat(b), s4 = f32x4.splat(s);
-      let i = 0;
-      for (; i + 4 <= inner; i += 4) {
-        const k = off + (<usize>i << 2);
-        v128.store(dx + k, dx4(v128.load(dy + k), v128.load(x + k), m4, a4, b4, s4));
-      }
-      for (; i < inner; i++) {
-        const k = off + (<usize>i << 2);
-        store<f32>(dx + k, dx1(load<f32>(dy + k), load<f32>(x + k), m, a, b, s));
-      }
+      const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
+      dxRunSimd(dy + off, x + off, dx + off, inner,
+        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc));
     }
   }
 }
@@ -163,13 +187,9 @@ export function backwardDxNchwF32Scalar(
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
-      const off = plane * (<usize>o * C + c);
-      const pc = <usize>c << 2;
-      const m = load<f32>(mean + pc), a = load<f32>(k1 + pc), b = load<f32>(k2 + pc), s = load<f32>(k3 + pc);
-      for (let i = 0; i < inner; i++) {
-        const k = off + (<usize>i << 2);
-        store<f32>(dx + k, dx1(load<f32>(dy + k), load<f32>(x + k), m, a, b, s));
-      }
+      const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
+      dxRunScalar(dy + off, x + off, dx + off, inner,
+        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc));
     }
   }
 }

@@ -11,6 +11,7 @@ import {
   backwardReduceNchwF32Simd, backwardReduceNchwF32Scalar, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
   backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
 } from './backward';
+import { forwardTrainNchwF32 as forwardTrainNchw, backwardNchwF32 as backwardNchw } from './fused';
 
 export { workspaceBytes };
 
@@ -124,4 +125,28 @@ export function backwardDxNhwcF32(
   checkRange(work, workspaceBytes(C));
   if (ASC_FEATURE_SIMD) backwardDxNhwcF32Simd(dy, x, dx, rows, C, mean, k1, k2, k3, work);
   else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3);
+}
+
+export function forwardTrainNchwF32(
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
+  mean: usize, m2: usize, invStd: usize,
+): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<usize>outer * C * inner);
+  checkRange(x, n); checkRange(y, n);
+  checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
+  checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(invStd, f64s(C));
+  forwardTrainNchw(x, y, outer, C, inner, gamma, beta, eps, mean, m2, invStd);
+}
+
+export function backwardNchwF32(
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
+  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize,
+): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<usize>outer * C * inner);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
+  checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
+  backwardNchw(dy, x, dx, outer, C, inner, mean, invStd, gamma, training, sumDy, sumDyXmu);
 }

@@ -20,6 +20,36 @@ import { periodOf, tileF32 } from './period';
   return f32x4.add(f32x4.mul(f32x4.sub(f32x4.sub(v, mh), ml), a), b);
 }
 
+/** y = ((x − mh) − ml)·a + b over one contiguous run of n values. */
+// @ts-ignore: decorator
+@inline export function normalizeRunSimd(p: usize, q: usize, n: i32, mh: f32, ml: f32, a: f32, b: f32): void {
+  const mh4 = f32x4.splat(mh), ml4 = f32x4.splat(ml), a4 = f32x4.splat(a), b4 = f32x4.splat(b);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const k = <usize>i << 2;
+    const u = v128.load(p + k), v = v128.load(p + k, 16);
+    v128.store(q + k, apply4(u, mh4, ml4, a4, b4));
+    v128.store(q + k, apply4(v, mh4, ml4, a4, b4), 16);
+  }
+  if (i + 4 <= n) {
+    const k = <usize>i << 2;
+    v128.store(q + k, apply4(v128.load(p + k), mh4, ml4, a4, b4));
+    i += 4;
+  }
+  for (; i < n; i++) {
+    const k = <usize>i << 2;
+    store<f32>(q + k, apply1(load<f32>(p + k), mh, ml, a, b));
+  }
+}
+
+// @ts-ignore: decorator
+@inline export function normalizeRunScalar(p: usize, q: usize, n: i32, mh: f32, ml: f32, a: f32, b: f32): void {
+  for (let i = 0; i < n; i++) {
+    const k = <usize>i << 2;
+    store<f32>(q + k, apply1(load<f32>(p + k), mh, ml, a, b));
+  }
+}
+
 export function normalizeNchwF32Simd(
   x: usize, y: usize, outer: i32, C: i32, inner: i32,
   meanHi: usize, meanLo: usize, scale: usize, shift: usize,
@@ -27,28 +57,9 @@ export function normalizeNchwF32Simd(
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
-      const off = plane * (<usize>o * C + c);
-      const p = x + off, q = y + off;
-      const pc = <usize>c << 2;
-      const mh = load<f32>(meanHi + pc), ml = load<f32>(meanLo + pc);
-      const a = load<f32>(scale + pc), b = load<f32>(shift + pc);
-      const mh4 = f32x4.splat(mh), ml4 = f32x4.splat(ml), a4 = f32x4.splat(a), b4 = f32x4.splat(b);
-      let i = 0;
-      for (; i + 8 <= inner; i += 8) {
-        const k = <usize>i << 2;
-        const u = v128.load(p + k), v = v128.load(p + k, 16);
-        v128.store(q + k, apply4(u, mh4, ml4, a4, b4));
-        v128.store(q + k, apply4(v, mh4, ml4, a4, b4), 16);
-      }
-      if (i + 4 <= inner) {
-        const k = <usize>i << 2;
-        v128.store(q + k, apply4(v128.load(p + k), mh4, ml4, a4, b4));
-        i += 4;
-      }
-      for (; i < inner; i++) {
-        const k = <usize>i << 2;
-        store<f32>(q + k, apply1(load<f32>(p + k), mh, ml, a, b));
-      }
+      const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
+      normalizeRunSimd(x + off, y + off, inner,
+        load<f32>(meanHi + pc), load<f32>(meanLo + pc), load<f32>(scale + pc), load<f32>(shift + pc));
     }
   }
 }
@@ -60,14 +71,9 @@ export function normalizeNchwF32Scalar(
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
-      const off = plane * (<usize>o * C + c);
-      const pc = <usize>c << 2;
-      const mh = load<f32>(meanHi + pc), ml = load<f32>(meanLo + pc);
-      const a = load<f32>(scale + pc), b = load<f32>(shift + pc);
-      for (let i = 0; i < inner; i++) {
-        const k = off + (<usize>i << 2);
-        store<f32>(y + k, apply1(load<f32>(x + k), mh, ml, a, b));
-      }
+      const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
+      normalizeRunScalar(x + off, y + off, inner,
+        load<f32>(meanHi + pc), load<f32>(meanLo + pc), load<f32>(scale + pc), load<f32>(shift + pc));
     }
   }
 }

@@ -53,10 +53,18 @@ export function checkBoolean(value: unknown, name: string, fallback?: boolean): 
   return value;
 }
 
+/**
+ * Smallest eps accepted: 2^-126, the smallest normal float32 (eps is a float32 attribute in ONNX
+ * and Keras). invStd = 1/sqrt(var + eps) and gamma·invStd are float32 in the kernels: with a
+ * smaller eps they overflow for a constant channel (var = 0), which would then give NaN instead
+ * of beta. From 2^-126 up, 1/sqrt(eps) <= 2^63, so gamma·invStd stays finite for |gamma| < 2^65.
+ */
+export const MIN_EPS = 2 ** -126;
+
 export function checkEps(value: unknown, name: string): number {
   if (value === undefined) return 1e-5;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(name, 'a finite number > 0', describe(value));
+  if (typeof value !== 'number' || !Number.isFinite(value) || !(value >= MIN_EPS)) {
+    throw new InvalidArgumentError(name, 'a finite number >= 2^-126 (1.1754943508222875e-38, the smallest normal float32)', describe(value));
   }
   return value;
 }

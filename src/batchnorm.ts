@@ -106,43 +106,49 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     const xPtr = scope.place(xPin, 'x');
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
-    const stats = batchStats ? scope.alloc(16 * C, 'statistics') : 0;
-    const params = scope.alloc(16 * C, 'parameters');
+    const fused = batchStats && !last; // NCHW training: forwardTrainNchwF32, one channel at a time
+    const stats = batchStats ? scope.alloc(24 * C, 'statistics') : 0; // f64 mean | m2 | invStd
+    const params = scope.alloc(16 * C, 'parameters'); // f32 meanHi | meanLo | scale | shift, or gamma | beta
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
 
     const mean = new Float64Array(C);
-    const variance = new Float64Array(C);
     const m2 = new Float64Array(C);
-    if (batchStats) {
-      if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
-      else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
-      const s = scope.f64(stats, 2 * C);
+    const invStd = new Float64Array(C);
+    if (fused) {
+      const p = scope.f32(params, 2 * C);
       for (let c = 0; c < C; c++) {
-        mean[c] = s[c];
-        m2[c] = s[C + c];
-        variance[c] = m2[c] / n;
+        p[c] = w ? w[c] : 1;
+        p[C + c] = b ? b[c] : 0;
       }
+      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, eps, stats, stats + 8 * C, stats + 16 * C);
+      const s = scope.f64(stats, 3 * C);
+      mean.set(s.subarray(0, C));
+      m2.set(s.subarray(C, 2 * C));
+      invStd.set(s.subarray(2 * C));
     } else {
-      mean.set(rm!);
-      variance.set(rv!);
+      if (batchStats) {
+        k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
+        const s = scope.f64(stats, 2 * C);
+        mean.set(s.subarray(0, C));
+        m2.set(s.subarray(C, 2 * C));
+      } else {
+        mean.set(rm!);
+      }
+      const p = scope.f32(params, 4 * C);
+      for (let c = 0; c < C; c++) {
+        invStd[c] = 1 / Math.sqrt((batchStats ? m2[c] / n : rv![c]) + eps);
+        const hi = Math.fround(mean[c]);
+        p[c] = hi;
+        p[C + c] = Number.isFinite(hi) ? mean[c] - hi : 0; // an infinite mean has no low part (Inf − Inf would be NaN)
+        p[2 * C + c] = (w ? w[c] : 1) * invStd[c];
+        p[3 * C + c] = b ? b[c] : 0;
+      }
+      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
+      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
     }
-
-    const saveMean = new Float32Array(C);
-    const saveInvStd = new Float32Array(C);
-    const p = scope.f32(params, 4 * C); // meanHi | meanLo | scale | shift
-    for (let c = 0; c < C; c++) {
-      const invStd = 1 / Math.sqrt(variance[c] + eps);
-      const hi = Math.fround(mean[c]);
-      p[c] = hi;
-      p[C + c] = mean[c] - hi;
-      p[2 * C + c] = (w ? w[c] : 1) * invStd;
-      p[3 * C + c] = b ? b[c] : 0;
-      saveMean[c] = mean[c];
-      saveInvStd[c] = invStd;
-    }
-    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
-    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
+    const saveMean = Float32Array.from(mean);
+    const saveInvStd = Float32Array.from(invStd);
 
     const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
@@ -208,30 +214,37 @@ export function backwardBatchNorm(
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     const p = scope.f32(params, 4 * C);
     p.set(mean);
-
-    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work);
-    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, params, sums, sums + 8 * C);
-
-    const s = scope.f64(sums, 2 * C);
     const dweight = new Float32Array(C);
     const dbias = new Float32Array(C);
-    for (let c = 0; c < C; c++) {
-      const invStd = invStds[c];
-      const sumDy = s[c], sumDyXmu = s[C + c];
-      dbias[c] = sumDy;
-      dweight[c] = sumDyXmu * invStd;
-      p[C + c] = training ? sumDy / n : 0;
-      p[2 * C + c] = training ? (sumDyXmu * invStd * invStd) / n : 0;
-      p[3 * C + c] = (w ? w[c] : 1) * invStd;
-    }
-    const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
-    if (training) {
-      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
-      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3);
+
+    if (!last) {
+      // NCHW: backwardNchwF32 reduces and applies one channel at a time (params: mean | invStd | gamma).
+      for (let c = 0; c < C; c++) {
+        p[C + c] = invStds[c];
+        p[2 * C + c] = w ? w[c] : 1;
+      }
+      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C);
+      const s = scope.f64(sums, 2 * C);
+      for (let c = 0; c < C; c++) {
+        dbias[c] = s[c];
+        dweight[c] = s[C + c] * invStds[c];
+      }
     } else {
-      // dx = ((dy − 0) − 0) · k3 + 0: the normalize kernel with k1 (all zero) as mean and shift.
-      if (last) k.normalizeNhwcF32(dyPtr, dxPtr, g.outer, C, k1, k1, k3, k1, work);
-      else k.normalizeNchwF32(dyPtr, dxPtr, g.outer, C, g.inner, k1, k1, k3, k1);
+      k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work);
+      const s = scope.f64(sums, 2 * C);
+      for (let c = 0; c < C; c++) {
+        const invStd = invStds[c];
+        const sumDy = s[c], sumDyXmu = s[C + c];
+        dbias[c] = sumDy;
+        dweight[c] = sumDyXmu * invStd;
+        p[C + c] = training ? sumDy / n : 0;
+        p[2 * C + c] = training ? (sumDyXmu * invStd * invStd) / n : 0;
+        p[3 * C + c] = (w ? w[c] : 1) * invStd;
+      }
+      const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
+      // Eval: dx = ((dy − 0) − 0) · k3 + 0, the normalize kernel with k1 (all zero) as mean and shift.
+      if (training) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
+      else k.normalizeNhwcF32(dyPtr, dxPtr, g.outer, C, k1, k1, k3, k1, work);
     }
 
     const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);

@@ -24,6 +24,14 @@ export class CallScope {
   pin(a: Float32Array): Pinned {
     return { ptr: a.byteOffset, length: a.length, resident: a.buffer === this.engine.arena.buffer };
   }
+  /**
+   * Preflight for this call's scratch, before the first alloc(): the sizes of the alloc() calls
+   * that follow, in order (0 for one that will not be made). A call that cannot fit in 4 GiB
+   * then fails with MemoryError before anything is allocated, and memory grows at most once.
+   */
+  reserve(requests: ReadonlyArray<readonly [bytes: number, what: string]>): void {
+    this.engine.arena.reserve(requests);
+  }
   alloc(bytes: number, what: string): number {
     const ptr = this.engine.arena.alloc(bytes, what);
     this.held.push(ptr);

@@ -4,6 +4,11 @@ import {
   forwardBatchNorm, backwardBatchNorm,
   type ForwardOptions, type ForwardResult, type BackwardOptions, type BackwardResult,
 } from './batchnorm.js';
+import {
+  momentsBatchNorm, forwardWithMomentsBatchNorm, backwardReduceBatchNorm, backwardWithSumsBatchNorm,
+  type Moments, type MomentsOptions, type ForwardWithMomentsOptions, type BackwardSums, type BackwardReduceOptions,
+  type BackwardWithSumsOptions,
+} from './sync.js';
 
 /** The wasm module's exports (assembly/index.ts): byte pointers and element counts only. */
 export interface KernelExports {
@@ -25,13 +30,73 @@ export interface KernelExports {
     mean: number, k1: number, k2: number, k3: number): void;
   backwardDxNhwcF32(dy: number, x: number, dx: number, rows: number, C: number,
     mean: number, k1: number, k2: number, k3: number, work: number): void;
+  forwardTrainNchwF32(x: number, y: number, outer: number, C: number, inner: number,
+    gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number): void;
+  backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
+    mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number): void;
 }
 
 export type Build = 'simd' | 'scalar';
 
+/**
+ * Where one build's wasm comes from:
+ * - bytes: an `ArrayBuffer` or a view of one (`Uint8Array`, `DataView`, ...), e.g. inlined or fetched by you;
+ * - a URL: a `URL`, or a string that is resolved against `document.baseURI` in a page, or taken as a
+ *   file path (relative to the working directory) in Node. `http(s):`, `data:` and `blob:` URLs are
+ *   fetched (streaming compilation when the server sends `application/wasm`, bytes otherwise);
+ *   `file:` URLs are read from disk, in Node only;
+ * - a `WebAssembly.Module` you compiled yourself (e.g. under a CSP that allows only precompiled modules).
+ */
+export type WasmSource = BufferSource | URL | string | WebAssembly.Module;
+
+/** Per-build wasm sources; a build left out is loaded from the package's own `build/` folder. */
+export interface WasmSources {
+  /** The SIMD build, `build/batchnorm.simd.wasm` in the package. */
+  simd?: WasmSource;
+  /** The scalar build (no SIMD instructions), `build/batchnorm.scalar.wasm` in the package. */
+  scalar?: WasmSource;
+}
+
 export interface EngineOptions {
-  /** true: SIMD build (error where unsupported); false: scalar build; default: SIMD when the engine validates it. */
+  /**
+   * `true`: the SIMD build, or an `InvalidArgumentError` (argument `options.simd`) where the
+   * JavaScript engine rejects it; `false`: the scalar build; omitted: the SIMD build when
+   * `WebAssembly.validate` accepts the SIMD binary itself, else the scalar build.
+   */
   simd?: boolean;
+  /**
+   * Where to load the wasm from. Not needed in Node, in browsers serving the package folder, or
+   * with bundlers that understand `new URL('…', import.meta.url)` (Vite, webpack 5, Parcel): by
+   * default Node reads the package's own files and browsers fetch them relative to the module.
+   * Pass bytes, a URL or a compiled module for CDNs, CSP-restricted pages or other bundlers.
+   *
+   * @example
+   * // the wasm files copied next to your page or to a CDN:
+   * await createEngine({ wasm: {
+   *   simd: new URL('/static/batchnorm.simd.wasm', location.href),
+   *   scalar: new URL('/static/batchnorm.scalar.wasm', location.href),
+   * } });
+   */
+  wasm?: WasmSources;
+}
+
+/**
+ * How the kernel module was obtained: `'file'` read from disk (Node); `'stream'`
+ * `WebAssembly.compileStreaming` of a fetch; `'fetch'` fetched, then compiled from its bytes (the
+ * server sent a MIME type other than `application/wasm`, or streaming is unavailable); `'bytes'`
+ * or `'module'` given in `options.wasm`.
+ */
+export type WasmOrigin = 'file' | 'stream' | 'fetch' | 'bytes' | 'module';
+
+/** What the JavaScript engine running us supports, as far as it was probed. */
+export interface EngineFeatures {
+  /**
+   * 128-bit wasm SIMD: whether the engine accepted the SIMD build (`WebAssembly.validate` on the
+   * SIMD binary itself, or its streaming compilation). `null` when not probed (`simd: false`).
+   */
+  simd: boolean | null;
+  /** `WebAssembly.compileStreaming` exists (used for URLs served as `application/wasm`). */
+  streaming: boolean;
 }
 
 export interface EngineInfo {
@@ -41,6 +106,11 @@ export interface EngineInfo {
   memoryBytes: number;
   /** Bytes held by live tensors and in-flight calls. */
   bytesInUse: number;
+  features: EngineFeatures;
+  /** How the module was obtained; `null` for an engine not made by `createEngine`. */
+  source: WasmOrigin | null;
+  /** The URL the module was loaded from (a `file:` URL in Node), or `null` (bytes, module). */
+  url: string | null;
 }
 
 /** A float32 tensor allocated in the engine's wasm memory: the zero-copy path. */
@@ -120,6 +190,26 @@ export class Engine {
     return backwardBatchNorm(this, dy, x, shape, opts);
   }
 
+  /** Synchronized BN (src/sync.ts): per-channel { count, mean, m2 } of x, f64; merge shards with mergeMoments. */
+  moments(x: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
+    return momentsBatchNorm(this, x, shape, opts);
+  }
+
+  /** Synchronized BN: training forward of a shard with the global (merged) moments; running stats use the global count. */
+  forwardWithMoments(x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions): ForwardResult {
+    return forwardWithMomentsBatchNorm(this, x, shape, opts);
+  }
+
+  /** Synchronized BN: this shard's per-channel Σdy and Σdy·xhat, to be all-reduced (summed). */
+  backwardReduce(dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardReduceOptions): BackwardSums {
+    return backwardReduceBatchNorm(this, dy, x, shape, opts);
+  }
+
+  /** Synchronized BN: dx of a shard from the all-reduced sums and the global count. */
+  backwardWithSums(dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions): BackwardResult {
+    return backwardWithSumsBatchNorm(this, dy, x, shape, opts);
+  }
+
   /** Allocates a tensor in wasm memory, zero-filled, or holding a copy of `values`. */
   tensor(lengthOrValues: number | ArrayLike<number>): Tensor {
     const length = typeof lengthOrValues === 'number' ? lengthOrValues : lengthOrValues?.length;
@@ -133,48 +223,209 @@ export class Engine {
     return t;
   }
 
+  /** Which build runs, what the JavaScript engine supports, where the wasm came from, and memory use. */
   info(): EngineInfo {
+    const loaded = loadRecords.get(this);
     return {
       build: this.build,
       simd: this.build === 'simd',
       memoryBytes: this.arena.buffer.byteLength,
       bytesInUse: this.arena.bytesInUse,
+      features: {
+        simd: loaded ? loaded.simd : this.build === 'simd' ? true : null,
+        streaming: typeof WebAssembly.compileStreaming === 'function',
+      },
+      source: loaded?.source ?? null,
+      url: loaded?.url ?? null,
     };
   }
 }
 
-const WASM_FILES: Record<Build, string> = {
-  simd: 'batchnorm.simd.wasm',
-  scalar: 'batchnorm.scalar.wasm',
-};
+// ---------------------------------------------------------------------------------------------
+// Loading. One layout for every platform: the wasm ships in the package's build/ folder, next to
+// dist/ (and src/ in this repository), and is found from this module's own URL:
+// - Node: a file: URL, read with node:fs/promises (imported dynamically, so browsers never see it);
+// - browsers (plain ESM serving the package folder): fetched, compileStreaming when the server
+//   sends application/wasm, compiled from the bytes otherwise;
+// - bundlers: the URLs are literal `new URL('…', import.meta.url)` expressions, one per build, so
+//   Vite, webpack 5 and Parcel emit the files as assets and rewrite the URLs.
+// options.wasm overrides either build with bytes, a URL or a compiled module.
 
-const compiled = new Map<Build, Promise<WebAssembly.Module>>();
-
-async function readWasm(file: string): Promise<Uint8Array<ArrayBuffer>> {
-  const url = new URL(`../build/${file}`, import.meta.url);
-  if (url.protocol === 'file:') {
-    const { readFile } = await import('node:fs/promises');
-    return new Uint8Array(await readFile(url));
-  }
-  const response = await fetch(url);
-  if (!response.ok) throw new MemoryError('wasm', `${url} (HTTP 200)`, `HTTP ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
+/** The package's own copy of a build. Literal strings, not a template: bundlers must see them. */
+function packageUrl(build: Build): URL {
+  return build === 'simd'
+    ? new URL('../build/batchnorm.simd.wasm', import.meta.url)
+    : new URL('../build/batchnorm.scalar.wasm', import.meta.url);
 }
 
-/** Compiles each build once per process; instances are per engine. */
-function compile(build: Build): Promise<WebAssembly.Module> {
-  let module = compiled.get(build);
-  if (!module) {
-    module = readWasm(WASM_FILES[build]).then((bytes) => {
-      if (!WebAssembly.validate(bytes)) {
-        throw new InvalidArgumentError('options.simd', 'a WebAssembly engine with 128-bit SIMD', 'an engine that rejects the SIMD build');
-      }
-      return WebAssembly.compile(bytes);
-    });
-    module.catch(() => compiled.delete(build));
-    compiled.set(build, module);
+interface Loaded {
+  module: WebAssembly.Module;
+  source: WasmOrigin;
+  url: string | null;
+}
+
+/** How each engine was loaded, for info(); engines built without createEngine have no record. */
+interface LoadRecord {
+  source: WasmOrigin;
+  url: string | null;
+  simd: boolean | null;
+}
+const loadRecords = new WeakMap<Engine, LoadRecord>();
+
+/**
+ * Modules loaded from URLs, compiled once per realm and shared by every engine (instances and
+ * their memories are per engine). `null`: the engine rejects that (SIMD) binary.
+ */
+const compiled = new Map<string, Promise<Loaded | null>>();
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+const SOURCE_EXPECTED = 'bytes (an ArrayBuffer or a view of one), a URL or URL string, or a WebAssembly.Module';
+
+function isBufferSource(value: unknown): value is BufferSource {
+  if (ArrayBuffer.isView(value)) return true;
+  const tag = Object.prototype.toString.call(value);
+  return tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]';
+}
+
+function toBytes(source: BufferSource): Uint8Array<ArrayBuffer> {
+  return ArrayBuffer.isView(source)
+    ? new Uint8Array(source.buffer as ArrayBuffer, source.byteOffset, source.byteLength)
+    : new Uint8Array(source as ArrayBuffer);
+}
+
+function isNode(): boolean {
+  return typeof globalThis.process?.versions?.node === 'string';
+}
+
+/**
+ * A Node built-in, out of bundlers' sight (a static specifier would make Vite or webpack stub or
+ * reject it for browsers, where this is never called): process.getBuiltinModule (Node 20.16+),
+ * else a dynamic import of a non-literal specifier.
+ */
+async function nodeBuiltin<T>(id: 'node:fs/promises' | 'node:url'): Promise<T> {
+  const proc = globalThis.process as { getBuiltinModule?: (id: string) => unknown } | undefined;
+  if (typeof proc?.getBuiltinModule === 'function') return proc.getBuiltinModule(id) as T;
+  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ id)) as T;
+}
+
+/** Sets `cause` on one of our errors (their constructor takes none). */
+function withCause<E extends Error>(error: E, cause: unknown): E {
+  Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  return error;
+}
+
+function reason(error: unknown): string {
+  if (error instanceof Error) return (error as Error & { code?: string }).code ?? error.message;
+  return String(error);
+}
+
+/** A URL string against the page (browsers and workers), or a file path in Node. */
+async function resolveUrl(spec: string, argument: string): Promise<URL> {
+  const base = (globalThis as { document?: { baseURI?: string } }).document?.baseURI
+    ?? (globalThis as { location?: { href?: string } }).location?.href;
+  if (base !== undefined) {
+    try {
+      return new URL(spec, base);
+    } catch (error) {
+      throw withCause(new InvalidArgumentError(argument, 'a valid URL', JSON.stringify(spec)), error);
+    }
   }
-  return module;
+  // No page: an absolute URL (scheme of two or more letters; `C:\…` is a Windows path) or a path.
+  if (/^[a-z][a-z0-9+.-]+:/i.test(spec)) return new URL(spec);
+  if (!isNode()) throw new InvalidArgumentError(argument, 'an absolute URL (there is no page to resolve against)', JSON.stringify(spec));
+  const { pathToFileURL } = await nodeBuiltin<typeof import('node:url')>('node:url');
+  return pathToFileURL(spec);
+}
+
+/**
+ * Compiles validated bytes. The SIMD probe lives here: `WebAssembly.validate` on the SIMD binary
+ * itself; a SIMD binary the engine rejects yields `null` (fall back, or an error under simd: true).
+ */
+async function fromBytes(build: Build, bytes: Uint8Array<ArrayBuffer>, source: WasmOrigin, url: string | null, argument: string): Promise<Loaded | null> {
+  const where = url === null ? undefined : `from ${url}`;
+  if (bytes.length < 8 || WASM_MAGIC.some((b, i) => bytes[i] !== b)) {
+    const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    throw new InvalidArgumentError(argument, 'a WebAssembly binary (starting with 00 61 73 6d, "\\0asm")',
+      `${bytes.length} bytes starting with ${head || 'nothing'}`, where);
+  }
+  if (!WebAssembly.validate(bytes)) {
+    if (build === 'simd') return null;
+    throw new InvalidArgumentError(argument, 'a WebAssembly module this engine accepts', 'a binary WebAssembly.validate rejects', where);
+  }
+  return { module: await WebAssembly.compile(bytes), source, url };
+}
+
+async function fromUrl(build: Build, url: URL, argument: string): Promise<Loaded | null> {
+  if (url.protocol === 'file:') {
+    if (!isNode()) {
+      throw new InvalidArgumentError(argument, 'an http(s) URL (a page cannot read file: URLs)', url.href,
+        'serve the page over http, or pass the bytes in options.wasm');
+    }
+    const { readFile } = await nodeBuiltin<typeof import('node:fs/promises')>('node:fs/promises');
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(await readFile(url));
+    } catch (error) {
+      throw withCause(new InvalidArgumentError(argument, `a readable WebAssembly file at ${url.href}`, reason(error)), error);
+    }
+    return fromBytes(build, bytes, 'file', url.href, argument);
+  }
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw withCause(new InvalidArgumentError(argument, `a WebAssembly binary fetched from ${url.href}`, `a failed fetch: ${reason(error)}`,
+      'pass options.wasm to load it from elsewhere'), error);
+  }
+  if (!response.ok) {
+    throw new InvalidArgumentError(argument, `HTTP 200 from ${url.href}`, `HTTP ${response.status}`, 'pass options.wasm to load it from elsewhere');
+  }
+  const mime = (response.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (mime === 'application/wasm' && typeof WebAssembly.compileStreaming === 'function') {
+    const backup = response.clone(); // a few KiB: kept in case streaming fails
+    try {
+      return { module: await WebAssembly.compileStreaming(response), source: 'stream', url: url.href };
+    } catch {
+      // A CompileError (e.g. no SIMD) or a refused stream: judge the bytes themselves below.
+      return fromBytes(build, new Uint8Array(await backup.arrayBuffer()), 'fetch', url.href, argument);
+    }
+  }
+  // Wrong MIME type (or no streaming): WebAssembly.compileStreaming would reject, bytes work anywhere.
+  return fromBytes(build, new Uint8Array(await response.arrayBuffer()), 'fetch', url.href, argument);
+}
+
+/** One build's module from options.wasm[build] or the package's own file; null: SIMD rejected. */
+async function load(build: Build, source: WasmSource | undefined): Promise<Loaded | null> {
+  const argument = `options.wasm.${build}`;
+  if (source instanceof WebAssembly.Module) return { module: source, source: 'module', url: null };
+  if (isBufferSource(source)) return fromBytes(build, toBytes(source), 'bytes', null, argument);
+  const url = source === undefined ? packageUrl(build)
+    : typeof source === 'string' ? await resolveUrl(source, argument) : source;
+  const key = `${build} ${url.href}`;
+  let loaded = compiled.get(key);
+  if (!loaded) {
+    loaded = fromUrl(build, url, argument);
+    compiled.set(key, loaded);
+    loaded.catch(() => compiled.delete(key)); // a failed load is retried by the next createEngine
+  }
+  return loaded;
+}
+
+function checkSources(wasm: unknown): WasmSources | undefined {
+  if (wasm === undefined) return undefined;
+  if (wasm === null || typeof wasm !== 'object' || Array.isArray(wasm)) {
+    throw new InvalidArgumentError('options.wasm', 'an object { simd?, scalar? }', describe(wasm));
+  }
+  for (const [key, value] of Object.entries(wasm)) {
+    if (key !== 'simd' && key !== 'scalar') {
+      throw new InvalidArgumentError(`options.wasm.${key}`, 'no such key (simd or scalar)', describe(value));
+    }
+    if (value !== undefined && typeof value !== 'string' && !(value instanceof URL)
+      && !(value instanceof WebAssembly.Module) && !isBufferSource(value)) {
+      throw new InvalidArgumentError(`options.wasm.${key}`, SOURCE_EXPECTED, describe(value));
+    }
+  }
+  return wasm as WasmSources;
 }
 
 /** Traps from a kernel (only the debug build has any) carry the module's message offsets. */
@@ -186,7 +437,11 @@ const imports = {
   },
 };
 
-/** Loads the kernel module (no network in Node: read from the package's own files). */
+/**
+ * Loads the kernel module and instantiates it with its own memory. Node reads the package's own
+ * wasm files (no network); browsers fetch them relative to this module; `options.wasm` overrides
+ * either. Modules loaded from URLs are compiled once and shared; every engine is a new instance.
+ */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
   if (options === null || typeof options !== 'object') {
     throw new InvalidArgumentError('options', 'an object', describe(options));
@@ -195,15 +450,38 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   if (simd !== undefined && typeof simd !== 'boolean') {
     throw new InvalidArgumentError('options.simd', 'a boolean or undefined', describe(simd));
   }
+  const wasm = checkSources(options.wasm);
   let build: Build = simd === false ? 'scalar' : 'simd';
-  let module: WebAssembly.Module;
-  try {
-    module = await compile(build);
-  } catch (error) {
-    if (simd !== undefined) throw error;
-    build = 'scalar';
-    module = await compile(build);
+  let loaded = await load(build, wasm?.[build]);
+  let simdFeature: boolean | null = null;
+  if (build === 'simd') {
+    simdFeature = loaded !== null;
+    if (loaded === null) {
+      if (simd === true) {
+        throw new InvalidArgumentError('options.simd', 'a WebAssembly engine with 128-bit SIMD',
+          'an engine that rejects the SIMD build (WebAssembly.validate returned false)', 'omit `simd` to fall back to the scalar build');
+      }
+      build = 'scalar';
+      loaded = await load(build, wasm?.scalar);
+    }
   }
-  const instance = await WebAssembly.instantiate(module, imports);
-  return new Engine(instance.exports as unknown as KernelExports, build);
+  if (loaded === null) throw new Error('unreachable: the scalar build never yields null');
+  let instance: WebAssembly.Instance;
+  try {
+    instance = await WebAssembly.instantiate(loaded.module, imports);
+  } catch (error) {
+    throw withCause(new InvalidArgumentError(`options.wasm.${build}`, `the ${build} build of wasm-batchnorm`,
+      `a module that does not instantiate: ${reason(error)}`), error);
+  }
+  const kernels = instance.exports as unknown as KernelExports;
+  if (typeof kernels.heapBase !== 'function' || typeof kernels.simdEnabled !== 'function' || !(kernels.memory instanceof WebAssembly.Memory)) {
+    throw new InvalidArgumentError(`options.wasm.${build}`, `the ${build} build of wasm-batchnorm`, 'a module without its exports');
+  }
+  if ((kernels.simdEnabled() === 1) !== (build === 'simd')) {
+    throw new InvalidArgumentError(`options.wasm.${build}`, `the ${build} build of wasm-batchnorm`,
+      `the ${build === 'simd' ? 'scalar' : 'SIMD'} build`);
+  }
+  const engine = new Engine(kernels, build);
+  loadRecords.set(engine, { source: loaded.source, url: loaded.url, simd: simdFeature });
+  return engine;
 }

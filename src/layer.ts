@@ -1,13 +1,32 @@
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
-import { checkBoolean, checkEps, checkMomentum, isDetached, isFloat32Array, isObject } from './args.js';
+import { checkBoolean, checkEps, isDetached, isFloat32Array, isObject } from './args.js';
+import { CONVENTIONS, batchWeight, checkConvention, checkConventionMomentum, type Convention } from './conventions.js';
+import {
+  loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
+} from './statedict.js';
+import { foldedAffine, type FoldedAffine } from './fold.js';
 
 
 export interface BatchNormOptions {
+  /**
+   * Framework whose habits the layer follows (default 'pytorch'): the meaning and default of
+   * `momentum`, what the running variance stores, and the default eps (see conventions.ts).
+   *   'pytorch': momentum weights the new batch (0.1), unbiased running var, eps 1e-5
+   *   'onnx':    momentum weights the old value (0.9), biased running var,   eps 1e-5
+   *   'keras':   momentum weights the old value (0.99), biased running var,  eps 1e-3
+   */
+  convention?: Convention;
+  /** Default: the convention's (1e-5, 1e-5, 1e-3). */
   eps?: number;
-  /** Weight of the new batch (default 0.1); null: cumulative average, 1 / numBatchesTracked. */
+  /**
+   * In the convention's meaning (PyTorch: weight of the new batch; ONNX/Keras: weight of the old
+   * running value); default the convention's (0.1, 0.9, 0.99). null: cumulative average, 1 / numBatchesTracked.
+   */
   momentum?: number | null;
+  /** The running variance stores the unbiased (n − 1) batch variance; default: the convention's. */
+  unbiasedRunningVar?: boolean;
   /** Learnable weight (ones) and bias (zeros); default true. */
   affine?: boolean;
   /** Keep running statistics (default true); without them eval uses batch statistics. */
@@ -21,8 +40,11 @@ export interface BatchNormOptions {
  */
 export class BatchNorm {
   readonly numFeatures: number;
+  readonly convention: Convention;
   readonly eps: number;
+  /** In the convention's meaning (ONNX/Keras: weight of the old running value); null: cumulative average. */
   readonly momentum: number | null;
+  readonly unbiasedRunningVar: boolean;
   readonly layout: Layout;
   readonly weight: Float32Array | null;
   readonly bias: Float32Array | null;
@@ -40,12 +62,14 @@ export class BatchNorm {
     if (!Number.isInteger(numFeatures) || numFeatures < 1) {
       throw new InvalidArgumentError('numFeatures', 'a positive integer', describe(numFeatures));
     }
-    const { momentum = 0.1 } = options;
-    if (momentum !== null) checkMomentum(momentum, 'options.momentum');
+    const convention = checkConvention(options.convention, 'options.convention');
+    const preset = CONVENTIONS[convention];
     this.engine = engine;
     this.numFeatures = numFeatures;
-    this.eps = checkEps(options.eps, 'options.eps');
-    this.momentum = momentum;
+    this.convention = convention;
+    this.momentum = checkConventionMomentum(options.momentum, convention, 'options.momentum');
+    this.eps = options.eps === undefined ? preset.eps : checkEps(options.eps, 'options.eps');
+    this.unbiasedRunningVar = checkBoolean(options.unbiasedRunningVar, 'options.unbiasedRunningVar', preset.unbiasedRunningVar);
     this.layout = checkLayout(options.layout, 'options.layout');
     const affine = checkBoolean(options.affine, 'options.affine', true);
     const track = checkBoolean(options.trackRunningStats, 'options.trackRunningStats', true);
@@ -71,12 +95,14 @@ export class BatchNorm {
       throw new ShapeError('shape', `${this.numFeatures} channels (numFeatures) on the channel axis`, `[${g.shape.join(', ')}]`);
     }
     const tracking = this.training && this.runningMean !== null;
-    // PyTorch: num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
-    const momentum = this.momentum ?? 1 / (this.numBatchesTracked + 1);
+    // The functional primitive: weight of the new batch (ONNX/Keras: 1 − momentum). PyTorch:
+    // num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
+    const momentum = batchWeight(this.convention, this.momentum, this.numBatchesTracked);
     const saved = isFloat32Array(x) && !isDetached(x) ? x.slice() : x; // backward's x; forward validates it
     const { y, saveMean, saveInvStd } = this.engine.forward(x, shape, {
       layout: this.layout, training: this.training, weight: this.weight, bias: this.bias,
-      runningMean: this.runningMean, runningVar: this.runningVar, momentum, eps: this.eps,
+      runningMean: this.runningMean, runningVar: this.runningVar, momentum,
+      unbiasedRunningVar: this.unbiasedRunningVar, eps: this.eps,
     });
     if (tracking) this.numBatchesTracked += 1;
     const usedBatchStats = this.training || this.runningMean === null;
@@ -94,5 +120,34 @@ export class BatchNorm {
     this.gradWeight = this.weight ? dweight : null;
     this.gradBias = this.bias ? dbias : null;
     return dx;
+  }
+
+  /**
+   * Parameters and buffers as a plain JSON-serializable object: PyTorch names (weight, bias,
+   * running_mean, running_var, num_batches_tracked) or Keras names (gamma, beta, moving_mean,
+   * moving_variance); default Keras for the keras convention, else PyTorch. See statedict.ts.
+   */
+  stateDict(options: StateDictOptions = {}): StateDict {
+    return stateDict(this, options);
+  }
+
+  /**
+   * Loads a state dict (PyTorch or Keras names, detected unless `options.format` says). Strict by
+   * default: a missing or extra key is an InvalidArgumentError naming them; a length other than
+   * numFeatures a ShapeError naming the key. A failed load changes nothing.
+   */
+  loadStateDict(dict: StateDict | Record<string, unknown>, options: LoadStateDictOptions = {}): LoadStateDictResult {
+    return loadStateDict(this, dict, options);
+  }
+
+  /**
+   * The inference map as y = x · scale[c] + shift[c]: scale = γ / sqrt(runningVar + eps),
+   * shift = β − runningMean · scale (float64, rounded once). Needs running statistics.
+   */
+  foldedAffine(): FoldedAffine {
+    if (this.runningMean === null) {
+      throw new InvalidArgumentError('layer.runningMean', 'running statistics (a layer with trackRunningStats: true)', 'null');
+    }
+    return foldedAffine(this);
   }
 }

@@ -60,6 +60,36 @@ export class Arena {
     return ptr;
   }
 
+  /**
+   * Preflight for a group of allocations about to be made in this order (a zero size stands for
+   * one that will not be made): checks that all of them fit in wasm32 memory and grows the
+   * memory once for all of them. Throws MemoryError, naming the first request that does not fit,
+   * before anything is allocated or grown; afterwards, alloc() of exactly these sizes in this
+   * order neither grows memory nor fails. It simulates alloc()'s first fit on a copy of the free
+   * list, so a group that fits in freed blocks needs no growth at all.
+   */
+  reserve(requests: ReadonlyArray<readonly [bytes: number, what: string]>): void {
+    const free = this.free.map((b) => ({ ...b }));
+    let top = this.top;
+    let grower: [string, number] | null = null;
+    for (const [bytes, what] of requests) {
+      if (!(bytes > 0)) continue;
+      const size = roundUp(bytes, ALIGN);
+      const i = free.findIndex((b) => b.bytes >= size);
+      if (i >= 0) {
+        if (free[i].bytes === size) free.splice(i, 1);
+        else { free[i].ptr += size; free[i].bytes -= size; }
+        continue;
+      }
+      if (top + size > MAX_MEMORY_BYTES) {
+        throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
+      }
+      top += size;
+      if (grower === null && top > this.memory.buffer.byteLength) grower = [what, size];
+    }
+    if (grower !== null) this.ensure(top, grower[0], grower[1]);
+  }
+
   /** Returns a block from alloc() to the free list. */
   release(ptr: number): void {
     const bytes = this.live.get(ptr);
@@ -78,6 +108,12 @@ export class Arena {
     if (last && last.ptr + last.bytes === this.top) { this.top = last.ptr; this.free.pop(); }
   }
 
+  /** @internal Copies of the bookkeeping (for tests and diagnostics): blocks sorted by ptr. */
+  layout(): { base: number; top: number; free: Block[]; live: Block[] } {
+    const live = [...this.live].map(([ptr, bytes]) => ({ ptr, bytes })).sort((a, b) => a.ptr - b.ptr);
+    return { base: this.base, top: this.top, free: this.free.map((b) => ({ ...b })), live };
+  }
+
   /** True when [ptr, ptr + bytes) lies inside one live allocation. */
   owns(ptr: number, bytes: number): boolean {
     for (const [start, size] of this.live) {
@@ -93,10 +129,13 @@ export class Arena {
     }
     const have = this.memory.buffer.byteLength;
     if (end <= have) return;
+    const pages = Math.ceil((end - have) / PAGE);
     try {
-      this.memory.grow(Math.ceil((end - have) / PAGE));
+      this.memory.grow(pages);
     } catch (cause) {
-      throw new MemoryError(what, `${size} bytes of wasm memory`, `memory.grow refused at ${have} bytes`, String(cause));
+      const error = new MemoryError(what, `${size} bytes of wasm memory`, `memory.grow(${pages}) refused at ${have} bytes`, String(cause));
+      Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+      throw error;
     }
   }
 }

@@ -263,11 +263,13 @@ fc_('layout', 'layout null', () => fwd({ o: { layout: null } }), InvalidArgument
 for (const [label, eps, got] of [
   ['0', 0, '0'], ['-0', -0, '0'], ['-1', -1, '-1'], ['NaN', NaN, 'NaN'], ['Infinity', Infinity, 'Infinity'],
   ['-Infinity', -Infinity, '-Infinity'], ["'1e-5'", '1e-5', '"1e-5"'], ['null', null, 'null'],
+  // Positive but below the smallest normal float32: gamma/sqrt(eps) could overflow float32.
+  ['1e-39', 1e-39, '1e-39'], ['2^-127', 2 ** -127, '5.877471754111438e-39'], ['5e-324', 5e-324, '5e-324'],
 ] as const) {
   fc_('eps', `eps ${label}`, () => fwd({ o: { eps } }), InvalidArgumentError, 'opts.eps',
-    new RegExp(`^opts\\.eps: expected a finite number > 0, got ${got.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')}$`));
+    new RegExp(`^opts\\.eps: expected a finite number >= 2\\^-126 \\(1\\.1754943508222875e-38, the smallest normal float32\\), got ${got.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')}$`));
 }
-fc_('eps', 'eps NaN in eval', () => fwd({ o: { eps: NaN, training: false } }), InvalidArgumentError, 'opts.eps', /^opts\.eps: expected a finite number > 0, got NaN$/);
+fc_('eps', 'eps NaN in eval', () => fwd({ o: { eps: NaN, training: false } }), InvalidArgumentError, 'opts.eps', /^opts\.eps: expected a finite number >= 2\^-126 \(1\.1754943508222875e-38, the smallest normal float32\), got NaN$/);
 
 // momentum
 for (const [label, momentum, got] of [
@@ -934,7 +936,7 @@ for (const build of BUILDS) {
         [() => new BatchNorm(engine, NaN), InvalidArgumentError, /^numFeatures: .*got NaN$/, 'numFeatures'],
         [() => new BatchNorm(engine, '3' as never), InvalidArgumentError, /^numFeatures: .*got "3"$/, 'numFeatures'],
         // The constructor's parameter is `options` (cf. options.layout, options.affine below).
-        [() => new BatchNorm(engine, 3, { eps: 0 }), InvalidArgumentError, /^options\.eps: expected a finite number > 0, got 0$/, 'options.eps'],
+        [() => new BatchNorm(engine, 3, { eps: 0 }), InvalidArgumentError, /^options\.eps: expected a finite number >= 2\^-126 .*, got 0$/, 'options.eps'],
         [() => new BatchNorm(engine, 3, { eps: NaN }), InvalidArgumentError, /^options\.eps: .*got NaN$/, 'options.eps'],
         [() => new BatchNorm(engine, 3, { momentum: 1.5 }), InvalidArgumentError, /^options\.momentum: expected a number in \[0, 1\].*got 1\.5$/, 'options.momentum'],
         [() => new BatchNorm(engine, 3, { momentum: -0.1 }), InvalidArgumentError, /^options\.momentum: .*got -0\.1$/, 'options.momentum'],

@@ -202,6 +202,63 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
+  it('fused NCHW training forward: statistics as stats, y bit-identical to normalize with its folded params', () => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), (k, inPlace) => {
+      const h = new Harness(engine);
+      const { x } = data(k, 8);
+      const next = rng(k.seed ^ 9);
+      const gamma = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
+      const beta = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
+      const eps = 1e-5;
+      const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length), pg = h.f32(gamma), pb = h.f32(beta);
+      const out = h.bytes(24 * k.C), ref = h.bytes(16 * k.C);
+      engine.kernels.statsNchwF32(px, k.outer, k.C, k.inner, ref, ref + 8 * k.C); // before y may overwrite x
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C);
+      const got = h.readF64(out, 3 * k.C), want = h.readF64(ref, 2 * k.C), y = h.readF32(py, x.length);
+      h.done();
+      const n = k.outer * k.inner;
+      for (let c = 0; c < k.C; c++) {
+        expect(got[c], `mean c=${c}`).toBe(want[c]); // same summation order as statsNchwF32
+        expect(got[k.C + c], `m2 c=${c}`).toBe(want[k.C + c]);
+        expect(got[2 * k.C + c], `invStd c=${c}`).toBe(1 / Math.sqrt(want[k.C + c] / n + eps));
+      }
+      perChannel(k, (c, i) => {
+        const mu = got[c], hi = fr(mu), lo = fr(mu - hi), a = fr(gamma[c] * got[2 * k.C + c]);
+        const yWant = fr(fr(fr(fr(x[i] - hi) - lo) * a) + beta[c]);
+        if (!Object.is(y[i], yWant)) throw new Error(`y[${i}] c=${c}: expected ${yWant}, got ${y[i]} ${JSON.stringify(k)}`);
+      });
+    }), runs);
+  });
+
+  it('fused NCHW backward: sums as backward reduce, dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.constantFrom('none', 'dy', 'x'), (k, training, alias) => {
+      const h = new Harness(engine);
+      const { x, mean } = data(k, 10);
+      const next = rng(k.seed ^ 11);
+      const g = gauss(next);
+      const dy = Float32Array.from(x, () => g());
+      const invStd = Float32Array.from({ length: k.C }, () => 0.1 + next() * 3);
+      const gamma = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
+      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma);
+      const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
+      const sums = h.bytes(16 * k.C), ref = h.bytes(16 * k.C);
+      engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ref, ref + 8 * k.C);
+      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, ps, pg, training, sums, sums + 8 * k.C);
+      const got = h.readF64(sums, 2 * k.C), want = h.readF64(ref, 2 * k.C), dx = h.readF32(pdx, x.length);
+      h.done();
+      expect(Array.from(got)).toEqual(Array.from(want));
+      const n = k.outer * k.inner;
+      perChannel(k, (c, i) => {
+        const s = invStd[c], k3 = fr(gamma[c] * s);
+        const k1 = fr(got[c] / n), k2 = fr((got[k.C + c] * s * s) / n);
+        const want1 = training
+          ? fr(fr(fr(dy[i] - k1) - fr(fr(x[i] - mean[c]) * k2)) * k3)
+          : fr(fr(fr(fr(dy[i] - 0) - 0) * k3) + 0);
+        if (!Object.is(dx[i], want1)) throw new Error(`dx[${i}] c=${c}: expected ${want1}, got ${dx[i]} ${JSON.stringify(k)}`);
+      });
+    }), runs);
+  });
+
   it('reads and writes nothing outside its ranges: buffers that end exactly at the end of memory', () => {
     for (const [outer, C, inner] of [[1, 1, 1], [2, 3, 5], [3, 5, 17], [1, 7, 4]]) {
       const arena = engine.arena;
@@ -229,6 +286,8 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw);
       k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb);
       k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw);
+      k.forwardTrainNchwF32(px, px, outer, C, inner, pa, pb, 1e-5, pm, pq, pw); // pw: 24·C bytes of f64 outputs fit
+      k.backwardNchwF32(px, px, px, outer, C, inner, ph, pa, pa, true, pm, pq);
       arena.release(guard);
       arena.release(params);
     }

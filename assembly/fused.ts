@@ -1,0 +1,88 @@
+// Channel-at-a-time NCHW training kernels: each channel's statistics and then its apply, while
+// the channel's values are still in cache. A channel is `outer` planes of `inner` contiguous
+// values, `C·inner` values apart. Against the separate passes (statistics over the whole
+// tensor, then the apply over the whole tensor) this reads x from memory once instead of
+// twice whenever one channel's slice (outer·inner·4 bytes) fits in L2; when it does not, it
+// costs the same as the separate passes. The per-channel folding written here is the one in
+// src/batchnorm.ts (which documents the formulas); the arithmetic per value is exactly that of
+// stats.ts, normalize.ts and backward.ts, whose run loops these kernels reuse.
+//
+// One source for both builds: the SIMD build composes the f32x4 run loops, the scalar build
+// their scalar twins (ASC_FEATURE_SIMD is a compile-time constant).
+//
+// Contract: f32 tensors [outer][C][inner]; y may equal x, dx may equal dy or x (in place).
+// gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel.
+import { shiftOf, finishMean, finishM2, sumShiftedPlanesSimd, sumShiftedPlanesScalar } from './stats';
+import { normalizeRunSimd, normalizeRunScalar } from './normalize';
+import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun, sumDyXmuRun } from './backward';
+
+/**
+ * Training forward: mean, m2 (f64) and invStd = 1/sqrt(m2/n + eps) per channel, then
+ * y = ((x − meanHi) − meanLo)·f32(gamma·invStd) + beta with meanHi + meanLo = mean.
+ */
+export function forwardTrainNchwF32(
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
+  mean: usize, m2: usize, invStd: usize,
+): void {
+  const plane = <usize>inner << 2;
+  const stride = plane * C;
+  const n = <f64>outer * <f64>inner;
+  for (let c = 0; c < C; c++) {
+    const first = x + plane * c;
+    const k = shiftOf(load<f32>(first));
+    if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(first, outer, stride, inner, k);
+    else sumShiftedPlanesScalar(first, outer, stride, inner, k);
+    const mu = finishMean(k, n), q = finishM2(n);
+    const s = 1.0 / Math.sqrt(q / n + eps);
+    const oc = <usize>c << 3, pc = <usize>c << 2;
+    store<f64>(mean + oc, mu);
+    store<f64>(m2 + oc, q);
+    store<f64>(invStd + oc, s);
+    const mh = <f32>mu, ml = isFinite(mh) ? <f32>(mu - <f64>mh) : <f32>0; // an infinite mean has no low part
+    const a = <f32>(<f64>load<f32>(gamma + pc) * s), b = load<f32>(beta + pc);
+    for (let o = 0; o < outer; o++) {
+      const off = plane * c + stride * o;
+      if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, ml, a, b);
+      else normalizeRunScalar(x + off, y + off, inner, mh, ml, a, b);
+    }
+  }
+}
+
+/**
+ * Backward: Σdy and Σdy·(x − mean) (f64) per channel, then in training
+ * dx = ((dy − k1) − (x − mean)·k2)·k3 with k1 = Σdy/n, k2 = Σdy(x − mean)·invStd²/n,
+ * k3 = gamma·invStd; in eval dx = dy·k3 (the normalize run with zero mean and shift).
+ */
+export function backwardNchwF32(
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
+  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize,
+): void {
+  const plane = <usize>inner << 2;
+  const stride = plane * C;
+  const n = <f64>outer * <f64>inner;
+  for (let c = 0; c < C; c++) {
+    const pc = <usize>c << 2, oc = <usize>c << 3;
+    const m = load<f32>(mean + pc), s = <f64>load<f32>(invStd + pc);
+    const base = plane * c;
+    if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + base, x + base, outer, stride, inner, <f64>m);
+    else reducePlanesScalar(dy + base, x + base, outer, stride, inner, <f64>m);
+    const s1 = sumDyRun, s2 = sumDyXmuRun;
+    store<f64>(sumDy + oc, s1);
+    store<f64>(sumDyXmu + oc, s2);
+    const k3 = <f32>(<f64>load<f32>(gamma + pc) * s);
+    if (training) {
+      const k1 = <f32>(s1 / n), k2 = <f32>((s2 * s * s) / n);
+      for (let o = 0; o < outer; o++) {
+        const off = base + stride * o;
+        if (ASC_FEATURE_SIMD) dxRunSimd(dy + off, x + off, dx + off, inner, m, k1, k2, k3);
+        else dxRunScalar(dy + off, x + off, dx + off, inner, m, k1, k2, k3);
+      }
+    } else {
+      for (let o = 0; o < outer; o++) {
+        const off = base + stride * o;
+        if (ASC_FEATURE_SIMD) normalizeRunSimd(dy + off, dx + off, inner, 0, 0, k3, 0);
+        else normalizeRunScalar(dy + off, dx + off, inner, 0, 0, k3, 0);
+      }
+    }
+  }
+}

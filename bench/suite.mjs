@@ -1,0 +1,176 @@
+// One benchmark suite (= one operation) in one process, spawned by bench/run.mjs:
+//   node --expose-gc bench/suite.mjs --op inference|training|backward [--quick] [--shapes a,b]
+//        [--layout NCHW|NHWC] [--contenders id,id] [--out file.json]
+// For every case: make the data, compute the float64 reference on a channel subset, set up every
+// contender, call each once and check its output, warm it up, then time all of them side by
+// side in one benny suite (benchmark.js underneath: median of its samples), tear down, next case.
+import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import b from 'benny';
+import { selectCases } from './shapes.mjs';
+import { makeInputs, reference, compare, EPS } from './data.mjs';
+import { CONTENDERS } from './contenders/index.mjs';
+import { simdEngine, scalarEngine } from './contenders/engines.mjs';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const OPS = ['inference', 'training', 'backward'];
+
+const { values: args } = parseArgs({
+  options: {
+    op: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    shapes: { type: 'string' },
+    layout: { type: 'string' },
+    contenders: { type: 'string' },
+    out: { type: 'string' },
+    'max-time': { type: 'string' },
+    'min-samples': { type: 'string' },
+  },
+});
+if (!OPS.includes(args.op)) throw new Error(`--op must be one of ${OPS.join(', ')}`);
+const op = args.op;
+
+// Timing budget per (case, contender). benchmark.js keeps sampling until it has minSamples AND
+// maxTime seconds have passed; each sample is one cycle of >= minTime seconds (many calls for
+// small shapes, one call for big ones). Contenders slower than SLOW_CALL per call get
+// SLOW_MIN_SAMPLES samples so the big shapes fit the 10-minute budget.
+const MAX_TIME = Number(args['max-time'] ?? (args.quick ? 0.2 : 0.3));
+const MIN_SAMPLES = Number(args['min-samples'] ?? 5);
+const MIN_TIME = 0.05;
+const SLOW_CALL = 0.4;
+const SLOW_MIN_SAMPLES = 3;
+const WARMUP_SECONDS = 0.1;
+
+const cases = selectCases({ quick: args.quick, filter: args.shapes ?? null, layout: args.layout ?? null });
+const wanted = args.contenders ? new Set(args.contenders.split(',').map((s) => s.trim())) : null;
+const contenders = CONTENDERS.filter((m) => !wanted || wanted.has(m.id) || m.id === 'floor');
+
+const gc = globalThis.gc ?? (() => {});
+const seconds = (t0) => (performance.now() - t0) / 1000;
+let peakRss = 0;
+const sampleRss = () => { peakRss = Math.max(peakRss, process.memoryUsage().rss); };
+
+async function timeCall(run) {
+  const t0 = performance.now();
+  await run();
+  return seconds(t0);
+}
+
+const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
+
+async function runCase(c) {
+  const tCase = performance.now();
+  const inputs = makeInputs(c, op);
+  const ref = reference(c, op, inputs);
+  let saved = null;
+  if (op === 'backward') {
+    // The saved statistics every backward contender that takes them gets (ours, plain JS).
+    const r = (await simdEngine()).forward(inputs.x, c.shape, { layout: c.layout, training: true, weight: inputs.weight, bias: inputs.bias, eps: EPS });
+    saved = { saveMean: r.saveMean, saveInvStd: r.saveInvStd };
+  }
+  const entries = [];
+  const live = [];
+  for (const m of contenders) {
+    const entry = { id: m.id, label: m.label, status: 'ok' };
+    entries.push(entry);
+    try {
+      const h = await m.setup({ c, op, inputs, saved, compareNaive: (out) => compare(c, ref, out) });
+      if (h.unsupported) {
+        entry.status = 'unsupported';
+        entry.reason = h.unsupported;
+        continue;
+      }
+      if (h.notes?.length) entry.notes = h.notes;
+      if (h.info) entry.info = h.info;
+      // First call: its output is checked (then discarded); it also starts the warm-up.
+      const first = await timeCall(h.run);
+      entry.firstCallMs = first * 1e3;
+      entry.check = h.output ? compare(c, ref, h.output()) : null;
+      let calls = 1, spent = first, lastCall = first;
+      while (lastCall < SLOW_CALL && (calls < 3 || spent < WARMUP_SECONDS)) {
+        lastCall = await timeCall(h.run);
+        spent += lastCall;
+        calls++;
+      }
+      entry.warmupCalls = calls;
+      entry.slow = lastCall >= SLOW_CALL;
+      live.push({ m, h, entry });
+      sampleRss();
+    } catch (error) {
+      entry.status = 'error';
+      entry.reason = String(error?.message ?? error).split('\n')[0];
+      console.error(`  ${m.id}: ${entry.reason}`);
+    }
+  }
+
+  if (live.length) {
+    const byId = new Map(live.map((l) => [l.m.id, l]));
+    const slug = `${op}-${c.dims.join('x')}-${c.layout}`;
+    await b.suite(
+      `${op} ${c.id}`,
+      ...live.map(({ m, h, entry }) => b.add(m.id, h.run, {
+        minSamples: entry.slow ? SLOW_MIN_SAMPLES : MIN_SAMPLES,
+        maxTime: MAX_TIME,
+        minTime: MIN_TIME,
+        initCount: 1,
+        delay: 0,
+      })),
+      b.cycle((result) => {
+        const { entry } = byId.get(result.name);
+        const d = result.details;
+        Object.assign(entry, {
+          medianMs: d.median * 1e3, meanMs: d.mean * 1e3, minMs: d.min * 1e3, maxMs: d.max * 1e3,
+          rme: d.relativeMarginOfError, samples: result.samples,
+        });
+        const check = entry.check ? (entry.check.correct ? 'ok' : `WRONG ${entry.check.err.toExponential(1)}`) : '-';
+        console.log(`    ${result.name.padEnd(15)} ${fmtMs(entry.medianMs).padStart(8)} ms  ±${d.relativeMarginOfError.toFixed(1).padStart(4)}%  n=${String(result.samples).padEnd(3)} check ${check}`);
+        return undefined; // no benny log-update output (the child's stdout is a log, not a TTY)
+      }),
+      b.complete(() => {}),
+      b.save({ file: slug, folder: join(root, 'bench/results/tmp/benny'), format: 'json', details: true }),
+    );
+    sampleRss();
+  }
+  for (const { h } of live) await h.teardown?.();
+  gc();
+  return {
+    op, id: c.id, group: c.group, name: c.name, dims: c.dims, layout: c.layout, shape: c.shape, size: c.size, C: c.C,
+    checkedChannels: ref.chans.length, seconds: seconds(tCase), contenders: entries,
+  };
+}
+
+async function main() {
+  const t0 = performance.now();
+  console.log(`suite ${op}: ${cases.length} cases, contenders ${contenders.map((m) => m.id).join(', ')}`);
+  const results = [];
+  for (const [i, c] of cases.entries()) {
+    console.log(`  [${i + 1}/${cases.length}] ${op} ${c.id} (${c.group} ${c.name}, ${(c.size / 1e6).toFixed(2)}M values)`);
+    results.push(await runCase(c));
+  }
+  const simd = await simdEngine(), scalar = await scalarEngine();
+  const out = {
+    op,
+    seconds: seconds(t0),
+    peakRssMB: Math.round(peakRss / 2 ** 20),
+    pid: process.pid,
+    node: process.version,
+    v8: process.versions.v8,
+    cpu: os.cpus()[0]?.model?.trim() ?? 'unknown',
+    engines: { simd: simd.info(), scalar: scalar.info() },
+    results,
+  };
+  if (args.out) {
+    mkdirSync(dirname(args.out), { recursive: true });
+    writeFileSync(args.out, JSON.stringify(out, null, 1));
+  }
+  console.log(`suite ${op} done in ${out.seconds.toFixed(1)} s (peak RSS ${out.peakRssMB} MB)`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

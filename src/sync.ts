@@ -1,0 +1,407 @@
+// Mergeable statistics: the building blocks of synchronized batch norm (PyTorch's SyncBatchNorm
+// internals) for any all-reduce: worker_threads, Web Workers, or a training framework's collective.
+//
+// Each shard holds a slice of the batch (any split, uneven sizes; every shard has all C channels).
+// Per training step:
+//
+//   local   = engine.moments(x, shape)                          { count, mean, m2 } per channel, f64
+//   global  = all-reduce(local, mergeMoments)                   Chan et al.: exact for any split
+//   fwd     = engine.forwardWithMoments(x, shape, { moments: global, runningMean, runningVar, ... })
+//             normalizes with mean = global.mean, var = global.m2 / global.count and updates the
+//             running statistics with the global count (unbiased: m2 / (count − 1))
+//   sums    = engine.backwardReduce(dy, x, shape, { saveMean, saveInvStd })    { sumDy, sumDyXhat }
+//   gsums   = all-reduce(sums, mergeBackwardSums)               elementwise sum
+//   bwd     = engine.backwardWithSums(dy, x, shape, { ...gsums, count: global.count, weight, saveMean, saveInvStd })
+//             dx = γ·invStd·(dy − ΣDy/n − xhat·ΣDyXhat/n) with the global sums and n = global count;
+//             dweight = ΣDyXhat, dbias = ΣDy (the whole batch's gradients, the same on every shard).
+//
+// Chan's update for shards a, b: n = na + nb, δ = mean_b − mean_a,
+//   mean = mean_a + δ·nb/n,   m2 = m2_a + m2_b + δ²·na·nb/n.
+// Statistics stay in float64 end to end, so merging k shards costs a few f64 roundings, far
+// below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
+import type { Engine } from './engine.js';
+import type { BackwardResult, ForwardResult } from './batchnorm.js';
+import { InvalidArgumentError, ShapeError, describe } from './errors.js';
+import { checkLayout, geometry, type Layout } from './layout.js';
+import { CallScope, channelsLast, snapshot } from './call.js';
+import { checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject } from './args.js';
+
+/** Per-channel moments of a batch (or of a merged set of shards). */
+export interface Moments {
+  /** Values per channel (the same for every channel). */
+  count: number;
+  /** Per-channel mean. */
+  mean: Float64Array;
+  /** Per-channel sum of squared deviations from the mean: biased var = m2 / count. */
+  m2: Float64Array;
+}
+
+/** Moments as they may arrive from elsewhere (postMessage keeps Float64Array; JSON gives arrays). */
+export interface MomentsLike {
+  count: number;
+  mean: ArrayLike<number>;
+  m2: ArrayLike<number>;
+}
+
+export interface MomentsOptions {
+  layout?: Layout;
+}
+
+export interface ForwardWithMomentsOptions {
+  layout?: Layout;
+  /** The GLOBAL moments (all shards merged); count >= this shard's values per channel, >= 2. */
+  moments: MomentsLike;
+  weight?: Float32Array | null;
+  bias?: Float32Array | null;
+  /** Updated in place with the global statistics (given together or not at all). */
+  runningMean?: Float32Array | null;
+  runningVar?: Float32Array | null;
+  /** Weight of the new batch, in [0, 1]; default 0.1. */
+  momentum?: number;
+  /** Running var receives m2 / (count − 1) (default) or m2 / count, count = the global count. */
+  unbiasedRunningVar?: boolean;
+  eps?: number;
+  /** Destination for y; may be x itself. */
+  out?: Float32Array;
+}
+
+/** Per-channel backward reductions of one shard (or their all-reduced sums). */
+export interface BackwardSums {
+  /** Σ dy. */
+  sumDy: Float64Array;
+  /** Σ dy · xhat = invStd · Σ dy · (x − mean). */
+  sumDyXhat: Float64Array;
+}
+
+export interface BackwardReduceOptions {
+  layout?: Layout;
+  /** From forwardWithMoments (the global statistics: identical on every shard). */
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+}
+
+export interface BackwardWithSumsOptions {
+  layout?: Layout;
+  weight?: Float32Array | null;
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  /** All-reduced (summed over every shard) backward reductions. */
+  sumDy: ArrayLike<number>;
+  sumDyXhat: ArrayLike<number>;
+  /** Global values per channel (the merged moments' count). */
+  count: number;
+  /** Destination for dx; may be dy or x itself. */
+  out?: Float32Array;
+}
+
+// ---------------------------------------------------------------------------------------
+// Argument checks for the JS-side per-channel inputs (moments, sums).
+
+function isNumberArray(value: unknown): value is ArrayLike<number> {
+  return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+}
+
+/** A float64 copy of a per-channel array of numbers of length C (taken before any allocation). */
+function channelF64(value: unknown, name: string, C: number, what: string): Float64Array {
+  if (!isNumberArray(value)) throw new InvalidArgumentError(name, `a Float64Array (or array of numbers) of length ${C} (${what})`, describe(value));
+  if (value.length !== C) throw new ShapeError(name, `length ${C} (${what})`, `length ${value.length}`);
+  if (Array.isArray(value)) {
+    const bad = value.findIndex((v) => typeof v !== 'number');
+    if (bad >= 0) throw new InvalidArgumentError(`${name}[${bad}]`, 'a number', describe(value[bad]));
+  }
+  return Float64Array.from(value);
+}
+
+function checkCount(value: unknown, name: string, min: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidArgumentError(name, `an integer >= ${min} (${what})`, describe(value));
+  }
+  return value;
+}
+
+/** Validated copy of moments with C channels. */
+function checkMoments(value: unknown, name: string, C: number | null, minCount: number, what: string): Moments {
+  if (!isObject(value)) throw new InvalidArgumentError(name, '{ count, mean, m2 } (from engine.moments / mergeMoments)', describe(value));
+  const count = checkCount(value.count, `${name}.count`, minCount, what);
+  const channels = C ?? (isNumberArray(value.mean) ? value.mean.length : 0);
+  const mean = channelF64(value.mean, `${name}.mean`, channels, C === null ? 'per channel' : `C = ${C} channels`);
+  const m2 = channelF64(value.m2, `${name}.m2`, channels, `the length of ${name}.mean`);
+  const negative = m2.findIndex((v) => v < 0);
+  if (negative >= 0) throw new InvalidArgumentError(`${name}.m2[${negative}]`, 'a sum of squares >= 0', describe(m2[negative]));
+  return { count, mean, m2 };
+}
+
+// ---------------------------------------------------------------------------------------
+// Merging (pure JS, float64).
+
+/** Chan et al.'s parallel update: the moments of the union of two disjoint batches. count 0 is the identity. */
+export function mergeMoments(a: MomentsLike, b: MomentsLike): Moments {
+  const ma = checkMoments(a, 'a', null, 0, 'values per channel');
+  const mb = checkMoments(b, 'b', null, 0, 'values per channel');
+  if (ma.mean.length !== mb.mean.length) {
+    throw new ShapeError('b.mean', `length ${ma.mean.length} (the channels of a)`, `length ${mb.mean.length}`);
+  }
+  const na = ma.count, nb = mb.count, n = na + nb;
+  if (na === 0) return mb;
+  if (nb === 0) return ma;
+  const C = ma.mean.length;
+  const mean = new Float64Array(C), m2 = new Float64Array(C);
+  const wb = nb / n, cross = (na * nb) / n;
+  for (let c = 0; c < C; c++) {
+    const delta = mb.mean[c] - ma.mean[c];
+    mean[c] = ma.mean[c] + delta * wb;
+    m2[c] = ma.m2[c] + mb.m2[c] + delta * delta * cross;
+  }
+  return { count: n, mean, m2 };
+}
+
+/** Merges any number of moments (pairwise tree, so the rounding grows with log2 of the count). */
+export function reduceMoments(parts: readonly MomentsLike[]): Moments {
+  if (!Array.isArray(parts) || parts.length === 0) {
+    throw new InvalidArgumentError('parts', 'a non-empty array of moments', describe(parts));
+  }
+  let level: MomentsLike[] = [...parts];
+  if (level.length === 1) return checkMoments(level[0], 'parts[0]', null, 0, 'values per channel');
+  while (level.length > 1) {
+    const next: MomentsLike[] = [];
+    for (let i = 0; i + 1 < level.length; i += 2) next.push(mergeMoments(level[i], level[i + 1]));
+    if (level.length % 2 === 1) next.push(level[level.length - 1]);
+    level = next;
+  }
+  return level[0] as Moments;
+}
+
+/** Elementwise sum of two shards' backward reductions (the all-reduce's SUM). */
+export function mergeBackwardSums(
+  a: { sumDy: ArrayLike<number>; sumDyXhat: ArrayLike<number> },
+  b: { sumDy: ArrayLike<number>; sumDyXhat: ArrayLike<number> },
+): BackwardSums {
+  if (!isObject(a)) throw new InvalidArgumentError('a', '{ sumDy, sumDyXhat }', describe(a));
+  if (!isObject(b)) throw new InvalidArgumentError('b', '{ sumDy, sumDyXhat }', describe(b));
+  const C = isNumberArray(a.sumDy) ? a.sumDy.length : 0;
+  const ad = channelF64(a.sumDy, 'a.sumDy', C, 'per channel'), ax = channelF64(a.sumDyXhat, 'a.sumDyXhat', C, 'the length of a.sumDy');
+  const bd = channelF64(b.sumDy, 'b.sumDy', C, 'the length of a.sumDy'), bx = channelF64(b.sumDyXhat, 'b.sumDyXhat', C, 'the length of a.sumDy');
+  for (let c = 0; c < C; c++) {
+    ad[c] += bd[c];
+    ax[c] += bx[c];
+  }
+  return { sumDy: ad, sumDyXhat: ax };
+}
+
+// ---------------------------------------------------------------------------------------
+// Engine calls.
+
+/** Per-channel { count, mean, m2 } of x (f64, the training forward's own statistics kernel). */
+export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object', describe(opts));
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
+
+  const k = engine.kernels;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  const xPin = scope.pin(x);
+  try {
+    const xPtr = scope.place(xPin, 'x');
+    const stats = scope.alloc(16 * C, 'statistics');
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
+    else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
+    const s = scope.f64(stats, 2 * C);
+    return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
+  } finally {
+    scope.release();
+  }
+}
+
+/**
+ * Training forward of one shard with the global statistics: y = (x − mean)·invStd·γ + β with
+ * mean = moments.mean, invStd = 1/sqrt(moments.m2 / moments.count + eps); running statistics
+ * (if given) updated as engine.forward does, with the global count.
+ */
+export function forwardWithMomentsBatchNorm(
+  engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions,
+): ForwardResult {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `moments`', describe(opts));
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
+  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, `C = ${C} channels`);
+  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, `C = ${C} channels`);
+  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, `C = ${C} channels`);
+  if ((runningMean === null) !== (runningVar === null)) {
+    const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
+    throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
+  }
+  const momentum = checkMomentum(opts.momentum, 'opts.momentum');
+  const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
+  const eps = checkEps(opts.eps, 'opts.eps');
+  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  const global = checkMoments(opts.moments, 'opts.moments', C, Math.max(2, g.count),
+    `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
+  const updateRunning = runningMean !== null;
+  checkAliasing(
+    [['opts.out', out], ['opts.runningMean', runningMean], ['opts.runningVar', runningVar]],
+    [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
+    new Set(['opts.out=x']),
+  );
+
+  const k = engine.kernels;
+  const n = global.count;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  const xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
+  const rmPin = runningMean === null ? null : scope.pin(runningMean), rvPin = runningVar === null ? null : scope.pin(runningVar);
+  const w = snapshot(weight), b = snapshot(bias), rm = snapshot(runningMean), rv = snapshot(runningVar);
+  try {
+    const xPtr = scope.place(xPin, 'x');
+    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
+    const params = scope.alloc(16 * C, 'parameters');
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+
+    const saveMean = new Float32Array(C);
+    const saveInvStd = new Float32Array(C);
+    const p = scope.f32(params, 4 * C); // meanHi | meanLo | scale | shift
+    for (let c = 0; c < C; c++) {
+      const mean = global.mean[c];
+      const invStd = 1 / Math.sqrt(global.m2[c] / n + eps);
+      const hi = Math.fround(mean);
+      p[c] = hi;
+      p[C + c] = Number.isFinite(hi) ? mean - hi : 0; // an infinite mean has no low part (Inf − Inf would be NaN)
+      p[2 * C + c] = (w ? w[c] : 1) * invStd;
+      p[3 * C + c] = b ? b[c] : 0;
+      saveMean[c] = mean;
+      saveInvStd[c] = invStd;
+    }
+    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
+    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
+
+    const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
+
+    if (updateRunning) {
+      const divisor = unbiased ? n - 1 : n;
+      const rmOut = scope.live(runningMean!, rmPin!), rvOut = scope.live(runningVar!, rvPin!);
+      for (let c = 0; c < C; c++) {
+        rmOut[c] = (1 - momentum) * rm![c] + momentum * global.mean[c];
+        rvOut[c] = (1 - momentum) * rv![c] + momentum * (global.m2[c] / divisor);
+      }
+    }
+    return { y, saveMean, saveInvStd };
+  } finally {
+    scope.release();
+  }
+}
+
+/** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */
+export function backwardReduceBatchNorm(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
+): BackwardSums {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`', describe(opts));
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  const what = `shape [${g.shape.join(', ')}]`;
+  checkF32(engine, dy, 'dy', g.size, what);
+  checkF32(engine, x, 'x', g.size, what);
+  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forwardWithMoments`);
+  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forwardWithMoments`);
+
+  const k = engine.kernels;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  const dyPin = scope.pin(dy), xPin = scope.pin(x);
+  const mean = Float32Array.from(saveMean), invStd = Float64Array.from(saveInvStd);
+  try {
+    const dyPtr = scope.place(dyPin, 'dy');
+    const xPtr = scope.place(xPin, 'x');
+    const sums = scope.alloc(16 * C, 'sums');
+    const meanPtr = scope.alloc(4 * C, 'mean');
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    scope.f32(meanPtr, C).set(mean);
+    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work);
+    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C);
+    const s = scope.f64(sums, 2 * C);
+    const sumDy = s.slice(0, C);
+    const sumDyXhat = new Float64Array(C);
+    for (let c = 0; c < C; c++) sumDyXhat[c] = s[C + c] * invStd[c];
+    return { sumDy, sumDyXhat };
+  } finally {
+    scope.release();
+  }
+}
+
+/**
+ * dx of one shard from the all-reduced sums (SyncBatchNorm's backward_elemt):
+ * dx = γ·invStd·(dy − sumDy/count − xhat·sumDyXhat/count). dweight = sumDyXhat and dbias = sumDy
+ * (float32): the whole batch's parameter gradients.
+ */
+export function backwardWithSumsBatchNorm(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
+): BackwardResult {
+  if (!isObject(opts)) {
+    throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`, `sumDy`, `sumDyXhat`, `count`', describe(opts));
+  }
+  const layout = checkLayout(opts.layout);
+  const g = geometry(shape, layout);
+  const C = g.channels;
+  const what = `shape [${g.shape.join(', ')}]`;
+  checkF32(engine, dy, 'dy', g.size, what);
+  checkF32(engine, x, 'x', g.size, what);
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
+  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forwardWithMoments`);
+  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forwardWithMoments`);
+  const sumDy = channelF64(opts.sumDy, 'opts.sumDy', C, `C = ${C} channels, all-reduced`);
+  const sumDyXhat = channelF64(opts.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
+  const n = checkCount(opts.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
+  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  checkAliasing(
+    [['opts.out', out]],
+    [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
+    new Set(['opts.out=dy', 'opts.out=x']),
+  );
+
+  const k = engine.kernels;
+  const last = channelsLast(g);
+  const scope = new CallScope(engine);
+  const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
+  const w = snapshot(weight), mean = Float32Array.from(saveMean), invStds = Float64Array.from(saveInvStd);
+  try {
+    const dyPtr = scope.place(dyPin, 'dy');
+    const xPtr = scope.place(xPin, 'x');
+    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? scope.alloc(4 * g.size, 'dx') : dyPtr;
+    const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
+    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    const p = scope.f32(params, 4 * C);
+    p.set(mean);
+    const dweight = new Float32Array(C);
+    const dbias = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      const invStd = invStds[c];
+      dbias[c] = sumDy[c];
+      dweight[c] = sumDyXhat[c];
+      p[C + c] = sumDy[c] / n;
+      p[2 * C + c] = (sumDyXhat[c] * invStd) / n;
+      p[3 * C + c] = (w ? w[c] : 1) * invStd;
+    }
+    const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
+    if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
+    else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3);
+
+    const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
+    return { dx, dweight, dbias };
+  } finally {
+    scope.release();
+  }
+}
