@@ -1,54 +1,72 @@
-// Backward of batch normalization in training mode (PyTorch's batch_norm_backward), per
-// channel c over its n values, with mean and invStd as saved by the forward pass:
-//   reduce:  sumDy[c] = Σ dy,   sumDyXmu[c] = Σ dy · (x − mean[c])        (f64 accumulators)
+// Backward of batch normalization (PyTorch's batch_norm_backward), per channel c over its n
+// values, with mean and invStd as saved by the forward pass, and g = dy, or with a fused ReLU
+// g = (y <= 0 ? 0 : dy) for the forward output y (PyTorch's threshold_backward):
+//   reduce:  sumDy[c] = Σ g,   sumDyXmu[c] = Σ g · (x − mean[c])          (f64 accumulators)
 //   then, folded once per channel by the caller:
 //            k1 = sumDy / n,   k2 = sumDyXmu · invStd² / n,   k3 = gamma · invStd
-//   dx:      dx = ((dy − k1[c]) − (x − mean[c]) · k2[c]) · k3[c]
-//   (= gamma·invStd·(dy − mean(dy) − xhat·mean(dy·xhat)); dgamma = sumDyXmu·invStd, dbeta = sumDy)
-// Eval-mode backward (mean and invStd constants) is dx = dy · k3: normalize.ts with x := dy.
+//   dx, training:  dx = ((g − k1[c]) − (x − mean[c]) · k2[c]) · k3[c]
+//       (= gamma·invStd·(g − mean(g) − xhat·mean(g·xhat)); dgamma = sumDyXmu·invStd, dbeta = sumDy)
+//   dx, eval (mean and invStd constants, k1 = 0): dx = (g − k1[c]) · k3[c]; x is not read.
 //
-// Contract: dy, x read-only f32; dx may equal dy or x (in place), no other overlap.
-//   NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
+// Contract: dy, x, y read-only f32 (y = 0: no ReLU); dx may equal dy or x (in place), no other
+// overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
 //   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
+// SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical dx.
 import { periodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { promoteHigh } from './stats';
 
-
 // @ts-ignore: decorator
-@inline function dx1(dy: f32, x: f32, m: f32, k1: f32, k2: f32, k3: f32): f32 {
-  return ((dy - k1) - (x - m) * k2) * k3;
+@inline function grad1(pdy: usize, py: usize, k: usize, masked: bool): f32 {
+  const g = load<f32>(pdy + k);
+  return masked && load<f32>(py + k) <= 0 ? 0 : g;
 }
 
 // @ts-ignore: decorator
-@inline function dx4(dy: v128, x: v128, m: v128, k1: v128, k2: v128, k3: v128): v128 {
-  return f32x4.mul(f32x4.sub(f32x4.sub(dy, k1), f32x4.mul(f32x4.sub(x, m), k2)), k3);
+@inline function grad4(pdy: usize, py: usize, k: usize, masked: bool): v128 {
+  const g = v128.load(pdy + k);
+  return masked ? v128.andnot(g, f32x4.le(v128.load(py + k), f32x4.splat(0))) : g;
+}
+
+// @ts-ignore: decorator
+@inline function dx1(g: f32, px: usize, k: usize, m: f32, k1: f32, k2: f32, k3: f32, training: bool): f32 {
+  return training ? ((g - k1) - (load<f32>(px + k) - m) * k2) * k3 : (g - k1) * k3;
+}
+
+// @ts-ignore: decorator
+@inline function dx4(g: v128, px: usize, k: usize, m: v128, k1: v128, k2: v128, k3: v128, training: bool): v128 {
+  return training
+    ? f32x4.mul(f32x4.sub(f32x4.sub(g, k1), f32x4.mul(f32x4.sub(v128.load(px + k), m), k2)), k3)
+    : f32x4.mul(f32x4.sub(g, k1), k3);
 }
 
 /** Results of the inline channel reductions below (AssemblyScript has no tuples). */
 export let sumDyRun: f64 = 0;
 export let sumDyXmuRun: f64 = 0;
 
-/** Σdy and Σdy·(x − m) over one channel's `outer` planes of `inner` values, `stride` bytes apart. */
+/** Σg and Σg·(x − m) over one channel's `outer` planes of `inner` values, `stride` bytes apart. */
 // @ts-ignore: decorator
-@inline export function reducePlanesSimd(pdy: usize, px: usize, outer: i32, stride: usize, inner: i32, m: f64): void {
+@inline export function reducePlanesSimd(
+  pdy: usize, px: usize, py: usize, outer: i32, stride: usize, inner: i32, m: f64,
+): void {
+  const masked = py != 0;
   const mm = f64x2.splat(m);
   let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
   let t1 = 0.0, t2 = 0.0;
   for (let o = 0; o < outer; o++) {
-    const pg = pdy + stride * o, pxo = px + stride * o;
+    const off = stride * o;
     let i = 0;
     for (; i + 4 <= inner; i += 4) {
-      const k = <usize>i << 2;
-      const g = v128.load(pg + k), u = v128.load(pxo + k);
+      const k = off + (<usize>i << 2);
+      const g = grad4(pdy, py, k, masked), u = v128.load(px + k);
       const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
       const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), mm), d1 = f64x2.sub(promoteHigh(u), mm);
       a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
       a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
     }
     for (; i < inner; i++) {
-      const k = <usize>i << 2;
-      const g = <f64>load<f32>(pg + k);
-      t1 += g; t2 += g * (<f64>load<f32>(pxo + k) - m);
+      const k = off + (<usize>i << 2);
+      const g = <f64>grad1(pdy, py, k, masked);
+      t1 += g; t2 += g * (<f64>load<f32>(px + k) - m);
     }
   }
   const a = f64x2.add(a0, a1), b = f64x2.add(b0, b1);
@@ -57,14 +75,17 @@ export let sumDyXmuRun: f64 = 0;
 }
 
 // @ts-ignore: decorator
-@inline export function reducePlanesScalar(pdy: usize, px: usize, outer: i32, stride: usize, inner: i32, m: f64): void {
+@inline export function reducePlanesScalar(
+  pdy: usize, px: usize, py: usize, outer: i32, stride: usize, inner: i32, m: f64,
+): void {
+  const masked = py != 0;
   let s1 = 0.0, s2 = 0.0;
   for (let o = 0; o < outer; o++) {
-    const pg = pdy + stride * o, pxo = px + stride * o;
+    const off = stride * o;
     for (let i = 0; i < inner; i++) {
-      const k = <usize>i << 2;
-      const g = <f64>load<f32>(pg + k);
-      s1 += g; s2 += g * (<f64>load<f32>(pxo + k) - m);
+      const k = off + (<usize>i << 2);
+      const g = <f64>grad1(pdy, py, k, masked);
+      s1 += g; s2 += g * (<f64>load<f32>(px + k) - m);
     }
   }
   sumDyRun = s1;
@@ -72,54 +93,96 @@ export let sumDyXmuRun: f64 = 0;
 }
 
 export function backwardReduceNchwF32Simd(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   for (let c = 0; c < C; c++) {
-    reducePlanesSimd(dy + plane * c, x + plane * c, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
+    const base = plane * c;
+    reducePlanesSimd(dy + base, x + base, y ? y + base : 0, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
     store<f64>(sumDy + (<usize>c << 3), sumDyRun);
     store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
   }
 }
 
 export function backwardReduceNchwF32Scalar(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   for (let c = 0; c < C; c++) {
-    reducePlanesScalar(dy + plane * c, x + plane * c, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
+    const base = plane * c;
+    reducePlanesScalar(dy + base, x + base, y ? y + base : 0, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
     store<f64>(sumDy + (<usize>c << 3), sumDyRun);
     store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
   }
 }
 
+/** Super-rows of one block: summed in registers before touching the period accumulators. */
+const BLOCK_BYTES: usize = 1 << 16;
+
+/**
+ * NHWC reduce, blocked like statsNhwcF32Simd: super-rows of one period (L = lcm(C, 4) values)
+ * in cache-sized blocks; per group of 8 period positions the block's rows are summed in f64x2
+ * registers, then added to the period accumulators once; the tail (< one period) goes element
+ * by element; the period is folded into channels.
+ */
 export function backwardReduceNhwcF32Simd(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize, y: usize,
 ): void {
+  const masked = y != 0;
   const L = periodOf(C);
+  const rowBytes = <usize>L << 2;
   const meanP = work, acc1 = work + (<usize>L << 3), acc2 = acc1 + (<usize>L << 3);
   tileF32AsF64(mean, C, L, meanP);
   zeroF64(acc1, L);
   zeroF64(acc2, L);
   const total = <usize>rows * C;
-  const vectors = total & ~3;
-  let i: usize = 0, j: usize = 0;
-  for (; i < vectors; i += 4) {
-    const k = i << 2, o = j << 3;
-    const g = v128.load(dy + k), u = v128.load(x + k);
-    const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
-    const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), v128.load(meanP + o));
-    const d1 = f64x2.sub(promoteHigh(u), v128.load(meanP + o, 16));
-    v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), g0));
-    v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), g1), 16);
-    v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.mul(g0, d0)));
-    v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.mul(g1, d1)), 16);
-    j += 4;
-    if (j == <usize>L) j = 0;
+  const superRows = total / <usize>L;
+  const blockRows = max<usize>(1, BLOCK_BYTES / rowBytes);
+  for (let r0: usize = 0; r0 < superRows; r0 += blockRows) {
+    const r1 = min(superRows, r0 + blockRows);
+    let j: usize = 0;
+    for (; j + 8 <= <usize>L; j += 8) {
+      const o = j << 3;
+      const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16), m2 = v128.load(meanP + o, 32), m3 = v128.load(meanP + o, 48);
+      let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      let b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (let r = r0, k = r0 * rowBytes + (j << 2); r < r1; r++, k += rowBytes) {
+        const g = grad4(dy, y, k, masked), h = grad4(dy, y, k + 16, masked);
+        const u = v128.load(x + k), v = v128.load(x + k, 16);
+        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), g2 = f64x2.promote_low_f32x4(h), g3 = promoteHigh(h);
+        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
+        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
+        a2 = f64x2.add(a2, g2); b2 = f64x2.add(b2, f64x2.mul(g2, f64x2.sub(f64x2.promote_low_f32x4(v), m2)));
+        a3 = f64x2.add(a3, g3); b3 = f64x2.add(b3, f64x2.mul(g3, f64x2.sub(promoteHigh(v), m3)));
+      }
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), b0));
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), b1), 16);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), b2), 32);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), b3), 48);
+    }
+    if (j < <usize>L) { // L % 8 == 4: one last vector of positions
+      const o = j << 3;
+      const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16);
+      let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
+      for (let r = r0, k = r0 * rowBytes + (j << 2); r < r1; r++, k += rowBytes) {
+        const g = grad4(dy, y, k, masked), u = v128.load(x + k);
+        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
+        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
+        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
+      }
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), b0));
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), b1), 16);
+    }
   }
-  for (; i < total; i++, j++) {
+  for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
     const k = i << 2, o = j << 3;
-    const g = <f64>load<f32>(dy + k);
+    const g = <f64>grad1(dy, y, k, masked);
     store<f64>(acc1 + o, load<f64>(acc1 + o) + g);
     store<f64>(acc2 + o, load<f64>(acc2 + o) + g * (<f64>load<f32>(x + k) - load<f64>(meanP + o)));
   }
@@ -128,76 +191,84 @@ export function backwardReduceNhwcF32Simd(
 }
 
 export function backwardReduceNhwcF32Scalar(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
+  const masked = y != 0;
   zeroF64(sumDy, C);
   zeroF64(sumDyXmu, C);
   for (let r = 0; r < rows; r++) {
     const row = (<usize>r * C) << 2;
     for (let c = 0; c < C; c++) {
       const k = row + (<usize>c << 2), o = <usize>c << 3;
-      const g = <f64>load<f32>(dy + k);
+      const g = <f64>grad1(dy, y, k, masked);
       store<f64>(sumDy + o, load<f64>(sumDy + o) + g);
       store<f64>(sumDyXmu + o, load<f64>(sumDyXmu + o) + g * (<f64>load<f32>(x + k) - <f64>load<f32>(mean + (<usize>c << 2))));
     }
   }
 }
 
-/** dx = ((dy − k1) − (x − m)·k2)·k3 over one contiguous run of n values. */
+/** dx over one contiguous run of n values (offsets relative to pdy, px, py, pdx alike). */
 // @ts-ignore: decorator
-@inline export function dxRunSimd(pdy: usize, px: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32): void {
+@inline export function dxRunSimd(
+  pdy: usize, px: usize, py: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32, training: bool,
+): void {
+  const masked = py != 0;
   const m4 = f32x4.splat(m), a4 = f32x4.splat(a), b4 = f32x4.splat(b), s4 = f32x4.splat(s);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const k = <usize>i << 2;
-    v128.store(pdx + k, dx4(v128.load(pdy + k), v128.load(px + k), m4, a4, b4, s4));
+    v128.store(pdx + k, dx4(grad4(pdy, py, k, masked), px, k, m4, a4, b4, s4, training));
   }
   for (; i < n; i++) {
     const k = <usize>i << 2;
-    store<f32>(pdx + k, dx1(load<f32>(pdy + k), load<f32>(px + k), m, a, b, s));
+    store<f32>(pdx + k, dx1(grad1(pdy, py, k, masked), px, k, m, a, b, s, training));
   }
 }
 
 // @ts-ignore: decorator
-@inline export function dxRunScalar(pdy: usize, px: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32): void {
+@inline export function dxRunScalar(
+  pdy: usize, px: usize, py: usize, pdx: usize, n: i32, m: f32, a: f32, b: f32, s: f32, training: bool,
+): void {
+  const masked = py != 0;
   for (let i = 0; i < n; i++) {
     const k = <usize>i << 2;
-    store<f32>(pdx + k, dx1(load<f32>(pdy + k), load<f32>(px + k), m, a, b, s));
+    store<f32>(pdx + k, dx1(grad1(pdy, py, k, masked), px, k, m, a, b, s, training));
   }
 }
 
 export function backwardDxNchwF32Simd(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
       const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
-      dxRunSimd(dy + off, x + off, dx + off, inner,
-        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc));
+      dxRunSimd(dy + off, x + off, y ? y + off : 0, dx + off, inner,
+        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc), training);
     }
   }
 }
 
 export function backwardDxNchwF32Scalar(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < C; c++) {
       const off = plane * (<usize>o * C + c), pc = <usize>c << 2;
-      dxRunScalar(dy + off, x + off, dx + off, inner,
-        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc));
+      dxRunScalar(dy + off, x + off, y ? y + off : 0, dx + off, inner,
+        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc), training);
     }
   }
 }
 
 export function backwardDxNhwcF32Simd(
   dy: usize, x: usize, dx: usize, rows: i32, C: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize, work: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, work: usize, training: bool, y: usize,
 ): void {
+  const masked = y != 0;
   const L = periodOf(C);
   const bytes = <usize>L << 2;
   const mP = work, aP = work + bytes, bP = aP + bytes, sP = bP + bytes;
@@ -210,28 +281,29 @@ export function backwardDxNhwcF32Simd(
   let i: usize = 0, j: usize = 0;
   for (; i < vectors; i += 4) {
     const k = i << 2, o = j << 2;
-    v128.store(dx + k, dx4(v128.load(dy + k), v128.load(x + k),
-      v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o)));
+    v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k,
+      v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o), training));
     j += 4;
     if (j == <usize>L) j = 0;
   }
   for (; i < total; i++, j++) {
     const k = i << 2, o = j << 2;
-    store<f32>(dx + k, dx1(load<f32>(dy + k), load<f32>(x + k),
-      load<f32>(mP + o), load<f32>(aP + o), load<f32>(bP + o), load<f32>(sP + o)));
+    store<f32>(dx + k, dx1(grad1(dy, y, k, masked), x, k,
+      load<f32>(mP + o), load<f32>(aP + o), load<f32>(bP + o), load<f32>(sP + o), training));
   }
 }
 
 export function backwardDxNhwcF32Scalar(
   dy: usize, x: usize, dx: usize, rows: i32, C: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
 ): void {
+  const masked = y != 0;
   for (let r = 0; r < rows; r++) {
     const row = (<usize>r * C) << 2;
     for (let c = 0; c < C; c++) {
       const k = row + (<usize>c << 2), pc = <usize>c << 2;
-      store<f32>(dx + k, dx1(load<f32>(dy + k), load<f32>(x + k),
-        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc)));
+      store<f32>(dx + k, dx1(grad1(dy, y, k, masked), x, k,
+        load<f32>(mean + pc), load<f32>(k1 + pc), load<f32>(k2 + pc), load<f32>(k3 + pc), training));
     }
   }
 }

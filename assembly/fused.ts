@@ -18,11 +18,12 @@ import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun,
 
 /**
  * Training forward: mean, m2 (f64) and invStd = 1/sqrt(m2/n + eps) per channel, then
- * y = ((x − meanHi) − meanLo)·f32(gamma·invStd) + beta with meanHi + meanLo = mean.
+ * y = max'(((x − meanHi) − meanLo)·f32(gamma·invStd) + beta, lower) with meanHi + meanLo = mean
+ * (normalize.ts: lower = 0 fuses ReLU, −Inf is the identity).
  */
 export function forwardTrainNchwF32(
   x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
-  mean: usize, m2: usize, invStd: usize,
+  mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
@@ -42,8 +43,8 @@ export function forwardTrainNchwF32(
     const a = <f32>(<f64>load<f32>(gamma + pc) * s), b = load<f32>(beta + pc);
     for (let o = 0; o < outer; o++) {
       const off = plane * c + stride * o;
-      if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, ml, a, b);
-      else normalizeRunScalar(x + off, y + off, inner, mh, ml, a, b);
+      if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, ml, a, b, lower);
+      else normalizeRunScalar(x + off, y + off, inner, mh, ml, a, b, lower);
     }
   }
 }
@@ -51,11 +52,12 @@ export function forwardTrainNchwF32(
 /**
  * Backward: Σdy and Σdy·(x − mean) (f64) per channel, then in training
  * dx = ((dy − k1) − (x − mean)·k2)·k3 with k1 = Σdy/n, k2 = Σdy(x − mean)·invStd²/n,
- * k3 = gamma·invStd; in eval dx = dy·k3 (the normalize run with zero mean and shift).
+ * k3 = gamma·invStd; in eval dx = dy·k3. With y != 0, dy is masked by the fused ReLU's output
+ * first (backward.ts).
  */
 export function backwardNchwF32(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
-  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize,
+  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
@@ -64,25 +66,18 @@ export function backwardNchwF32(
     const pc = <usize>c << 2, oc = <usize>c << 3;
     const m = load<f32>(mean + pc), s = <f64>load<f32>(invStd + pc);
     const base = plane * c;
-    if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + base, x + base, outer, stride, inner, <f64>m);
-    else reducePlanesScalar(dy + base, x + base, outer, stride, inner, <f64>m);
+    const yb = y ? y + base : 0;
+    if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + base, x + base, yb, outer, stride, inner, <f64>m);
+    else reducePlanesScalar(dy + base, x + base, yb, outer, stride, inner, <f64>m);
     const s1 = sumDyRun, s2 = sumDyXmuRun;
     store<f64>(sumDy + oc, s1);
     store<f64>(sumDyXmu + oc, s2);
     const k3 = <f32>(<f64>load<f32>(gamma + pc) * s);
-    if (training) {
-      const k1 = <f32>(s1 / n), k2 = <f32>((s2 * s * s) / n);
-      for (let o = 0; o < outer; o++) {
-        const off = base + stride * o;
-        if (ASC_FEATURE_SIMD) dxRunSimd(dy + off, x + off, dx + off, inner, m, k1, k2, k3);
-        else dxRunScalar(dy + off, x + off, dx + off, inner, m, k1, k2, k3);
-      }
-    } else {
-      for (let o = 0; o < outer; o++) {
-        const off = base + stride * o;
-        if (ASC_FEATURE_SIMD) normalizeRunSimd(dy + off, dx + off, inner, 0, 0, k3, 0);
-        else normalizeRunScalar(dy + off, dx + off, inner, 0, 0, k3, 0);
-      }
+    const k1 = training ? <f32>(s1 / n) : <f32>0, k2 = training ? <f32>((s2 * s * s) / n) : <f32>0;
+    for (let o = 0; o < outer; o++) {
+      const off = base + stride * o, yo = y ? y + off : 0;
+      if (ASC_FEATURE_SIMD) dxRunSimd(dy + off, x + off, yo, dx + off, inner, m, k1, k2, k3, training);
+      else dxRunScalar(dy + off, x + off, yo, dx + off, inner, m, k1, k2, k3, training);
     }
   }
 }

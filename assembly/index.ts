@@ -56,97 +56,97 @@ export function statsNhwcF32(x: usize, rows: i32, C: i32, mean: usize, m2: usize
 
 export function normalizeNchwF32(
   x: usize, y: usize, outer: i32, C: i32, inner: i32,
-  meanHi: usize, meanLo: usize, scale: usize, shift: usize,
+  meanHi: usize, meanLo: usize, scale: usize, shift: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
   checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
-  if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, meanLo, scale, shift);
-  else normalizeNchwF32Scalar(x, y, outer, C, inner, meanHi, meanLo, scale, shift);
+  if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, meanLo, scale, shift, lower);
+  else normalizeNchwF32Scalar(x, y, outer, C, inner, meanHi, meanLo, scale, shift, lower);
 }
 
 export function normalizeNhwcF32(
   x: usize, y: usize, rows: i32, C: i32,
-  meanHi: usize, meanLo: usize, scale: usize, shift: usize, work: usize,
+  meanHi: usize, meanLo: usize, scale: usize, shift: usize, work: usize, lower: f32,
 ): void {
   checkCounts(rows, C, 1);
   const n = f32s(<usize>rows * C);
   checkRange(x, n); checkRange(y, n);
   checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, meanLo, scale, shift, work);
-  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, meanLo, scale, shift);
+  if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, meanLo, scale, shift, work, lower);
+  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, meanLo, scale, shift, lower);
 }
 
 export function backwardReduceNchwF32(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize,
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
-  checkRange(dy, n); checkRange(x, n);
+  checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  if (ASC_FEATURE_SIMD) backwardReduceNchwF32Simd(dy, x, outer, C, inner, mean, sumDy, sumDyXmu);
-  else backwardReduceNchwF32Scalar(dy, x, outer, C, inner, mean, sumDy, sumDyXmu);
+  if (ASC_FEATURE_SIMD) backwardReduceNchwF32Simd(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
+  else backwardReduceNchwF32Scalar(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
 }
 
 export function backwardReduceNhwcF32(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize, y: usize,
 ): void {
   checkCounts(rows, C, 1);
   const n = f32s(<usize>rows * C);
-  checkRange(dy, n); checkRange(x, n);
+  checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) backwardReduceNhwcF32Simd(dy, x, rows, C, mean, sumDy, sumDyXmu, work);
-  else backwardReduceNhwcF32Scalar(dy, x, rows, C, mean, sumDy, sumDyXmu);
+  if (ASC_FEATURE_SIMD) backwardReduceNhwcF32Simd(dy, x, rows, C, mean, sumDy, sumDyXmu, work, y);
+  else backwardReduceNhwcF32Scalar(dy, x, rows, C, mean, sumDy, sumDyXmu, y);
 }
 
 export function backwardDxNchwF32(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
-  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
-  if (ASC_FEATURE_SIMD) backwardDxNchwF32Simd(dy, x, dx, outer, C, inner, mean, k1, k2, k3);
-  else backwardDxNchwF32Scalar(dy, x, dx, outer, C, inner, mean, k1, k2, k3);
+  if (ASC_FEATURE_SIMD) backwardDxNchwF32Simd(dy, x, dx, outer, C, inner, mean, k1, k2, k3, training, y);
+  else backwardDxNchwF32Scalar(dy, x, dx, outer, C, inner, mean, k1, k2, k3, training, y);
 }
 
 export function backwardDxNhwcF32(
   dy: usize, x: usize, dx: usize, rows: i32, C: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize, work: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, work: usize, training: bool, y: usize,
 ): void {
   checkCounts(rows, C, 1);
   const n = f32s(<usize>rows * C);
-  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) backwardDxNhwcF32Simd(dy, x, dx, rows, C, mean, k1, k2, k3, work);
-  else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3);
+  if (ASC_FEATURE_SIMD) backwardDxNhwcF32Simd(dy, x, dx, rows, C, mean, k1, k2, k3, work, training, y);
+  else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3, training, y);
 }
 
 export function forwardTrainNchwF32(
   x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
-  mean: usize, m2: usize, invStd: usize,
+  mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
   checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
   checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(invStd, f64s(C));
-  forwardTrainNchw(x, y, outer, C, inner, gamma, beta, eps, mean, m2, invStd);
+  forwardTrainNchw(x, y, outer, C, inner, gamma, beta, eps, mean, m2, invStd, lower);
 }
 
 export function backwardNchwF32(
   dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
-  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize,
+  mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
-  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  backwardNchw(dy, x, dx, outer, C, inner, mean, invStd, gamma, training, sumDy, sumDyXmu);
+  backwardNchw(dy, x, dx, outer, C, inner, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
 }

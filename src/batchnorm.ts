@@ -26,7 +26,11 @@ export interface ForwardOptions {
   eps?: number;
   /** Destination for y, length = x.length; may be x itself (in place). */
   out?: Float32Array;
+  /** 'relu' applies max(y, 0) in the same pass (NaN stays NaN); default 'none'. */
+  activation?: Activation;
 }
+
+export type Activation = 'none' | 'relu';
 
 export interface ForwardResult {
   y: Float32Array;
@@ -43,8 +47,12 @@ export interface BackwardOptions {
   weight?: Float32Array | null;
   saveMean: Float32Array;
   saveInvStd: Float32Array;
-  /** Destination for dx, length = x.length; may be dy or x itself. */
+  /** Destination for dx, length = x.length; may be dy, x or y itself. */
   out?: Float32Array;
+  /** 'relu': the forward pass fused ReLU; dy is masked by its output `y` (0 where y <= 0). */
+  activation?: Activation;
+  /** The forward output (required with activation 'relu'). */
+  y?: Float32Array | null;
 }
 
 export interface BackwardResult {
@@ -65,6 +73,13 @@ export interface BackwardResult {
 // Running statistics in training, m = momentum (weight of the new batch):
 //   runningMean = (1 − m) · runningMean + m · mean
 //   runningVar  = (1 − m) · runningVar  + m · Σ(x − mean)² / (n − 1)   (unbiased; / n if not)
+// activation 'relu' clamps y below at 0 in the same pass (the kernels' `lower` argument).
+
+function checkActivation(value: unknown, name: string): Activation {
+  if (value === undefined) return 'none';
+  if (value !== 'none' && value !== 'relu') throw new InvalidArgumentError(name, `'none' or 'relu'`, describe(value));
+  return value;
+}
 
 export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
   if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`', describe(opts));
@@ -84,6 +99,7 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const momentum = checkMomentum(opts.momentum, 'opts.momentum');
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
   const eps = checkEps(opts.eps, 'opts.eps');
+  const lower = checkActivation(opts.activation, 'opts.activation') === 'relu' ? 0 : -Infinity;
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
@@ -103,6 +119,10 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const rmPin = runningMean === null ? null : scope.pin(runningMean), rvPin = runningVar === null ? null : scope.pin(runningVar);
   const w = snapshot(weight), b = snapshot(bias), rm = snapshot(runningMean), rv = snapshot(runningVar);
   try {
+    // One preflight for the allocations below (same sizes, same order): a call that cannot fit
+    // in 4 GiB, or whose memory.grow is refused, fails before anything is allocated or grown.
+    scope.reserve([[xPin.resident ? 0 : 4 * g.size, 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
+      [batchStats ? 24 * C : 0, 'statistics'], [16 * C, 'parameters'], [last ? k.workspaceBytes(C) : 0, 'workspace']]);
     const xPtr = scope.place(xPin, 'x');
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
@@ -121,7 +141,7 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
         p[c] = w ? w[c] : 1;
         p[C + c] = b ? b[c] : 0;
       }
-      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, eps, stats, stats + 8 * C, stats + 16 * C);
+      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, eps, stats, stats + 8 * C, stats + 16 * C, lower);
       const s = scope.f64(stats, 3 * C);
       mean.set(s.subarray(0, C));
       m2.set(s.subarray(C, 2 * C));
@@ -144,8 +164,8 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
         p[2 * C + c] = (w ? w[c] : 1) * invStd[c];
         p[3 * C + c] = b ? b[c] : 0;
       }
-      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
-      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
+      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work, lower);
+      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C, lower);
     }
     const saveMean = Float32Array.from(mean);
     const saveInvStd = Float32Array.from(invStd);
@@ -190,10 +210,12 @@ export function backwardBatchNorm(
   const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forward`);
   const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forward`);
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  const relu = checkActivation(opts.activation, 'opts.activation') === 'relu';
+  const y = relu ? checkF32(engine, opts.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
   checkAliasing(
     [['opts.out', out]],
-    [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
-    new Set(['opts.out=dy', 'opts.out=x']),
+    [['dy', dy], ['x', x], ['opts.y', y], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
+    new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']),
   );
 
   const k = engine.kernels;
@@ -201,10 +223,15 @@ export function backwardBatchNorm(
   const last = channelsLast(g);
   const scope = new CallScope(engine);
   const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
+  const yPin = y === null ? null : scope.pin(y);
   const w = snapshot(weight), mean = Float32Array.from(saveMean), invStds = Float64Array.from(saveInvStd);
   try {
+    // One preflight for the allocations below (same sizes, same order), as in forward.
+    scope.reserve([[dyPin.resident ? 0 : 4 * g.size, 'dy'], [xPin.resident ? 0 : 4 * g.size, 'x'], [yPin && !yPin.resident ? 4 * yPin.length : 0, 'y'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [16 * C, 'sums'], [16 * C, 'parameters'], [last ? k.workspaceBytes(C) : 0, 'workspace']]);
     const dyPtr = scope.place(dyPin, 'dy');
     const xPtr = scope.place(xPin, 'x');
+    const yPtr = yPin === null ? 0 : scope.place(yPin, 'y'); // 0: no ReLU mask
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
     const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? scope.alloc(4 * g.size, 'dx') : dyPtr;
     const sums = scope.alloc(16 * C, 'sums');
@@ -212,6 +239,7 @@ export function backwardBatchNorm(
     const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(y!);
     const p = scope.f32(params, 4 * C);
     p.set(mean);
     const dweight = new Float32Array(C);
@@ -223,14 +251,14 @@ export function backwardBatchNorm(
         p[C + c] = invStds[c];
         p[2 * C + c] = w ? w[c] : 1;
       }
-      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C);
+      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C, yPtr);
       const s = scope.f64(sums, 2 * C);
       for (let c = 0; c < C; c++) {
         dbias[c] = s[c];
         dweight[c] = s[C + c] * invStds[c];
       }
     } else {
-      k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work);
+      k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
       const s = scope.f64(sums, 2 * C);
       for (let c = 0; c < C; c++) {
         const invStd = invStds[c];
@@ -242,9 +270,7 @@ export function backwardBatchNorm(
         p[3 * C + c] = (w ? w[c] : 1) * invStd;
       }
       const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
-      // Eval: dx = ((dy − 0) − 0) · k3 + 0, the normalize kernel with k1 (all zero) as mean and shift.
-      if (training) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
-      else k.normalizeNhwcF32(dyPtr, dxPtr, g.outer, C, k1, k1, k3, k1, work);
+      k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
     }
 
     const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);

@@ -1,5 +1,6 @@
 import { Arena } from './memory.js';
 import { InvalidArgumentError, MemoryError, describe } from './errors.js';
+import { checkNumbers } from './args.js';
 import {
   forwardBatchNorm, backwardBatchNorm,
   type ForwardOptions, type ForwardResult, type BackwardOptions, type BackwardResult,
@@ -18,22 +19,24 @@ export interface KernelExports {
   workspaceBytes(C: number): number;
   statsNchwF32(x: number, outer: number, C: number, inner: number, mean: number, m2: number): void;
   statsNhwcF32(x: number, rows: number, C: number, mean: number, m2: number, work: number): void;
+  /** `lower`: 0 fuses ReLU, -Infinity applies none (assembly/normalize.ts). */
   normalizeNchwF32(x: number, y: number, outer: number, C: number, inner: number,
-    meanHi: number, meanLo: number, scale: number, shift: number): void;
+    meanHi: number, meanLo: number, scale: number, shift: number, lower: number): void;
   normalizeNhwcF32(x: number, y: number, rows: number, C: number,
-    meanHi: number, meanLo: number, scale: number, shift: number, work: number): void;
+    meanHi: number, meanLo: number, scale: number, shift: number, work: number, lower: number): void;
+  /** `y`: the fused ReLU's forward output masking dy, or 0 (assembly/backward.ts). */
   backwardReduceNchwF32(dy: number, x: number, outer: number, C: number, inner: number,
-    mean: number, sumDy: number, sumDyXmu: number): void;
+    mean: number, sumDy: number, sumDyXmu: number, y: number): void;
   backwardReduceNhwcF32(dy: number, x: number, rows: number, C: number,
-    mean: number, sumDy: number, sumDyXmu: number, work: number): void;
+    mean: number, sumDy: number, sumDyXmu: number, work: number, y: number): void;
   backwardDxNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
-    mean: number, k1: number, k2: number, k3: number): void;
+    mean: number, k1: number, k2: number, k3: number, training: boolean, y: number): void;
   backwardDxNhwcF32(dy: number, x: number, dx: number, rows: number, C: number,
-    mean: number, k1: number, k2: number, k3: number, work: number): void;
+    mean: number, k1: number, k2: number, k3: number, work: number, training: boolean, y: number): void;
   forwardTrainNchwF32(x: number, y: number, outer: number, C: number, inner: number,
-    gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number): void;
+    gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number, lower: number): void;
   backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
-    mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number): void;
+    mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number, y: number): void;
 }
 
 export type Build = 'simd' | 'scalar';
@@ -46,8 +49,20 @@ export type Build = 'simd' | 'scalar';
  *   fetched (streaming compilation when the server sends `application/wasm`, bytes otherwise);
  *   `file:` URLs are read from disk, in Node only;
  * - a `WebAssembly.Module` you compiled yourself (e.g. under a CSP that allows only precompiled modules).
+ *
+ * (`& object`: `WebAssembly.Module` is an empty interface, which any value would match.)
  */
-export type WasmSource = BufferSource | URL | string | WebAssembly.Module;
+export type WasmSource = ArrayBuffer | ArrayBufferView | URL | string | (WebAssembly.Module & object);
+
+declare global {
+  // Keeps these declarations valid without lib "DOM" (Node-only TypeScript projects, whose
+  // @types/node has no WebAssembly types): empty interfaces, which merge with lib.dom's
+  // WebAssembly.Module and WebAssembly.Memory wherever those exist.
+  namespace WebAssembly {
+    interface Module {} // eslint-disable-line @typescript-eslint/no-empty-interface
+    interface Memory {} // eslint-disable-line @typescript-eslint/no-empty-interface
+  }
+}
 
 /** Per-build wasm sources; a build left out is loaded from the package's own `build/` folder. */
 export interface WasmSources {
@@ -141,12 +156,14 @@ export class Tensor {
     return this.view;
   }
 
-  /** Copies `values` in (copy-in helper). */
+  /** Copies `values` in (copy-in helper): a typed array or an array of numbers, converted to float32. */
   set(values: ArrayLike<number>): this {
-    if (values.length !== this.length) {
-      throw new InvalidArgumentError('values', `length ${this.length}`, `length ${values.length}`);
+    const source = checkNumbers(values, 'values');
+    const data = this.data;
+    if (source.length !== this.length) {
+      throw new InvalidArgumentError('values', `length ${this.length}`, `length ${source.length}`);
     }
-    this.data.set(values);
+    data.set(source);
     return this;
   }
 
@@ -210,16 +227,31 @@ export class Engine {
     return backwardWithSumsBatchNorm(this, dy, x, shape, opts);
   }
 
-  /** Allocates a tensor in wasm memory, zero-filled, or holding a copy of `values`. */
+  /**
+   * Allocates a tensor in wasm memory: `length` zero-filled float32 values, or a float32 copy of
+   * `values` (a typed array or an array of numbers; the one place the API converts types). A
+   * request beyond 4 GiB, or a refused memory.grow, throws MemoryError before anything is
+   * allocated; growing memory detaches earlier views (read `tensor.data` again).
+   */
   tensor(lengthOrValues: number | ArrayLike<number>): Tensor {
-    const length = typeof lengthOrValues === 'number' ? lengthOrValues : lengthOrValues?.length;
-    if (typeof length !== 'number' || !Number.isInteger(length) || length < 1) {
-      throw new InvalidArgumentError('length', 'a positive integer or an array of numbers', describe(lengthOrValues));
+    let source: ArrayLike<number> | null = null;
+    let length: number;
+    if (typeof lengthOrValues === 'number') {
+      length = lengthOrValues;
+      if (!Number.isInteger(length) || length < 1) {
+        throw new InvalidArgumentError('length', 'a positive integer (float32 values) or an array of numbers', describe(length));
+      }
+    } else {
+      source = checkNumbers(lengthOrValues, 'values');
+      length = source.length;
+      if (length < 1) throw new InvalidArgumentError('values', 'at least one value', 'length 0');
+      // A view of this engine's memory would be detached by a growing allocation: copy it first.
+      if (ArrayBuffer.isView(source) && source.buffer === this.arena.buffer) source = Float32Array.from(source);
     }
-    const ptr = this.arena.alloc(length * 4, 'tensor');
+    const ptr = this.arena.alloc(length * 4, source === null ? 'length' : 'values');
     const t = new Tensor(this.arena, ptr, length);
-    if (typeof lengthOrValues === 'number') t.data.fill(0);
-    else t.data.set(lengthOrValues);
+    if (source === null) t.data.fill(0);
+    else t.data.set(source);
     return t;
   }
 
@@ -281,13 +313,13 @@ const compiled = new Map<string, Promise<Loaded | null>>();
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const SOURCE_EXPECTED = 'bytes (an ArrayBuffer or a view of one), a URL or URL string, or a WebAssembly.Module';
 
-function isBufferSource(value: unknown): value is BufferSource {
+function isBufferSource(value: unknown): value is ArrayBuffer | ArrayBufferView {
   if (ArrayBuffer.isView(value)) return true;
   const tag = Object.prototype.toString.call(value);
   return tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]';
 }
 
-function toBytes(source: BufferSource): Uint8Array<ArrayBuffer> {
+function toBytes(source: ArrayBuffer | ArrayBufferView): Uint8Array<ArrayBuffer> {
   return ArrayBuffer.isView(source)
     ? new Uint8Array(source.buffer as ArrayBuffer, source.byteOffset, source.byteLength)
     : new Uint8Array(source as ArrayBuffer);

@@ -35,6 +35,8 @@ export interface OracleForwardOptions {
   /** true: the running variance receives m2 / (N - 1); false: m2 / N. */
   unbiasedRunningVar?: boolean;
   eps?: number;
+  /** 'relu': y = max(y, 0) (NaN stays NaN). */
+  activation?: 'none' | 'relu';
 }
 
 export interface OracleForwardResult {
@@ -58,6 +60,9 @@ export interface OracleBackwardOptions {
   /** Statistics the forward pass normalized with (its `mean` and `invStd`). */
   mean: ArrayLike<number>;
   invStd: ArrayLike<number>;
+  /** 'relu': dy is first masked by the forward output `y`: 0 where y <= 0 (PyTorch's threshold_backward). */
+  activation?: 'none' | 'relu';
+  y?: ArrayLike<number>;
 }
 
 /** The shape seen as channels C, the row-major stride of the channel axis, and N values per channel. */
@@ -169,7 +174,8 @@ export function oracleForward(x: ArrayLike<number>, shape: readonly number[], op
   const y = new Float64Array(ch.size);
   for (let i = 0; i < ch.size; i++) {
     const c = channelOf(i, ch);
-    y[i] = (x[i] - mean[c]) * invStd[c] * weight[c] + bias[c];
+    const v = (x[i] - mean[c]) * invStd[c] * weight[c] + bias[c];
+    y[i] = opts.activation === 'relu' && v < 0 ? 0 : v;
   }
   return { y, mean, invStd, batchMean, batchVar, runningMean, runningVar };
 }
@@ -187,6 +193,11 @@ export function oracleBackward(
   checkLength('invStd', opts.invStd, ch.channels);
   const weight = parameter('weight', opts.weight, 1, ch.channels);
   const { mean, invStd } = opts;
+  if (opts.activation === 'relu') {
+    checkLength('y', opts.y ?? [], ch.size);
+    const y = opts.y!;
+    dy = Array.from(dy, (g, i) => (y[i] <= 0 ? 0 : g));
+  }
   const xhat = (i: number): number => {
     const c = channelOf(i, ch);
     return (x[i] - mean[c]) * invStd[c];

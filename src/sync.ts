@@ -279,8 +279,8 @@ export function forwardWithMomentsBatchNorm(
       saveMean[c] = mean;
       saveInvStd[c] = invStd;
     }
-    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work);
-    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C);
+    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work, -Infinity);
+    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C, -Infinity);
 
     const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
@@ -327,8 +327,8 @@ export function backwardReduceBatchNorm(
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     scope.f32(meanPtr, C).set(mean);
-    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work);
-    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C);
+    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work, 0);
+    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C, 0);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
     const sumDyXhat = new Float64Array(C);
@@ -395,8 +395,8 @@ export function backwardWithSumsBatchNorm(
       p[3 * C + c] = (w ? w[c] : 1) * invStd;
     }
     const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
-    if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work);
-    else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3);
+    if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, true, 0);
+    else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, true, 0);
 
     const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
     if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));

@@ -17,7 +17,7 @@ type OutMode = 'new' | 'plain' | 'in-place';
 
 interface Case {
   layout: Layout; shape: number[]; affine: boolean; running: boolean; training: boolean;
-  momentum: number; unbiased: boolean; eps: number; placement: Placement; out: OutMode; seed: number;
+  momentum: number; unbiased: boolean; eps: number; placement: Placement; out: OutMode; relu: boolean; seed: number;
 }
 
 const dim = fc.oneof(fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9), fc.integer({ min: 1, max: 17 }));
@@ -36,6 +36,7 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   eps: fc.constantFrom(1e-5, 1e-3, 0.1),
   placement: fc.constantFrom<Placement>('copy', 'zero-copy'),
   out: fc.constantFrom<OutMode>('new', 'plain', 'in-place'),
+  relu: fc.boolean(),
   seed: fc.integer(),
 }).filter(({ logical: [n, c, s] }) => n * c * product(s) <= 30000)
   .map(({ logical: [n, c, s], ...rest }) => ({
@@ -108,7 +109,7 @@ describe.each(BUILDS)('forward and backward vs the oracle, %s build', (build: Bu
       const batchStats = k.training || !k.running;
       const opts = {
         layout: k.layout, training: k.training, weight: d.weight, bias: d.bias,
-        momentum: k.momentum, unbiasedRunningVar: k.unbiased, eps: k.eps,
+        momentum: k.momentum, unbiasedRunningVar: k.unbiased, eps: k.eps, activation: k.relu ? 'relu' as const : 'none' as const,
       };
       const rm = d.runningMean?.slice() ?? null, rv = d.runningVar?.slice() ?? null;
       const xT = place(engine, d.x, k.placement);
@@ -158,16 +159,19 @@ describe.each(BUILDS)('forward and backward vs the oracle, %s build', (build: Bu
         const xNow = k.out === 'in-place' ? place(engine, d.x, k.placement) : xT;
         try {
           const dxOut = k.out === 'in-place' ? dyT.view() : k.out === 'plain' ? new Float32Array(d.size) : undefined;
+          const yFwd = r.y.slice(); // the forward output, for the ReLU mask (r.y may be overwritten by dx in place)
+          const relu = { activation: opts.activation, y: k.relu ? yFwd : undefined };
           const b = engine.backward(dyT.view(), xNow.view(), k.shape, {
-            layout: k.layout, training: batchStats, weight: d.weight, saveMean: r.saveMean, saveInvStd: r.saveInvStd, out: dxOut,
+            layout: k.layout, training: batchStats, weight: d.weight, saveMean: r.saveMean, saveInvStd: r.saveInvStd, out: dxOut, ...relu,
           });
           const ob = oracleBackward(d.dy, d.x, k.shape, {
-            layout: k.layout, training: batchStats, weight: d.weight, mean: r.saveMean, invStd: r.saveInvStd,
+            layout: k.layout, training: batchStats, weight: d.weight, mean: r.saveMean, invStd: r.saveInvStd, ...relu,
           });
-          const facts = backwardFacts(k, d, r.saveMean, r.saveInvStd, batchStats);
+          const facts = backwardFacts(k, d, r.saveMean, r.saveInvStd, batchStats, k.relu ? yFwd : null);
           for (let i = 0; i < d.size; i++) {
             const c = ch(i);
-            expectClose(b.dx[i], ob.dx[i], tolDx(d.dy[i], d.x[i] - r.saveMean[c], facts[c]), `dx[${i}] c=${c} ${what}`);
+            const gi = k.relu && yFwd[i] <= 0 ? 0 : d.dy[i];
+            expectClose(b.dx[i], ob.dx[i], tolDx(gi, d.x[i] - r.saveMean[c], facts[c]), `dx[${i}] c=${c} ${what}`);
           }
           for (let c = 0; c < d.C; c++) {
             expectClose(b.dweight[c], ob.dweight[c], tolDweight(ob.dweight[c], facts[c]), `dweight[${c}] ${what}`);
@@ -230,14 +234,17 @@ function m2ErrOf(f: ChannelFacts): number {
   return (f.n + 4) * 2 ** -53 * (8 * f.m2 + 16 * f.n * f.maxDev ** 2) * 1.0001;
 }
 
-function backwardFacts(k: Case, d: ReturnType<typeof makeData>, mean: Float32Array, invStd: Float32Array, training: boolean): BackwardFacts[] {
+function backwardFacts(
+  k: Case, d: ReturnType<typeof makeData>, mean: Float32Array, invStd: Float32Array, training: boolean, yRelu: Float32Array | null,
+): BackwardFacts[] {
   const ch = channelOf(k);
   const n = d.size / d.C;
   const sums = Array.from({ length: d.C }, () => ({ sumDy: 0, sumDyXmu: 0, sumAbsDy: 0, sumAbsDyXmu: 0 }));
   for (let i = 0; i < d.size; i++) {
     const s = sums[ch(i)];
-    const t = d.dy[i] * (d.x[i] - mean[ch(i)]);
-    s.sumDy += d.dy[i]; s.sumAbsDy += Math.abs(d.dy[i]);
+    const g = yRelu && yRelu[i] <= 0 ? 0 : d.dy[i];
+    const t = g * (d.x[i] - mean[ch(i)]);
+    s.sumDy += g; s.sumAbsDy += Math.abs(g);
     s.sumDyXmu += t; s.sumAbsDyXmu += Math.abs(t);
   }
   return sums.map((s, c) => ({

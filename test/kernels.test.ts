@@ -132,8 +132,8 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('normalize: bit-identical to ((x − meanHi) − meanLo)·scale + shift in f32, also in place', () => {
-    fc.assert(fc.property(caseArb, fc.boolean(), (k, inPlace) => {
+  it('normalize: bit-identical to ((x − meanHi) − meanLo)·scale + shift in f32 (then ReLU), also in place', () => {
+    fc.assert(fc.property(caseArb, fc.boolean(), fc.boolean(), (k, inPlace, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 2);
       const next = rng(k.seed ^ 3);
@@ -142,33 +142,38 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const b = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length);
       const ph = h.f32(hi), pl = h.f32(lo), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
-      if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pl, pa, pb);
-      else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pl, pa, pb, pw);
+      const lower = relu ? 0 : -Infinity;
+      if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pl, pa, pb, lower);
+      else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pl, pa, pb, pw, lower);
       const y = h.readF32(py, x.length);
       h.done();
       perChannel(k, (c, i) => {
-        const want = fr(fr(fr(fr(x[i] - hi[c]) - lo[c]) * a[c]) + b[c]);
+        const r = fr(fr(fr(fr(x[i] - hi[c]) - lo[c]) * a[c]) + b[c]);
+        const want = r < lower ? lower : r;
         if (!Object.is(y[i], want)) throw new Error(`y[${i}] c=${c}: expected ${want}, got ${y[i]} ${JSON.stringify(k)}`);
       });
     }), runs);
   });
 
-  it('backward reduce: Σdy and Σdy·(x − mean) in f64 within the summation bound', () => {
-    fc.assert(fc.property(caseArb, (k) => {
+  it('backward reduce: Σg and Σg·(x − mean) in f64 within the summation bound, g = dy or ReLU-masked dy', () => {
+    fc.assert(fc.property(caseArb, fc.boolean(), (k, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 4);
       const g = gauss(rng(k.seed ^ 5));
       const dy = Float32Array.from(x, () => g());
+      const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g())); // zeros, negatives and positives
       const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.bytes(8 * k.C), pt = h.bytes(8 * k.C);
+      const py = relu ? h.f32(yRelu) : 0;
       const pw = h.bytes(engine.kernels.workspaceBytes(k.C));
-      if (k.layout === 'NCHW') engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ps, pt);
-      else engine.kernels.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, ps, pt, pw);
+      if (k.layout === 'NCHW') engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ps, pt, py);
+      else engine.kernels.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, ps, pt, pw, py);
       const sumDy = h.readF64(ps, k.C), sumDyXmu = h.readF64(pt, k.C);
       h.done();
       const r1 = new Float64Array(k.C), r2 = new Float64Array(k.C), a1 = new Float64Array(k.C), a2 = new Float64Array(k.C);
       perChannel(k, (c, i) => {
-        const t = dy[i] * (x[i] - mean[c]); // exact: f32 operands, 53-bit product of 24-bit values
-        r1[c] += dy[i]; a1[c] += Math.abs(dy[i]);
+        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
+        const t = gi * (x[i] - mean[c]); // exact: f32 operands, 53-bit product of 24-bit values
+        r1[c] += gi; a1[c] += Math.abs(gi);
         r2[c] += t; a2[c] += Math.abs(t);
       });
       const gn = gamma64(k.outer * k.inner + 2);
@@ -180,30 +185,32 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('backward dx: bit-identical to ((dy − k1) − (x − mean)·k2)·k3 in f32, also in place', () => {
-    fc.assert(fc.property(caseArb, fc.constantFrom('none', 'dy', 'x'), (k, alias) => {
+  it('backward dx: bit-identical to ((g − k1) − (x − mean)·k2)·k3 (training) or (g − k1)·k3 (eval) in f32, also in place', () => {
+    fc.assert(fc.property(caseArb, fc.constantFrom('none', 'dy', 'x'), fc.boolean(), fc.boolean(), (k, alias, training, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 6);
       const next = rng(k.seed ^ 7);
       const g = gauss(next);
       const dy = Float32Array.from(x, () => g());
       const [k1, k2, k3] = [0, 1, 2].map(() => Float32Array.from({ length: k.C }, () => (next() - 0.5) * 3));
-      const pd = h.f32(dy), px = h.f32(x);
+      const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? -0 : g()));
+      const pd = h.f32(dy), px = h.f32(x), py = relu ? h.f32(yRelu) : 0;
       const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
       const pm = h.f32(mean), p1 = h.f32(k1), p2 = h.f32(k2), p3 = h.f32(k3), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
-      if (k.layout === 'NCHW') engine.kernels.backwardDxNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, p1, p2, p3);
-      else engine.kernels.backwardDxNhwcF32(pd, px, pdx, k.outer, k.C, pm, p1, p2, p3, pw);
+      if (k.layout === 'NCHW') engine.kernels.backwardDxNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, p1, p2, p3, training, py);
+      else engine.kernels.backwardDxNhwcF32(pd, px, pdx, k.outer, k.C, pm, p1, p2, p3, pw, training, py);
       const dx = h.readF32(pdx, x.length);
       h.done();
       perChannel(k, (c, i) => {
-        const want = fr(fr(fr(dy[i] - k1[c]) - fr(fr(x[i] - mean[c]) * k2[c])) * k3[c]);
+        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
+        const want = training ? fr(fr(fr(gi - k1[c]) - fr(fr(x[i] - mean[c]) * k2[c])) * k3[c]) : fr(fr(gi - k1[c]) * k3[c]);
         if (!Object.is(dx[i], want)) throw new Error(`dx[${i}] c=${c}: expected ${want}, got ${dx[i]} ${JSON.stringify(k)}`);
       });
     }), runs);
   });
 
   it('fused NCHW training forward: statistics as stats, y bit-identical to normalize with its folded params', () => {
-    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), (k, inPlace) => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.boolean(), (k, inPlace, relu) => {
       const h = new Harness(engine);
       const { x } = data(k, 8);
       const next = rng(k.seed ^ 9);
@@ -213,7 +220,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length), pg = h.f32(gamma), pb = h.f32(beta);
       const out = h.bytes(24 * k.C), ref = h.bytes(16 * k.C);
       engine.kernels.statsNchwF32(px, k.outer, k.C, k.inner, ref, ref + 8 * k.C); // before y may overwrite x
-      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C);
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
       const got = h.readF64(out, 3 * k.C), want = h.readF64(ref, 2 * k.C), y = h.readF32(py, x.length);
       h.done();
       const n = k.outer * k.inner;
@@ -224,14 +231,15 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       }
       perChannel(k, (c, i) => {
         const mu = got[c], hi = fr(mu), lo = fr(mu - hi), a = fr(gamma[c] * got[2 * k.C + c]);
-        const yWant = fr(fr(fr(fr(x[i] - hi) - lo) * a) + beta[c]);
+        const r = fr(fr(fr(fr(x[i] - hi) - lo) * a) + beta[c]);
+        const yWant = relu && r < 0 ? 0 : r;
         if (!Object.is(y[i], yWant)) throw new Error(`y[${i}] c=${c}: expected ${yWant}, got ${y[i]} ${JSON.stringify(k)}`);
       });
     }), runs);
   });
 
   it('fused NCHW backward: sums as backward reduce, dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
-    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.constantFrom('none', 'dy', 'x'), (k, training, alias) => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.constantFrom('none', 'dy', 'x'), fc.boolean(), (k, training, alias, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 10);
       const next = rng(k.seed ^ 11);
@@ -239,11 +247,12 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const dy = Float32Array.from(x, () => g());
       const invStd = Float32Array.from({ length: k.C }, () => 0.1 + next() * 3);
       const gamma = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
-      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma);
+      const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g()));
+      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma), py = relu ? h.f32(yRelu) : 0;
       const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
       const sums = h.bytes(16 * k.C), ref = h.bytes(16 * k.C);
-      engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ref, ref + 8 * k.C);
-      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, ps, pg, training, sums, sums + 8 * k.C);
+      engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ref, ref + 8 * k.C, py);
+      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, ps, pg, training, sums, sums + 8 * k.C, py);
       const got = h.readF64(sums, 2 * k.C), want = h.readF64(ref, 2 * k.C), dx = h.readF32(pdx, x.length);
       h.done();
       expect(Array.from(got)).toEqual(Array.from(want));
@@ -251,9 +260,8 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       perChannel(k, (c, i) => {
         const s = invStd[c], k3 = fr(gamma[c] * s);
         const k1 = fr(got[c] / n), k2 = fr((got[k.C + c] * s * s) / n);
-        const want1 = training
-          ? fr(fr(fr(dy[i] - k1) - fr(fr(x[i] - mean[c]) * k2)) * k3)
-          : fr(fr(fr(fr(dy[i] - 0) - 0) * k3) + 0);
+        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
+        const want1 = training ? fr(fr(fr(gi - k1) - fr(fr(x[i] - mean[c]) * k2)) * k3) : fr(fr(gi - 0) * k3);
         if (!Object.is(dx[i], want1)) throw new Error(`dx[${i}] c=${c}: expected ${want1}, got ${dx[i]} ${JSON.stringify(k)}`);
       });
     }), runs);
@@ -280,14 +288,14 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const k = engine.kernels;
       k.statsNchwF32(px, outer, C, inner, pm, pq);
       k.statsNhwcF32(px, outer * inner, C, pm, pq, pw);
-      k.normalizeNchwF32(px, py, outer, C, inner, ph, pl, pa, pb);
-      k.normalizeNhwcF32(px, px, outer * inner, C, ph, pl, pa, pb, pw); // in place, flush with the end
-      k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq);
-      k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw);
-      k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb);
-      k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw);
-      k.forwardTrainNchwF32(px, px, outer, C, inner, pa, pb, 1e-5, pm, pq, pw); // pw: 24·C bytes of f64 outputs fit
-      k.backwardNchwF32(px, px, px, outer, C, inner, ph, pa, pa, true, pm, pq);
+      k.normalizeNchwF32(px, py, outer, C, inner, ph, pl, pa, pb, 0);
+      k.normalizeNhwcF32(px, px, outer * inner, C, ph, pl, pa, pb, pw, 0); // in place, flush with the end
+      k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq, px);
+      k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw, px);
+      k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb, true, px);
+      k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw, true, px);
+      k.forwardTrainNchwF32(px, px, outer, C, inner, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
+      k.backwardNchwF32(px, px, px, outer, C, inner, ph, pa, pa, true, pm, pq, px);
       arena.release(guard);
       arena.release(params);
     }
@@ -301,6 +309,6 @@ describe('debug build traps on contract violations', () => {
     const params = engine.arena.alloc(256);
     expect(() => engine.kernels.statsNchwF32(end - 8, 1, 1, 4, params, params + 8)).toThrow(/range past the end of memory/);
     expect(() => engine.kernels.statsNchwF32(params + 2, 1, 1, 4, params, params + 8)).toThrow(/not 4-byte aligned/);
-    expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, params)).toThrow(/counts must be positive/);
+    expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, params, 0)).toThrow(/counts must be positive/);
   });
 });

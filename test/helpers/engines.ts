@@ -3,7 +3,7 @@
 // assertions) through @assemblyscript/loader, whose abort handler turns a kernel assertion
 // into an Error with the assertion's message, file and line.
 import { readFile } from 'node:fs/promises';
-import loader from '@assemblyscript/loader';
+import { instantiate } from '@assemblyscript/loader';
 import { createEngine, Engine, type KernelExports } from '../../src/engine.js';
 
 export type BuildName = 'simd' | 'scalar' | 'debug';
@@ -11,7 +11,7 @@ export const BUILDS: readonly BuildName[] = ['simd', 'scalar', 'debug'];
 
 export async function loadDebugEngine(): Promise<Engine> {
   const bytes = await readFile(new URL('../../build/batchnorm.debug.wasm', import.meta.url));
-  const { exports } = await loader.instantiate<Record<string, unknown>>(bytes, {});
+  const { exports } = await instantiate<Record<string, unknown>>(bytes, {});
   return new Engine(exports as unknown as KernelExports, 'simd');
 }
 
