@@ -276,18 +276,31 @@ export function backwardDxNhwcF32Simd(
   tileF32(k1, C, L, aP);
   tileF32(k2, C, L, bP);
   tileF32(k3, C, L, sP);
+  // Super-rows of one period, four at a time (as in normalizeNhwcF32Simd), then single
+  // super-rows, then the tail value by value.
   const total = <usize>rows * C;
-  const vectors = total & ~3;
-  let i: usize = 0, j: usize = 0;
-  for (; i < vectors; i += 4) {
-    const k = i << 2, o = j << 2;
-    v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k,
-      v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o), training));
-    j += 4;
-    if (j == <usize>L) j = 0;
+  const rowBytes = <usize>L << 2;
+  const superRows = total / <usize>L;
+  let r: usize = 0;
+  for (; r + 4 <= superRows; r += 4) {
+    const base = r * rowBytes;
+    for (let o: usize = 0; o < rowBytes; o += 16) {
+      const m = v128.load(mP + o), a = v128.load(aP + o), b = v128.load(bP + o), s = v128.load(sP + o);
+      for (let t: usize = 0, k = base + o; t < 4; t++, k += rowBytes) {
+        v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k, m, a, b, s, training));
+      }
+    }
   }
-  for (; i < total; i++, j++) {
-    const k = i << 2, o = j << 2;
+  for (; r < superRows; r++) {
+    const base = r * rowBytes;
+    for (let o: usize = 0; o < rowBytes; o += 16) {
+      const k = base + o;
+      v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k,
+        v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o), training));
+    }
+  }
+  for (let i = superRows * <usize>L, o: usize = 0; i < total; i++, o += 4) {
+    const k = i << 2;
     store<f32>(dx + k, dx1(grad1(dy, y, k, masked), x, k,
       load<f32>(mP + o), load<f32>(aP + o), load<f32>(bP + o), load<f32>(sP + o), training));
   }
