@@ -10,12 +10,12 @@ const SHAPES = [
   { group: 'resnet50', name: 'conv1', dims: [32, 64, 112, 112] },
   { group: 'resnet50', name: 'layer1', dims: [32, 256, 56, 56] },
   { group: 'resnet50', name: 'layer2', dims: [32, 512, 28, 28] },
-  { group: 'resnet50', name: 'layer3', dims: [32, 1024, 14, 14], quick: true },
-  { group: 'resnet50', name: 'layer4', dims: [32, 2048, 7, 7] },
+  { group: 'resnet50', name: 'layer3', dims: [32, 1024, 14, 14] },
+  { group: 'resnet50', name: 'layer4', dims: [32, 2048, 7, 7], quick: true },
   // MobileNetV2, batch 1 (on-device inference).
   { group: 'mobilenetv2', name: 'first', dims: [1, 32, 112, 112], quick: true },
   { group: 'mobilenetv2', name: 'expand', dims: [1, 96, 56, 56] },
-  { group: 'mobilenetv2', name: 'last', dims: [1, 960, 7, 7], quick: true },
+  { group: 'mobilenetv2', name: 'last', dims: [1, 960, 7, 7] },
   // BatchNorm1d: (N, C) after a linear layer, (N, C, L) over a sequence.
   { group: 'bn1d', name: 'N,C', dims: [256, 1024], quick: true },
   { group: 'bn1d', name: 'N,C,L', dims: [64, 512, 100] },

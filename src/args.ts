@@ -110,3 +110,27 @@ export function checkEnoughValues(g: Geometry): void {
     throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}]`);
   }
 }
+
+/**
+ * Values to copy into wasm memory (engine.tensor, Tensor.set): a typed array of numbers or an
+ * array of numbers, converted to float32 on copy (the one place the API converts). Rejected:
+ * anything else (strings, array-likes, BigInt arrays), detached views, non-number elements.
+ */
+export function checkNumbers(value: unknown, name: string): ArrayLike<number> {
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
+    if (value instanceof BigInt64Array || value instanceof BigUint64Array) {
+      throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value), 'BigInt values: convert with Float32Array.from(values, Number)');
+    }
+    if (isDetached(value)) {
+      throw new MemoryError(name, 'a live typed array', 'a detached view', 'wasm memory grew after the view was taken; read tensor.data again');
+    }
+    return value as unknown as ArrayLike<number>;
+  }
+  if (!Array.isArray(value)) {
+    throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value));
+  }
+  for (let i = 0; i < value.length; i++) {
+    if (typeof value[i] !== 'number') throw new InvalidArgumentError(`${name}[${i}]`, 'a number', describe(value[i]));
+  }
+  return value as number[];
+}

@@ -167,8 +167,8 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
       if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work, lower);
       else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C, lower);
     }
-    const saveMean = Float32Array.from(mean);
-    const saveInvStd = Float32Array.from(invStd);
+    const saveMean = new Float32Array(mean);
+    const saveInvStd = new Float32Array(invStd);
 
     const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
@@ -224,7 +224,7 @@ export function backwardBatchNorm(
   const scope = new CallScope(engine);
   const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
   const yPin = y === null ? null : scope.pin(y);
-  const w = snapshot(weight), mean = Float32Array.from(saveMean), invStds = Float64Array.from(saveInvStd);
+  const w = snapshot(weight), mean = new Float32Array(saveMean), invStds = new Float64Array(saveInvStd);
   try {
     // One preflight for the allocations below (same sizes, same order), as in forward.
     scope.reserve([[dyPin.resident ? 0 : 4 * g.size, 'dy'], [xPin.resident ? 0 : 4 * g.size, 'x'], [yPin && !yPin.resident ? 4 * yPin.length : 0, 'y'],

@@ -58,7 +58,7 @@ export class CallScope {
 
 /** Per-channel values copied out of the caller's array (null stays null). */
 export function snapshot(a: Float32Array | null): Float64Array | null {
-  return a === null ? null : Float64Array.from(a);
+  return a === null ? null : new Float64Array(a);
 }
 
 /**

@@ -122,6 +122,7 @@ describe.each(BUILDS)('forward and backward vs the oracle, %s build', (build: Bu
         const out = k.out === 'in-place' ? xT.view() : plainOut;
         const xBefore = d.x.slice();
         const r = engine.forward(xT.view(), k.shape, { ...opts, runningMean: rm, runningVar: rv, out });
+        const yFwd = r.y.slice(); // the forward output (ReLU mask for backward), before any allocation detaches r.y
         if (out) expect(r.y).toBe(out);
         if (k.out !== 'in-place') expect(xT.view()).toEqual(xBefore); // input untouched
 
@@ -129,7 +130,7 @@ describe.each(BUILDS)('forward and backward vs the oracle, %s build', (build: Bu
         const ch = channelOf(k);
         for (let i = 0; i < d.size; i++) {
           const c = ch(i);
-          expectClose(r.y[i], o.y[i], tolY(o.y[i], d.weight?.[c] ?? 1, d.bias?.[c] ?? 0), `y[${i}] c=${c} ${what}`);
+          expectClose(yFwd[i], o.y[i], tolY(o.y[i], d.weight?.[c] ?? 1, d.bias?.[c] ?? 0), `y[${i}] c=${c} ${what}`);
         }
         if (batchStats) {
           const facts = channelFacts(k, d.x, o.mean);
@@ -159,7 +160,6 @@ describe.each(BUILDS)('forward and backward vs the oracle, %s build', (build: Bu
         const xNow = k.out === 'in-place' ? place(engine, d.x, k.placement) : xT;
         try {
           const dxOut = k.out === 'in-place' ? dyT.view() : k.out === 'plain' ? new Float32Array(d.size) : undefined;
-          const yFwd = r.y.slice(); // the forward output, for the ReLU mask (r.y may be overwritten by dx in place)
           const relu = { activation: opts.activation, y: k.relu ? yFwd : undefined };
           const b = engine.backward(dyT.view(), xNow.view(), k.shape, {
             layout: k.layout, training: batchStats, weight: d.weight, saveMean: r.saveMean, saveInvStd: r.saveInvStd, out: dxOut, ...relu,

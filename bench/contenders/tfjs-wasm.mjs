@@ -11,14 +11,18 @@
 // NCHW: tfjs's batchNorm kernels (wasm, and cpu too) index the parameters by the flat index
 // modulo their length, i.e. they broadcast over the LAST axis only. On NCHW with C-length or
 // [C,1,1]-shaped parameters the result is wrong (setup() checks that once per case and reports
-// it in `notes`). The correct NCHW usage timed here is the plain broadcasting arithmetic
+// it in `notes`), and with 1×1 spatial (where the forward happens to be right) tf.grads of it
+// throws. The correct NCHW usage timed here is the plain broadcasting arithmetic
 // (x − mean)·(gamma·rsqrt(var + eps)) + beta with [1,C,1,...]-shaped statistics and parameters
-// (tf.sub/mul/add broadcast correctly). NHWC, [N, C] and spatial 1×1 use tf.batchNorm directly
-// (the channel axis is the last axis with a non-1 extent there, so it is correct).
+// (tf.sub/mul/add broadcast correctly). NHWC and [N, C] use tf.batchNorm (channel axis last).
+import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { EPS } from '../data.mjs';
 import { geometryOf } from '../data.mjs';
+
+/** The naive-usage check of the backward costs a full tfjs gradient: only on small cases. */
+const NAIVE_BACKWARD_MAX = 2_000_000;
 
 export const id = 'tfjs-wasm';
 export const label = 'TensorFlow.js wasm';
@@ -26,6 +30,9 @@ export const label = 'TensorFlow.js wasm';
 let ready = null;
 async function init() {
   ready ??= (async () => {
+    // Gradients for tf.grads: tfjs-core's Node entry has none registered (see the hook's header).
+    register('./tfjs-gradients-hook.mjs', import.meta.url);
+    await import('@tensorflow/tfjs-core/dist/register_all_gradients.js');
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // single thread: the plain SIMD build
     if (!(await tf.setBackend('wasm'))) throw new Error('tfjs: the wasm backend failed to initialise');
     await tf.ready();
@@ -35,12 +42,13 @@ async function init() {
 
 export async function setup({ c, op, inputs, compareNaive }) {
   await init();
-  const { C, inner } = geometryOf(c);
+  const { C } = geometryOf(c);
   const rank = c.shape.length;
   const channelAxis = c.layout === 'NHWC' ? rank - 1 : 1;
   const axes = [...Array(rank).keys()].filter((a) => a !== channelAxis);
-  // batchNorm is correct when every axis after the channel axis has extent 1.
-  const lastAxis = inner === 1;
+  // tf.batchNorm where the channel axis is the last one; broadcasting arithmetic otherwise
+  // (on NCHW with 1x1 spatial, tf.batchNorm's forward is right but tf.grads of it throws).
+  const lastAxis = channelAxis === rank - 1;
   const pShape = lastAxis ? [C] : Array.from({ length: rank }, (_, a) => (a === 1 ? C : 1));
   const param = (v) => tf.tensor(v, pShape);
 
@@ -86,18 +94,33 @@ export async function setup({ c, op, inputs, compareNaive }) {
   // What a user gets from the obvious call on NCHW: tf.batchNorm with [C,1,1]-shaped parameters
   // (NumPy broadcasting says that is right; tfjs's kernels broadcast over the last axis).
   const notes = [];
-  if (!lastAxis && op !== 'backward') {
+  if (!lastAxis && (op !== 'backward' || c.size <= NAIVE_BACKWARD_MAX)) {
     const p3 = (t) => tf.reshape(t, [C, ...Array(rank - 2).fill(1)]);
-    const naive = tf.tidy(() => {
-      if (op === 'inference') return tf.batchNorm(x, p3(rm), p3(rv), p3(beta), p3(gamma), EPS);
-      const { mean, variance } = tf.moments(x, axes, true);
-      return tf.batchNorm(x, mean, variance, p3(beta), p3(gamma), EPS);
-    });
-    const r = compareNaive({ main: naive.dataSync() });
-    naive.dispose();
-    notes.push(`tf.batchNorm with [C,1,1] parameters on NCHW: ${r.correct ? 'correct' : 'WRONG'} (rel. err ${r.err.toExponential(1)}); timed: broadcasting arithmetic`);
-  } else if (!lastAxis) {
-    notes.push('timed: tf.grads of the broadcasting-arithmetic forward (tf.batchNorm is wrong on NCHW)');
+    const naiveForward = (t, g, b) => {
+      const { mean, variance } = tf.moments(t, axes);
+      return tf.batchNorm(t, p3(mean), p3(variance), p3(b), p3(g), EPS);
+    };
+    let note;
+    try {
+      let out;
+      if (op === 'backward') {
+        out = tf.tidy(() => {
+          const [dx, dg, db] = tf.grads(naiveForward)([x, tf.reshape(gamma, [C]), tf.reshape(beta, [C])], dy);
+          return { main: dx.dataSync(), dweight: dg.dataSync(), dbias: db.dataSync() };
+        });
+      } else {
+        const y = tf.tidy(() => (op === 'inference'
+          ? tf.batchNorm(x, p3(rm), p3(rv), p3(beta), p3(gamma), EPS)
+          : naiveForward(x, tf.reshape(gamma, [C]), tf.reshape(beta, [C]))));
+        out = { main: y.dataSync() };
+        y.dispose();
+      }
+      const r = compareNaive(out);
+      note = `${r.correct ? 'correct' : 'WRONG'} (rel. err ${r.err.toExponential(1)})`;
+    } catch (error) {
+      note = `throws "${String(error?.message ?? error).split('\n')[0]}"`;
+    }
+    notes.push(`naive ${op === 'backward' ? 'tf.grads of ' : ''}tf.batchNorm with [C,1,1] parameters: ${note}; timed: broadcasting arithmetic`);
   }
 
   return {

@@ -1,7 +1,7 @@
 // A tiny static file server for the browser demo and the browser tests: node:http only, binds
 // 127.0.0.1, serves files under one root (the repository by default, so /dist/index.js and
 // /build/*.wasm resolve and the demo's `../../dist/index.js` import works), GET and HEAD only,
-// no directory listings, no caching.
+// no dotfiles, no directory listings, no caching.
 //
 //   node examples/browser/serve.mjs [--port 8080] [--root DIR] [--wrong-wasm-mime] [--exit-after SECONDS]
 //
@@ -73,16 +73,24 @@ export async function startServer({ port = 0, host = '127.0.0.1', root = REPO_RO
       } catch {
         return send(400, 'bad request\n');
       }
-      if (urlPath === '/') return send(302, `see ${DEMO_PATH}\n`, { location: DEMO_PATH });
       let file = locate(urlPath);
-      if (file === null || urlPath.includes('\0')) return send(403, 'forbidden\n');
+      // Nothing outside the root, no dotfiles (.git, .npmrc, ...).
+      if (file === null || urlPath.includes('\0') || urlPath.split('/').some((part) => part.startsWith('.'))) {
+        return send(404, `not found: ${urlPath}\n`);
+      }
       let info = await stat(file).catch(() => null);
       if (info?.isDirectory()) {
         if (!urlPath.endsWith('/')) return send(301, 'moved\n', { location: `${urlPath}/` });
         file = path.join(file, 'index.html');
         info = await stat(file).catch(() => null);
       }
-      if (!info?.isFile()) return send(404, `not found: ${urlPath}\n`);
+      if (!info?.isFile()) {
+        // The repository has no index.html: its root leads to the demo.
+        if (urlPath === '/' && (await stat(path.join(rootDir, DEMO_PATH)).catch(() => null))?.isDirectory()) {
+          return send(302, `see ${DEMO_PATH}\n`, { location: DEMO_PATH });
+        }
+        return send(404, `not found: ${urlPath}\n`);
+      }
       const ext = path.extname(file).toLowerCase();
       const type = ext === '.wasm' && wrongWasmMime ? WRONG_WASM_MIME : MIME_TYPES[ext] ?? 'application/octet-stream';
       res.writeHead(200, { 'content-type': type, 'content-length': info.size, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });

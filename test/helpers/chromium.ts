@@ -18,7 +18,10 @@ export const SKIP_REASON = `chromium not found at ${CHROMIUM_PATH}: real-browser
 /** Throws under CI when chromium is missing, warns loudly otherwise; true when tests can run. */
 export function requireChromium(): boolean {
   if (HAVE_CHROMIUM) return true;
-  if (IN_CI) throw new Error(`CI=true but ${SKIP_REASON.replace('SKIPPED ', '')}`);
+  if (IN_CI) {
+    throw new Error(`CI=true and chromium is not at ${CHROMIUM_PATH}: the real-browser tests must run in CI `
+      + '(.ci/run installs it with `apt-get install -y chromium`)');
+  }
   const bar = '!'.repeat(100);
   console.warn(`\n${bar}\n!! ${SKIP_REASON}\n${bar}\n`);
   return false;
@@ -33,7 +36,7 @@ export function watchPage(page: Page): string[] {
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
   page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`console.error: ${message.text()}`);
+    if (message.type() === 'error') problems.push(`console.error: ${message.text()} (${message.location().url})`);
   });
   page.on('requestfailed', (request) => problems.push(`request failed: ${request.url()} ${request.failure()?.errorText ?? ''}`));
   return problems;

@@ -1,7 +1,9 @@
-// Builds what `npm pack` would ship from the current sources, without touching the repository:
-// src/ is compiled with the repo's tsc into a temporary dist/, and the rest of the package's
-// `files` (the release wasm builds) is copied next to it. Used by test/browser.test.ts (the demo
-// page is served with that dist/) and test/package.test.ts (packed, installed, imported).
+// Builds what `npm pack` would ship from the current sources, without writing to the repository:
+// dist/ is the repository's own when it is up to date with src/ (as after `npm run build:ts`,
+// which `npm test` runs first), else src/ compiled with the repo's tsc into a temporary folder;
+// the rest of the package's `files` (the release wasm builds) is copied next to it. Used by
+// test/browser.test.ts (the demo page is served with that dist/) and test/package.test.ts
+// (packed, installed, imported).
 import { spawn } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';

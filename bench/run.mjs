@@ -1,0 +1,142 @@
+// `npm run bench` (= npm run build && node bench/run.mjs): the benchmark of issue 3.
+//
+//   node bench/run.mjs [--quick] [--suite inference,training,backward] [--shapes resnet50,1x960]
+//                      [--layout NCHW|NHWC] [--contenders ours-zero-copy,tfjs-wasm] [--name NAME]
+//                      [--max-time S] [--min-samples N] [--skip-above S]
+//
+// Compiles the floor kernels (bench/floor/build.mjs, output in bench/results/tmp/), then runs
+// each suite (= operation) in its own child process, one after the other (never in parallel:
+// single-thread numbers on a 2-core machine), and writes the report (bench/report.mjs):
+//   full run    bench/results/full.{json,md,svg}
+//   --quick     bench/results/quick.{json,md,svg}
+//   filtered    bench/results/tmp/partial.{json,md,svg}   (--suite/--shapes/--layout/--contenders)
+// Raw per-case benny output goes to bench/results/tmp/benny/.
+import os from 'node:os';
+import { spawnSync, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, existsSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { buildFloor } from './floor/build.mjs';
+import { writeReport, OPS } from './report.mjs';
+import { WRONG_ABOVE } from './data.mjs';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    suite: { type: 'string' },
+    shapes: { type: 'string' },
+    layout: { type: 'string' },
+    contenders: { type: 'string' },
+    name: { type: 'string' },
+    'max-time': { type: 'string' },
+    'min-samples': { type: 'string' },
+    'skip-above': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+  process.exit(0);
+}
+const suites = args.suite ? args.suite.split(',').map((s) => s.trim()) : OPS;
+for (const s of suites) if (!OPS.includes(s)) throw new Error(`--suite: unknown suite "${s}" (${OPS.join(', ')})`);
+const filtered = Boolean(args.suite || args.shapes || args.layout || args.contenders);
+const name = args.name ?? (filtered ? 'partial' : args.quick ? 'quick' : 'full');
+const outDir = join(root, filtered && !args.name ? 'bench/results/tmp' : 'bench/results');
+
+function fileInfo(rel) {
+  const p = join(root, rel);
+  if (!existsSync(p)) return null;
+  const bytes = readFileSync(p);
+  return { sha256: createHash('sha256').update(bytes).digest('hex').slice(0, 12), bytes: bytes.length, mtime: statSync(p).mtime.toISOString() };
+}
+function readOnlyGit(argv) {
+  try { return execFileSync('git', argv, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
+}
+const version = (pkg) => {
+  try { return JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return null; }
+};
+
+async function main() {
+  const t0 = performance.now();
+  const loadavg = os.loadavg();
+  const buildFiles = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/batchnorm.js', 'dist/engine.js'];
+  const buildAtStart = buildFiles.map(fileInfo);
+  await buildFloor();
+  const forward = [];
+  for (const key of ['shapes', 'layout', 'contenders', 'max-time', 'min-samples', 'skip-above']) {
+    if (args[key] !== undefined) forward.push(`--${key}`, args[key]);
+  }
+  if (args.quick) forward.push('--quick');
+
+  const results = [];
+  const runs = [];
+  for (const op of suites) {
+    const out = join(root, 'bench/results/tmp', `suite-${name}-${op}.json`);
+    rmSync(out, { force: true });
+    console.log(`\n=== suite ${op} (child process) ===`);
+    const child = spawnSync(process.execPath, ['--expose-gc', join(root, 'bench/suite.mjs'), '--op', op, '--out', out, ...forward], { stdio: 'inherit', cwd: root });
+    if (child.status !== 0 || !existsSync(out)) {
+      console.error(`suite ${op} failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
+      process.exitCode = 1;
+      continue;
+    }
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    runs.push({ op, seconds: r.seconds, peakRssMB: r.peakRssMB, engines: r.engines, cpu: r.cpu, node: r.node, v8: r.v8 });
+    results.push(...r.results);
+  }
+  if (!results.length) throw new Error('no results');
+
+  const wallSeconds = (performance.now() - t0) / 1000;
+  // The kernels are being tuned in parallel: a rebuild during the run mixes two builds.
+  const changed = buildFiles.filter((f, i) => fileInfo(f)?.sha256 !== buildAtStart[i]?.sha256);
+  if (changed.length) console.warn(`\nWARNING: ${changed.join(', ')} changed during the run: results mix builds; run again.`);
+  const first = runs[0];
+  const meta = {
+    name,
+    date: new Date().toISOString(),
+    cpu: first.cpu,
+    cores: os.cpus().length,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    totalMemGB: Math.round(os.totalmem() / 2 ** 30),
+    node: first.node,
+    v8: first.v8,
+    loadavg,
+    loadavgEnd: os.loadavg(),
+    wallSeconds,
+    wrongAbove: WRONG_ABOVE,
+    build: {
+      commit: readOnlyGit(['rev-parse', '--short', 'HEAD']),
+      engineInfo: first.engines,
+      simdWasm: fileInfo('build/batchnorm.simd.wasm'),
+      scalarWasm: fileInfo('build/batchnorm.scalar.wasm'),
+      floorWasm: fileInfo('bench/results/tmp/floor.wasm'),
+      changedDuringRun: changed,
+    },
+    peers: {
+      '@tensorflow/tfjs-core': version('@tensorflow/tfjs-core'),
+      '@tensorflow/tfjs-backend-wasm': version('@tensorflow/tfjs-backend-wasm'),
+      'onnxruntime-web': version('onnxruntime-web'),
+      'onnxruntime-node': version('onnxruntime-node'),
+      benny: version('benny'),
+    },
+    config: {
+      quick: args.quick, suites, shapes: args.shapes ?? null, layout: args.layout ?? null, contenders: args.contenders ?? null,
+      maxTime: args['max-time'] ?? null, minSamples: args['min-samples'] ?? null, skipAbove: args['skip-above'] ?? null,
+    },
+    suites: runs.map(({ op, seconds, peakRssMB }) => ({ op, seconds, peakRssMB })),
+  };
+  const paths = writeReport({ meta, cases: results }, outDir);
+  console.log(`\n${paths.markdown}`);
+  console.log(`\nwrote ${paths.json}\n      ${paths.md}\n      ${paths.svg}`);
+  console.log(`wall time ${wallSeconds.toFixed(1)} s (${runs.map((r) => `${r.op} ${r.seconds.toFixed(0)} s`).join(', ')})`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
