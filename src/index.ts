@@ -1,7 +1,7 @@
 export { createEngine, Engine, Tensor } from './engine.js';
 export type { EngineOptions, EngineInfo, EngineFeatures, Build, WasmSource, WasmSources, WasmOrigin } from './engine.js';
 export { BatchNorm } from './layer.js';
-export type { ForwardOptions, ForwardResult, BackwardOptions, BackwardResult } from './batchnorm.js';
+export type { ForwardOptions, ForwardResult, BackwardOptions, BackwardResult, Activation } from './batchnorm.js';
 export type { BatchNormOptions } from './layer.js';
 export type { Layout } from './layout.js';
 export { BatchNormError, InvalidArgumentError, ShapeError, MemoryError } from './errors.js';
