@@ -3,9 +3,9 @@
 // values, `C·inner` values apart. Against the separate passes (statistics over the whole
 // tensor, then the apply over the whole tensor) this reads x from memory once instead of
 // twice whenever one channel's slice (outer·inner·4 bytes) fits in L2; when it does not, it
-// costs the same as the separate passes. The per-channel folding written here is the one in
-// src/batchnorm.ts (which documents the formulas); the arithmetic per value is exactly that of
-// stats.ts, normalize.ts and backward.ts, whose run loops these kernels reuse.
+// costs the same as the separate passes. The per-channel folding is fold.ts's; the arithmetic
+// per value is exactly that of stats.ts, normalize.ts and backward.ts, whose run loops these
+// kernels reuse.
 //
 // One source for both builds: the SIMD build composes the f32x4 run loops, the scalar build
 // their scalar twins (ASC_FEATURE_SIMD is a compile-time constant).
@@ -14,6 +14,7 @@
 // gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel.
 import { shiftOf, finishMean, finishM2, sumShiftedPlanesSimd, sumShiftedPlanesScalar } from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
+import { invStdOf, meanLoOf } from './fold';
 import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun, sumDyXmuRun } from './backward';
 
 /**
@@ -34,12 +35,12 @@ export function forwardTrainNchwF32(
     if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(first, outer, stride, inner, k);
     else sumShiftedPlanesScalar(first, outer, stride, inner, k);
     const mu = finishMean(k, n), q = finishM2(n);
-    const s = 1.0 / Math.sqrt(q / n + eps);
+    const s = invStdOf(q, n, eps);
     const oc = <usize>c << 3, pc = <usize>c << 2;
     store<f64>(mean + oc, mu);
     store<f64>(m2 + oc, q);
     store<f64>(invStd + oc, s);
-    const mh = <f32>mu, ml = isFinite(mh) ? <f32>(mu - <f64>mh) : <f32>0; // an infinite mean has no low part
+    const mh = <f32>mu, ml = meanLoOf(mu, mh);
     const a = <f32>(<f64>load<f32>(gamma + pc) * s), b = load<f32>(beta + pc);
     for (let o = 0; o < outer; o++) {
       const off = plane * c + stride * o;

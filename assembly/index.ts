@@ -5,6 +5,7 @@
 // each build contains only its own variant. The debug build also checks every range
 // against the memory size and traps with a message (release builds drop the asserts).
 import { workspaceBytes } from './period';
+import { foldF32 as fold } from './fold';
 import { statsNchwF32Simd, statsNchwF32Scalar, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
 import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
 import {
@@ -149,4 +150,15 @@ export function backwardNchwF32(
   checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
   backwardNchw(dy, x, dx, outer, C, inner, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
+}
+
+export function foldF32(
+  C: i32, mean: usize, v: usize, divisor: f64, eps: f64, gamma: usize, beta: usize,
+  meanHi: usize, meanLo: usize, scale: usize, shift: usize, invStd: usize,
+): void {
+  checkCounts(C, 1, 1);
+  checkRange(mean, f64s(C)); checkRange(v, f64s(C)); checkRange(invStd, f64s(C));
+  checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
+  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  fold(C, mean, v, divisor, eps, gamma, beta, meanHi, meanLo, scale, shift, invStd);
 }
