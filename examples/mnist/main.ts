@@ -34,37 +34,43 @@ function defaultEvalEvery(steps: number): number {
 }
 
 function parseOptions(): { opts: ExperimentOptions; out: string } {
-  const { values } = parseArgs({
-    options: {
-      steps: { type: 'string' }, seed: { type: 'string' }, 'eval-every': { type: 'string' }, lr: { type: 'string' },
-      'init-std': { type: 'string' }, unit: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const fail = (message: string): never => {
+    console.error(`${message}\n\n${HELP}`);
+    process.exit(2);
+  };
+  let values: Record<string, string | boolean | undefined> = {};
+  try {
+    ({ values } = parseArgs({
+      options: {
+        steps: { type: 'string' }, seed: { type: 'string' }, 'eval-every': { type: 'string' }, lr: { type: 'string' },
+        'init-std': { type: 'string' }, unit: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
   if (values.help) {
     console.log(HELP);
     process.exit(0);
   }
-  const num = (name: string, v: string | undefined, fallback: number, ok: (x: number) => boolean, what: string) => {
-    if (v === undefined) return fallback;
+  const num = (name: string, fallback: number, ok: (x: number) => boolean, what: string): number => {
+    const v = values[name];
+    if (typeof v !== 'string') return fallback;
     const x = Number(v);
-    if (v.trim() === '' || !ok(x)) {
-      console.error(`--${name}: expected ${what}, got ${JSON.stringify(v)}\n\n${HELP}`);
-      process.exit(2);
-    }
-    return x;
+    return v.trim() !== '' && ok(x) ? x : fail(`--${name}: expected ${what}, got ${JSON.stringify(v)}`);
   };
   const posInt = (x: number) => Number.isInteger(x) && x >= 1;
-  const steps = num('steps', values.steps, DEFAULTS.steps, posInt, 'a positive integer');
+  const steps = num('steps', DEFAULTS.steps, posInt, 'a positive integer');
   const opts: ExperimentOptions = {
     ...DEFAULTS,
     steps,
-    seed: num('seed', values.seed, DEFAULTS.seed, (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, 'an integer in [0, 2^32)'),
-    evalEvery: num('eval-every', values['eval-every'], defaultEvalEvery(steps), posInt, 'a positive integer'),
-    lr: num('lr', values.lr, DEFAULTS.lr, (x) => Number.isFinite(x) && x > 0, 'a positive number'),
-    initStd: num('init-std', values['init-std'], DEFAULTS.initStd, (x) => Number.isFinite(x) && x > 0, 'a positive number'),
-    unit: num('unit', values.unit, DEFAULTS.unit, (x) => Number.isInteger(x) && x >= 0 && x < DEFAULTS.hidden.at(-1)!, `an integer in [0, ${DEFAULTS.hidden.at(-1)})`),
+    seed: num('seed', DEFAULTS.seed, (x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32, 'an integer in [0, 2^32)'),
+    evalEvery: num('eval-every', defaultEvalEvery(steps), posInt, 'a positive integer'),
+    lr: num('lr', DEFAULTS.lr, (x) => Number.isFinite(x) && x > 0, 'a positive number'),
+    initStd: num('init-std', DEFAULTS.initStd, (x) => Number.isFinite(x) && x > 0, 'a positive number'),
+    unit: num('unit', DEFAULTS.unit, (x) => Number.isInteger(x) && x >= 0 && x < DEFAULTS.hidden.at(-1)!, `an integer in [0, ${DEFAULTS.hidden.at(-1)})`),
   };
-  const out = resolve(values.out ?? fileURLToPath(new URL('./out/', import.meta.url)));
+  const out = resolve(typeof values.out === 'string' ? values.out : fileURLToPath(new URL('./out/', import.meta.url)));
   return { opts, out };
 }
 
@@ -73,7 +79,7 @@ const quant = (p: number[]) => p.map((v) => v.toFixed(2).padStart(6)).join(' ');
 
 function printHeader(): void {
   console.log(`${'step'.padStart(6)} | ${'train loss'.padEnd(15)} | ${'test accuracy %'.padEnd(15)} | ` +
-    `${'sigmoid input p15 p50 p85'.padEnd(20)}      | ${'s'.padStart(5)}`);
+    `${'input to the followed sigmoid: p15 p50 p85'.padEnd(43)} | ${'sec'.padStart(5)}`);
   console.log(`${''.padStart(6)} | ${'plain'.padStart(7)} ${'BN'.padStart(7)} | ${'plain'.padStart(7)} ${'BN'.padStart(7)} | ` +
     `${'plain'.padEnd(20)} | ${'BN'.padEnd(20)} |`);
 }
@@ -129,7 +135,7 @@ async function main(): Promise<void> {
   const header = ['step', 'plain_train_loss', 'bn_train_loss', 'plain_test_loss', 'bn_test_loss', 'plain_accuracy', 'bn_accuracy',
     ...QUANTILES.map((q) => `plain_p${q * 100}`), ...QUANTILES.map((q) => `bn_p${q * 100}`)];
   const rows = result.records.map((r) => [r.step, r.plain.trainLoss, r.bn.trainLoss, r.plain.testLoss, r.bn.testLoss,
-    r.plain.accuracy, r.bn.accuracy, ...r.plain.percentiles, ...r.bn.percentiles].join(','));
+    r.plain.accuracy, r.bn.accuracy, ...r.plain.percentiles, ...r.bn.percentiles].map((v) => (Number.isNaN(v) ? '' : v)).join(','));
   writeFileSync(resolve(out, 'results.csv'), [header.join(','), ...rows].join('\n') + '\n');
   written.push(resolve(out, 'results.csv'));
   writeFileSync(resolve(out, 'results.json'), JSON.stringify({ options: opts, records: result.records }, null, 1) + '\n');
