@@ -1,7 +1,7 @@
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, describe } from './errors.js';
-import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, channelsLast, snapshot } from './call.js';
+import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
+import { CallScope, channelsLast } from './call.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject,
 } from './args.js';
@@ -111,74 +111,91 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     new Set(['opts.out=x']),
   );
 
+  return runForward(engine, {
+    g, x, out, weight, bias, eps, lower, runningMean, runningVar, momentum, unbiased,
+    stats: batchStats ? 'batch' : 'running',
+  });
+}
+
+/** A validated forward call: every argument checked, nothing touched yet. */
+export interface ForwardCall {
+  g: Geometry;
+  x: Float32Array;
+  out: Float32Array | null;
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  eps: number;
+  /** 0 fuses ReLU, −Infinity applies none. */
+  lower: number;
+  /** Batch statistics computed here, the running ones, or global moments merged from shards. */
+  stats: 'batch' | 'running' | { mean: Float64Array; m2: Float64Array; count: number };
+  /** Read with stats 'running'; otherwise updated in place when given. */
+  runningMean: Float32Array | null;
+  runningVar: Float32Array | null;
+  momentum: number;
+  unbiased: boolean;
+}
+
+/**
+ * Runs a validated forward call. Batch statistics in NCHW use forwardTrainNchwF32 (one channel
+ * at a time); otherwise the statistics (computed, running or given) are folded by foldF32 and
+ * applied by the normalize kernel.
+ */
+export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
+  const { g, eps, lower } = f;
+  const C = g.channels;
   const k = engine.kernels;
-  const n = g.count;
   const last = channelsLast(g);
+  const given = typeof f.stats === 'object' ? f.stats : null;
+  const n = given ? given.count : g.count;
+  const fused = f.stats === 'batch' && !last;
   const scope = new CallScope(engine);
-  const xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
-  const rmPin = runningMean === null ? null : scope.pin(runningMean), rvPin = runningVar === null ? null : scope.pin(runningVar);
-  const w = snapshot(weight), b = snapshot(bias), rm = snapshot(runningMean), rv = snapshot(runningVar);
+  const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
+  const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
+  const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
+  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
   try {
-    // One preflight for the allocations below (same sizes, same order): a call that cannot fit
-    // in 4 GiB, or whose memory.grow is refused, fails before anything is allocated or grown.
-    scope.reserve([[xPin.resident ? 0 : 4 * g.size, 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
-      [batchStats ? 24 * C : 0, 'statistics'], [16 * C, 'parameters'], [last ? k.workspaceBytes(C) : 0, 'workspace']]);
-    const xPtr = scope.place(xPin, 'x');
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
-    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
-    const fused = batchStats && !last; // NCHW training: forwardTrainNchwF32, one channel at a time
-    const stats = batchStats ? scope.alloc(24 * C, 'statistics') : 0; // f64 mean | m2 | invStd
-    const params = scope.alloc(16 * C, 'parameters'); // f32 meanHi | meanLo | scale | shift, or gamma | beta
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    const [xCopy, yScratch, stats, params, work] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
+      [24 * C, 'statistics'], // f64 mean | m2 (or var) | invStd
+      [24 * C, 'parameters'], // f32 meanHi | meanLo | scale | shift | gamma | beta
+      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+    ]);
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
+    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(f.x);
+    const [meanHi, meanLo, scale, shift, gamma, beta] = [0, 4, 8, 12, 16, 20].map((o) => params + o * C);
+    if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
+    if (b) scope.f32(beta, C).set(b); else scope.f32(beta, C).fill(0);
 
-    const mean = new Float64Array(C);
-    const m2 = new Float64Array(C);
-    const invStd = new Float64Array(C);
     if (fused) {
-      const p = scope.f32(params, 2 * C);
-      for (let c = 0; c < C; c++) {
-        p[c] = w ? w[c] : 1;
-        p[C + c] = b ? b[c] : 0;
-      }
-      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, eps, stats, stats + 8 * C, stats + 16 * C, lower);
-      const s = scope.f64(stats, 3 * C);
-      mean.set(s.subarray(0, C));
-      m2.set(s.subarray(C, 2 * C));
-      invStd.set(s.subarray(2 * C));
+      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
-      if (batchStats) {
+      if (f.stats === 'batch') {
         k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
-        const s = scope.f64(stats, 2 * C);
-        mean.set(s.subarray(0, C));
-        m2.set(s.subarray(C, 2 * C));
       } else {
-        mean.set(rm!);
+        scope.f64(stats, C).set(given ? given.mean : rm!);
+        scope.f64(stats + 8 * C, C).set(given ? given.m2 : rv!);
       }
-      const p = scope.f32(params, 4 * C);
-      for (let c = 0; c < C; c++) {
-        invStd[c] = 1 / Math.sqrt((batchStats ? m2[c] / n : rv![c]) + eps);
-        const hi = Math.fround(mean[c]);
-        p[c] = hi;
-        p[C + c] = Number.isFinite(hi) ? mean[c] - hi : 0; // an infinite mean has no low part (Inf − Inf would be NaN)
-        p[2 * C + c] = (w ? w[c] : 1) * invStd[c];
-        p[3 * C + c] = b ? b[c] : 0;
-      }
-      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work, lower);
-      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C, lower);
+      // v / divisor is the variance: m2 / n for batch or given moments, the running var / 1.
+      k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, meanLo, scale, shift, stats + 16 * C);
+      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, meanLo, scale, shift, work, lower);
+      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, meanHi, meanLo, scale, shift, lower);
     }
-    const saveMean = new Float32Array(mean);
-    const saveInvStd = new Float32Array(invStd);
+    const s = scope.f64(stats, 3 * C);
+    const saveMean = new Float32Array(s.subarray(0, C));
+    const saveInvStd = new Float32Array(s.subarray(2 * C));
 
-    const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
 
-    if (updateRunning) {
-      const divisor = unbiased ? n - 1 : n;
-      const rmOut = scope.live(runningMean!, rmPin!), rvOut = scope.live(runningVar!, rvPin!);
+    if (f.stats !== 'running' && rm !== null) {
+      const m = f.momentum, divisor = f.unbiased ? n - 1 : n;
+      const rmOut = scope.live(f.runningMean!, rmPin!), rvOut = scope.live(f.runningVar!, rvPin!);
       for (let c = 0; c < C; c++) {
-        rmOut[c] = (1 - momentum) * rm![c] + momentum * mean[c];
-        rvOut[c] = (1 - momentum) * rv![c] + momentum * (m2[c] / divisor);
+        rmOut[c] = (1 - m) * rm[c] + m * s[c];
+        rvOut[c] = (1 - m) * rv![c] + m * (s[C + c] / divisor);
       }
     }
     return { y, saveMean, saveInvStd };
@@ -218,39 +235,65 @@ export function backwardBatchNorm(
     new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']),
   );
 
+  return runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
+}
+
+/** A validated backward call: every argument checked, nothing touched yet. */
+export interface BackwardCall {
+  g: Geometry;
+  dy: Float32Array;
+  x: Float32Array;
+  /** The fused ReLU's forward output masking dy, or null. */
+  y: Float32Array | null;
+  out: Float32Array | null;
+  weight: Float32Array | null;
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  training: boolean;
+  /** Reduce here ('local'), or all-reduced sums from every shard (training, global count). */
+  sums: 'local' | { sumDy: Float64Array; sumDyXhat: Float64Array; count: number };
+}
+
+/**
+ * Runs a validated backward call. Local sums in NCHW use backwardNchwF32 (one channel at a
+ * time); otherwise the sums (reduced here or given) are folded into k1, k2, k3 per channel and
+ * applied by the dx kernel.
+ */
+export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
+  const { g, training } = b;
+  const C = g.channels;
   const k = engine.kernels;
-  const n = g.count;
   const last = channelsLast(g);
+  const given = typeof b.sums === 'object' ? b.sums : null;
+  const n = given ? given.count : g.count;
   const scope = new CallScope(engine);
-  const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
-  const yPin = y === null ? null : scope.pin(y);
-  const w = snapshot(weight), mean = new Float32Array(saveMean), invStds = new Float64Array(saveInvStd);
+  const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
+  const yPin = b.y === null ? null : scope.pin(b.y);
+  const w = scope.stable(b.weight), invStds = new Float64Array(b.saveInvStd), mean = new Float32Array(b.saveMean);
   try {
-    // One preflight for the allocations below (same sizes, same order), as in forward.
-    scope.reserve([[dyPin.resident ? 0 : 4 * g.size, 'dy'], [xPin.resident ? 0 : 4 * g.size, 'x'], [yPin && !yPin.resident ? 4 * yPin.length : 0, 'y'],
-      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [16 * C, 'sums'], [16 * C, 'parameters'], [last ? k.workspaceBytes(C) : 0, 'workspace']]);
-    const dyPtr = scope.place(dyPin, 'dy');
-    const xPtr = scope.place(xPin, 'x');
-    const yPtr = yPin === null ? 0 : scope.place(yPin, 'y'); // 0: no ReLU mask
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
-    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? scope.alloc(4 * g.size, 'dx') : dyPtr;
-    const sums = scope.alloc(16 * C, 'sums');
-    const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(y!);
+    const [dyCopy, xCopy, yCopy, dxScratch, sums, params, work] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [scope.copyBytes(yPin), 'y'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'],
+      [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean)
+      [16 * C, 'parameters'], // f32 mean | k1 | k2 | k3, or mean | invStd | gamma
+      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+    ]);
+    const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
+    const yPtr = yPin === null ? 0 : yPin.resident ? yPin.ptr : yCopy; // 0: no ReLU mask
+    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
+    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(b.dy);
+    if (!xPin.resident) scope.f32(xPtr, g.size).set(b.x);
+    if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(b.y!);
     const p = scope.f32(params, 4 * C);
     p.set(mean);
     const dweight = new Float32Array(C);
     const dbias = new Float32Array(C);
 
-    if (!last) {
-      // NCHW: backwardNchwF32 reduces and applies one channel at a time (params: mean | invStd | gamma).
-      for (let c = 0; c < C; c++) {
-        p[C + c] = invStds[c];
-        p[2 * C + c] = w ? w[c] : 1;
-      }
+    if (given === null && !last) {
+      p.set(invStds, C);
+      if (w) p.set(w, 2 * C); else p.fill(1, 2 * C, 3 * C);
       k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C, yPtr);
       const s = scope.f64(sums, 2 * C);
       for (let c = 0; c < C; c++) {
@@ -258,22 +301,25 @@ export function backwardBatchNorm(
         dweight[c] = s[C + c] * invStds[c];
       }
     } else {
-      k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
+      if (given === null) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
       const s = scope.f64(sums, 2 * C);
       for (let c = 0; c < C; c++) {
         const invStd = invStds[c];
-        const sumDy = s[c], sumDyXmu = s[C + c];
+        // Σdy and Σdy·xhat = invStd·Σdy·(x − mean), reduced here or over every shard.
+        const sumDy = given ? given.sumDy[c] : s[c];
+        const sumDyXhat = given ? given.sumDyXhat[c] : s[C + c] * invStd;
         dbias[c] = sumDy;
-        dweight[c] = sumDyXmu * invStd;
+        dweight[c] = sumDyXhat;
         p[C + c] = training ? sumDy / n : 0;
-        p[2 * C + c] = training ? (sumDyXmu * invStd * invStd) / n : 0;
+        p[2 * C + c] = training ? (sumDyXhat * invStd) / n : 0;
         p[3 * C + c] = (w ? w[c] : 1) * invStd;
       }
       const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
-      k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
+      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
+      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, training, yPtr);
     }
 
-    const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
+    const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
     if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
     return { dx, dweight, dbias };
   } finally {

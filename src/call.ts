@@ -13,10 +13,9 @@ export interface Pinned {
 
 /**
  * One call's use of wasm memory. Order matters: pin every argument first (residency and byte
- * offsets are read while the caller's views are still live), then allocate scratch (any
- * allocation may grow memory and detach those views), then take fresh views. Per-channel
- * arguments are copied to JS before the first allocation, so no detached view is ever read.
- * Scratch is released in `finally`.
+ * offsets are read while the caller's views are still live) and make per-channel arguments
+ * `stable`, then allocate scratch (which may grow memory and detach the callers' views), then
+ * take fresh views. No detached view is ever read. Scratch is released in `finally`.
  */
 export class CallScope {
   private readonly held: number[] = [];
@@ -25,27 +24,32 @@ export class CallScope {
     return { ptr: a.byteOffset, length: a.length, resident: a.buffer === this.engine.arena.buffer };
   }
   /**
-   * Preflight for this call's scratch, before the first alloc(): the sizes of the alloc() calls
-   * that follow, in order (0 for one that will not be made). A call that cannot fit in 4 GiB
-   * then fails with MemoryError before anything is allocated, and memory grows at most once.
+   * This call's scratch, in one go: the sizes in order (0: none, pointer 0). One preflight
+   * first, so a call that cannot fit in 4 GiB, or whose memory.grow is refused, fails with
+   * MemoryError before anything is allocated, and memory grows at most once.
    */
-  reserve(requests: ReadonlyArray<readonly [bytes: number, what: string]>): void {
+  allocate(requests: ReadonlyArray<readonly [bytes: number, what: string]>): number[] {
     this.engine.arena.reserve(requests);
+    return requests.map(([bytes, what]) => (bytes > 0 ? this.alloc(bytes, what) : 0));
   }
-  alloc(bytes: number, what: string): number {
+  private alloc(bytes: number, what: string): number {
     const ptr = this.engine.arena.alloc(bytes, what);
     this.held.push(ptr);
     return ptr;
   }
-  /** Pointer for a pinned input: its own bytes, or fresh scratch to copy it into. */
-  place(p: Pinned, what: string): number {
-    return p.resident ? p.ptr : this.alloc(4 * p.length, what);
+  /** Scratch bytes a pinned input needs: none if resident, else room for a copy. */
+  copyBytes(p: Pinned | null): number {
+    return p === null || p.resident ? 0 : 4 * p.length;
   }
   f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.engine.arena.buffer, ptr, length);
   }
   f64(ptr: number, length: number): Float64Array {
     return new Float64Array(this.engine.arena.buffer, ptr, length);
+  }
+  /** A per-channel argument that stays readable whatever memory does: a copy if it lives in wasm memory. */
+  stable(a: Float32Array | null): Float32Array | null {
+    return a !== null && a.buffer === this.engine.arena.buffer ? new Float32Array(a) : a;
   }
   /** A live view of a caller's array: itself, or a fresh view over its bytes if memory grew. */
   live(a: Float32Array, p: Pinned): Float32Array {
@@ -54,11 +58,6 @@ export class CallScope {
   release(): void {
     for (const ptr of this.held) this.engine.arena.release(ptr);
   }
-}
-
-/** Per-channel values copied out of the caller's array (null stays null). */
-export function snapshot(a: Float32Array | null): Float64Array | null {
-  return a === null ? null : new Float64Array(a);
 }
 
 /**

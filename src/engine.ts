@@ -37,6 +37,8 @@ export interface KernelExports {
     gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number, lower: number): void;
   backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
     mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number, y: number): void;
+  foldF32(C: number, mean: number, v: number, divisor: number, eps: number, gamma: number, beta: number,
+    meanHi: number, meanLo: number, scale: number, shift: number, invStd: number): void;
 }
 
 export type Build = 'simd' | 'scalar';

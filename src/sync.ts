@@ -20,10 +20,10 @@
 // Statistics stay in float64 end to end, so merging k shards costs a few f64 roundings, far
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Engine } from './engine.js';
-import type { BackwardResult, ForwardResult } from './batchnorm.js';
+import { runBackward, runForward, type BackwardResult, type ForwardResult } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, channelsLast, snapshot } from './call.js';
+import { CallScope, channelsLast } from './call.js';
 import { checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject } from './args.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
@@ -204,9 +204,10 @@ export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const scope = new CallScope(engine);
   const xPin = scope.pin(x);
   try {
-    const xPtr = scope.place(xPin, 'x');
-    const stats = scope.alloc(16 * C, 'statistics');
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    const [xCopy, stats, work] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [16 * C, 'statistics'], [last ? k.workspaceBytes(C) : 0, 'workspace'],
+    ]);
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
     else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
@@ -244,59 +245,16 @@ export function forwardWithMomentsBatchNorm(
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
   const global = checkMoments(opts.moments, 'opts.moments', C, Math.max(2, g.count),
     `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
-  const updateRunning = runningMean !== null;
   checkAliasing(
     [['opts.out', out], ['opts.runningMean', runningMean], ['opts.runningVar', runningVar]],
     [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
     new Set(['opts.out=x']),
   );
 
-  const k = engine.kernels;
-  const n = global.count;
-  const last = channelsLast(g);
-  const scope = new CallScope(engine);
-  const xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
-  const rmPin = runningMean === null ? null : scope.pin(runningMean), rvPin = runningVar === null ? null : scope.pin(runningVar);
-  const w = snapshot(weight), b = snapshot(bias), rm = snapshot(runningMean), rv = snapshot(runningVar);
-  try {
-    const xPtr = scope.place(xPin, 'x');
-    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? scope.alloc(4 * g.size, 'y') : xPtr;
-    const params = scope.alloc(16 * C, 'parameters');
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-
-    const saveMean = new Float32Array(C);
-    const saveInvStd = new Float32Array(C);
-    const p = scope.f32(params, 4 * C); // meanHi | meanLo | scale | shift
-    for (let c = 0; c < C; c++) {
-      const mean = global.mean[c];
-      const invStd = 1 / Math.sqrt(global.m2[c] / n + eps);
-      const hi = Math.fround(mean);
-      p[c] = hi;
-      p[C + c] = Number.isFinite(hi) ? mean - hi : 0; // an infinite mean has no low part (Inf − Inf would be NaN)
-      p[2 * C + c] = (w ? w[c] : 1) * invStd;
-      p[3 * C + c] = b ? b[c] : 0;
-      saveMean[c] = mean;
-      saveInvStd[c] = invStd;
-    }
-    if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, params, params + 4 * C, params + 8 * C, params + 12 * C, work, -Infinity);
-    else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, params + 12 * C, -Infinity);
-
-    const y = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
-    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
-
-    if (updateRunning) {
-      const divisor = unbiased ? n - 1 : n;
-      const rmOut = scope.live(runningMean!, rmPin!), rvOut = scope.live(runningVar!, rvPin!);
-      for (let c = 0; c < C; c++) {
-        rmOut[c] = (1 - momentum) * rm![c] + momentum * global.mean[c];
-        rvOut[c] = (1 - momentum) * rv![c] + momentum * (global.m2[c] / divisor);
-      }
-    }
-    return { y, saveMean, saveInvStd };
-  } finally {
-    scope.release();
-  }
+  return runForward(engine, {
+    g, x, out, weight, bias, eps, lower: -Infinity, runningMean, runningVar, momentum, unbiased,
+    stats: { mean: global.mean, m2: global.m2, count: global.count },
+  });
 }
 
 /** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */
@@ -317,13 +275,14 @@ export function backwardReduceBatchNorm(
   const last = channelsLast(g);
   const scope = new CallScope(engine);
   const dyPin = scope.pin(dy), xPin = scope.pin(x);
-  const mean = Float32Array.from(saveMean), invStd = Float64Array.from(saveInvStd);
+  const mean = new Float32Array(saveMean), invStd = new Float64Array(saveInvStd);
   try {
-    const dyPtr = scope.place(dyPin, 'dy');
-    const xPtr = scope.place(xPin, 'x');
-    const sums = scope.alloc(16 * C, 'sums');
-    const meanPtr = scope.alloc(4 * C, 'mean');
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
+    const [dyCopy, xCopy, sums, meanPtr, work] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [16 * C, 'sums'], [4 * C, 'mean'],
+      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+    ]);
+    const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     scope.f32(meanPtr, C).set(mean);
@@ -369,39 +328,7 @@ export function backwardWithSumsBatchNorm(
     new Set(['opts.out=dy', 'opts.out=x']),
   );
 
-  const k = engine.kernels;
-  const last = channelsLast(g);
-  const scope = new CallScope(engine);
-  const dyPin = scope.pin(dy), xPin = scope.pin(x), outPin = out === null ? null : scope.pin(out);
-  const w = snapshot(weight), mean = Float32Array.from(saveMean), invStds = Float64Array.from(saveInvStd);
-  try {
-    const dyPtr = scope.place(dyPin, 'dy');
-    const xPtr = scope.place(xPin, 'x');
-    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? scope.alloc(4 * g.size, 'dx') : dyPtr;
-    const params = scope.alloc(16 * C, 'parameters'); // mean | k1 | k2 | k3
-    const work = last ? scope.alloc(k.workspaceBytes(C), 'workspace') : 0;
-    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    const p = scope.f32(params, 4 * C);
-    p.set(mean);
-    const dweight = new Float32Array(C);
-    const dbias = new Float32Array(C);
-    for (let c = 0; c < C; c++) {
-      const invStd = invStds[c];
-      dbias[c] = sumDy[c];
-      dweight[c] = sumDyXhat[c];
-      p[C + c] = sumDy[c] / n;
-      p[2 * C + c] = (sumDyXhat[c] * invStd) / n;
-      p[3 * C + c] = (w ? w[c] : 1) * invStd;
-    }
-    const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
-    if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, true, 0);
-    else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, true, 0);
-
-    const dx = out === null ? new Float32Array(g.size) : scope.live(out, outPin!);
-    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
-    return { dx, dweight, dbias };
-  } finally {
-    scope.release();
-  }
+  return runBackward(engine, {
+    g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n },
+  });
 }
