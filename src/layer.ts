@@ -1,6 +1,6 @@
-import type { Engine } from './engine.js';
+import { Engine } from './engine.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
-import { checkLayout, geometry, type Layout } from './layout.js';
+import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from './layout.js';
 import { checkBoolean, checkEps, isDetached, isFloat32Array, isObject } from './args.js';
 import { CONVENTIONS, batchWeight, checkConvention, checkConventionMomentum, type Convention } from './conventions.js';
 import {
@@ -59,8 +59,9 @@ export class BatchNorm {
 
   constructor(engine: Engine, numFeatures: number, options: BatchNormOptions = {}) {
     if (!isObject(options as unknown)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-    if (!Number.isInteger(numFeatures) || numFeatures < 1) {
-      throw new InvalidArgumentError('numFeatures', 'a positive integer', describe(numFeatures));
+    if (!(engine instanceof Engine)) throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
+    if (!Number.isInteger(numFeatures) || numFeatures < 1 || numFeatures > MAX_ELEMENTS) {
+      throw new InvalidArgumentError('numFeatures', `an integer in [1, ${MAX_ELEMENTS}]`, describe(numFeatures));
     }
     const convention = checkConvention(options.convention, 'options.convention');
     const preset = CONVENTIONS[convention];

@@ -113,7 +113,8 @@ function channelSums(ch: Channels, term: (i: number) => number): Float64Array {
     compensation[c] += Math.abs(sum[c]) >= Math.abs(value) ? sum[c] - total + value : value - total + sum[c];
     sum[c] = total;
   }
-  return sum.map((s, c) => s + compensation[c]);
+  // An infinite (or NaN) sum is the IEEE result already; its compensation would be NaN.
+  return sum.map((s, c) => (Number.isFinite(s) ? s + compensation[c] : s));
 }
 
 function moments(x: ArrayLike<number>, ch: Channels): { mean: Float64Array; m2: Float64Array } {

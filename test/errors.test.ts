@@ -930,7 +930,7 @@ for (const build of BUILDS) {
     it('constructor rejects bad options', () => {
       const engine = engines[build.name];
       const bad: Array<[() => unknown, ErrorClass, RegExp, string]> = [
-        [() => new BatchNorm(engine, 0), InvalidArgumentError, /^numFeatures: expected a positive integer, got 0$/, 'numFeatures'],
+        [() => new BatchNorm(engine, 0), InvalidArgumentError, /^numFeatures: expected an integer in \[1, 1073741824\], got 0$/, 'numFeatures'],
         [() => new BatchNorm(engine, -3), InvalidArgumentError, /^numFeatures: .*got -3$/, 'numFeatures'],
         [() => new BatchNorm(engine, 2.5), InvalidArgumentError, /^numFeatures: .*got 2\.5$/, 'numFeatures'],
         [() => new BatchNorm(engine, NaN), InvalidArgumentError, /^numFeatures: .*got NaN$/, 'numFeatures'],

@@ -79,8 +79,8 @@ describe('convention presets', () => {
     expect(() => functionalOptions('caffe' as Convention)).toThrow(InvalidArgumentError);
   });
 
-  it('the layer stores the convention\'s own values', () => {
-    const fake = {} as Engine; // the constructor does not touch the engine
+  it('the layer stores the convention\'s own values', async () => {
+    const fake = await makeEngine('scalar'); // the constructor only stores the engine
     const p = new BatchNorm(fake, 2);
     expect([p.convention, p.momentum, p.unbiasedRunningVar, p.eps]).toEqual(['pytorch', 0.1, true, 1e-5]);
     const o = new BatchNorm(fake, 2, { convention: 'onnx' });
@@ -216,7 +216,10 @@ describe.each(BUILDS)('conventions through the layer, %s build', (build: BuildNa
 // State dicts
 
 describe('state dicts', () => {
-  const fake = {} as Engine;
+  let fake: Engine; // the state-dict calls never run a kernel
+  beforeAll(async () => {
+    fake = await makeEngine('scalar');
+  });
   function trained(convention: Convention = 'pytorch', opts: { affine?: boolean; trackRunningStats?: boolean } = {}): BatchNorm {
     const layer = new BatchNorm(fake, 3, { convention, ...opts });
     const next = rng(17);

@@ -132,5 +132,7 @@ describe.each(BUILDS)('BatchNorm layer, %s build', (build: BuildName) => {
     expect(() => bn.forward(batch(3, [1, 3, 1]), [1, 3, 1])).toThrow(/more than 1 value per channel/);
     expect([bn.runningMean, bn.runningVar, bn.numBatchesTracked]).toEqual(state);
     expect(() => new BatchNorm(engine, 3).backward(new Float32Array(6))).toThrow(/no forward/);
+    expect(() => new BatchNorm({} as Engine, 3)).toThrow(/engine: expected an Engine from createEngine\(\), got Object/);
+    expect(() => new BatchNorm(engine, 2 ** 40)).toThrow(/numFeatures: expected an integer in \[1, 1073741824\], got 1099511627776/);
   });
 });
