@@ -92,27 +92,22 @@ export let sumDyXmuRun: f64 = 0;
   sumDyXmuRun = s2;
 }
 
-export function backwardReduceNchwF32Simd(
+/** NCHW reduce in memory order, plane by plane (as statsNchwF32 in stats.ts); one source for both builds. */
+export function backwardReduceNchwF32(
   dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
-  for (let c = 0; c < C; c++) {
-    const base = plane * c;
-    reducePlanesSimd(dy + base, x + base, y ? y + base : 0, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
-    store<f64>(sumDy + (<usize>c << 3), sumDyRun);
-    store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
-  }
-}
-
-export function backwardReduceNchwF32Scalar(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
-): void {
-  const plane = <usize>inner << 2;
-  for (let c = 0; c < C; c++) {
-    const base = plane * c;
-    reducePlanesScalar(dy + base, x + base, y ? y + base : 0, outer, plane * C, inner, <f64>load<f32>(mean + (<usize>c << 2)));
-    store<f64>(sumDy + (<usize>c << 3), sumDyRun);
-    store<f64>(sumDyXmu + (<usize>c << 3), sumDyXmuRun);
+  zeroF64(sumDy, C);
+  zeroF64(sumDyXmu, C);
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < C; c++) {
+      const off = plane * (<usize>o * C + c), oc = <usize>c << 3;
+      const m = <f64>load<f32>(mean + (<usize>c << 2));
+      if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + off, x + off, y ? y + off : 0, 1, 0, inner, m);
+      else reducePlanesScalar(dy + off, x + off, y ? y + off : 0, 1, 0, inner, m);
+      store<f64>(sumDy + oc, load<f64>(sumDy + oc) + sumDyRun);
+      store<f64>(sumDyXmu + oc, load<f64>(sumDyXmu + oc) + sumDyXmuRun);
+    }
   }
 }
 

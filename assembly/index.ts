@@ -6,10 +6,10 @@
 // against the memory size and traps with a message (release builds drop the asserts).
 import { workspaceBytes } from './period';
 import { foldF32 as fold } from './fold';
-import { statsNchwF32Simd, statsNchwF32Scalar, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
+import { statsNchwF32 as statsNchw, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
 import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
 import {
-  backwardReduceNchwF32Simd, backwardReduceNchwF32Scalar, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
+  backwardReduceNchwF32 as backwardReduceNchw, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
   backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
 } from './backward';
 import { forwardTrainNchwF32 as forwardTrainNchw, backwardNchwF32 as backwardNchw } from './fused';
@@ -43,8 +43,7 @@ function checkRange(ptr: usize, bytes: usize): void {
 export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
   checkCounts(outer, C, inner);
   checkRange(x, f32s(<usize>outer * C * inner)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
-  if (ASC_FEATURE_SIMD) statsNchwF32Simd(x, outer, C, inner, mean, m2);
-  else statsNchwF32Scalar(x, outer, C, inner, mean, m2);
+  statsNchw(x, outer, C, inner, mean, m2);
 }
 
 export function statsNhwcF32(x: usize, rows: i32, C: i32, mean: usize, m2: usize, work: usize): void {
@@ -87,8 +86,7 @@ export function backwardReduceNchwF32(
   const n = f32s(<usize>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  if (ASC_FEATURE_SIMD) backwardReduceNchwF32Simd(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
-  else backwardReduceNchwF32Scalar(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
+  backwardReduceNchw(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
 }
 
 export function backwardReduceNhwcF32(

@@ -96,27 +96,35 @@ export let sumShiftedSq: f64 = 0;
   sumShiftedSq = s2;
 }
 
-export function statsNchwF32Simd(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
+/**
+ * NCHW statistics in memory order: plane by plane ((n, c) order), each plane's shifted sums
+ * added to its channel's f64 accumulators (mean and m2 hold s1 and s2 until finished). This
+ * streams x once front to back whatever the plane size; the channel-major order of fused.ts
+ * would jump C·inner·4 bytes between a channel's planes. One source for both builds: the SIMD
+ * build sums each plane with f32x4 loads, the scalar build with its scalar twin.
+ */
+export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
   const plane = <usize>inner << 2;
   const n = <f64>outer * <f64>inner;
-  for (let c = 0; c < C; c++) {
-    const first = x + plane * c;
-    const k = shiftOf(load<f32>(first));
-    sumShiftedPlanesSimd(first, outer, plane * C, inner, k);
-    store<f64>(mean + (<usize>c << 3), finishMean(k, n));
-    store<f64>(m2 + (<usize>c << 3), finishM2(n));
+  zeroF64(mean, C);
+  zeroF64(m2, C);
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < C; c++) {
+      const oc = <usize>c << 3;
+      const k = shiftOf(load<f32>(x + plane * c));
+      const p = x + plane * (<usize>o * C + c);
+      if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(p, 1, 0, inner, k);
+      else sumShiftedPlanesScalar(p, 1, 0, inner, k);
+      store<f64>(mean + oc, load<f64>(mean + oc) + sumShifted);
+      store<f64>(m2 + oc, load<f64>(m2 + oc) + sumShiftedSq);
+    }
   }
-}
-
-export function statsNchwF32Scalar(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
-  const plane = <usize>inner << 2;
-  const n = <f64>outer * <f64>inner;
   for (let c = 0; c < C; c++) {
-    const first = x + plane * c;
-    const k = shiftOf(load<f32>(first));
-    sumShiftedPlanesScalar(first, outer, plane * C, inner, k);
-    store<f64>(mean + (<usize>c << 3), finishMean(k, n));
-    store<f64>(m2 + (<usize>c << 3), finishM2(n));
+    const oc = <usize>c << 3;
+    sumShifted = load<f64>(mean + oc);
+    sumShiftedSq = load<f64>(m2 + oc);
+    store<f64>(mean + oc, finishMean(shiftOf(load<f32>(x + plane * c)), n));
+    store<f64>(m2 + oc, finishM2(n));
   }
 }
 

@@ -4,11 +4,11 @@
 // pool of ~1M pseudo-normal values (mulberry32, sum of four uniforms); dy = g'. Filling a 103 MB
 // tensor this way takes a few tens of ms, so data is made per case and dropped afterwards.
 //
-// Reference: the package's float64 oracle (dist/oracle.js), run on a subset of at most
+// Reference: the package's float64 oracle (oracleForward/oracleBackward), run on a subset of at most
 // CHECK_CHANNELS channels. Batch norm is independent per channel, so the sub-tensor made of those
 // channels has exactly the expected values of those channels; this keeps the check cheap on the
 // 25.7M-value shapes while every value of the checked channels is compared.
-import { oracleForward, oracleBackward } from '../dist/index.js';
+import { oracleForward, oracleBackward } from './package-under-test.mjs';
 
 export const EPS = 1e-5;
 export const MOMENTUM = 0.1; // PyTorch convention (ONNX: 1 − 0.1 = 0.9)

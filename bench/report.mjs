@@ -107,18 +107,21 @@ export function markdown(report) {
   lines.push(`# Benchmark: ${meta.name}`, '');
   lines.push(`Machine: ${machineLine(meta)}.`, '');
   if (meta.build.changedDuringRun?.length) lines.push(`**Warning: ${meta.build.changedDuringRun.join(', ')} changed during the run; the results mix builds.**`, '');
+  if (meta.build.changedInTreeDuringRun?.length) lines.push(`(Rebuilt in the tree during the run: ${meta.build.changedInTreeDuringRun.join(', ')}; the run used the copy taken at its start.)`, '');
   lines.push(`Median of benchmark.js samples (benny), after warm-up; every cell: median ms · GB/s of the`
     + ` operation's minimal traffic · ratio to the floor measured in the same run (lower is better).`
     + ` ✗ = result differs from the float64 oracle by more than ${meta.wrongAbove} (relative); n/a = unsupported;`
     + ` skipped = predicted slower than the per-call budget. Wall time ${meta.wallSeconds.toFixed(0)} s.`, '');
 
   const sum = summarize(cases);
+  const present = ORDER.filter((id) => id !== 'floor' && cases.some((k) => k.contenders.some((e) => e.id === id)));
+  const peers = PEERS.filter((p) => present.includes(p));
   lines.push('## Summary (geometric means over the cases)', '');
-  lines.push(`| operation | layout | cases | ${ORDER.filter((id) => id !== 'floor').map((id) => `${SHORT[id]} ×floor`).join(' | ')} | zero-copy vs ${PEERS.map((p) => SHORT[p]).join(' | vs ')} |`);
-  lines.push(`|---|---|---:|${ORDER.filter((id) => id !== 'floor').map(() => '---:').join('|')}|${PEERS.map(() => '---:').join('|')}|`);
+  lines.push(`| operation | layout | cases | ${present.map((id) => `${SHORT[id]} ×floor`).join(' | ')} | ${peers.map((p) => `zero-copy vs ${SHORT[p]}`).join(' | ')} |`);
+  lines.push(`|---|---|---:|${present.map(() => '---:').join('|')}|${peers.map(() => '---:').join('|')}|`);
   for (const r of sum) {
-    const ratios = ORDER.filter((id) => id !== 'floor').map((id) => (r.ratio[id] ? fmtR(r.ratio[id].geomean) + (r.ratio[id].n < r.cases ? ` (${r.ratio[id].n})` : '') : 'n/a'));
-    const sp = PEERS.map((p) => (r.speedup[p] ? fmtX(r.speedup[p].geomean) + (r.speedup[p].n < r.cases ? ` (${r.speedup[p].n})` : '') : 'n/a'));
+    const ratios = present.map((id) => (r.ratio[id] ? fmtR(r.ratio[id].geomean) + (r.ratio[id].n < r.cases ? ` (${r.ratio[id].n})` : '') : 'n/a'));
+    const sp = peers.map((p) => (r.speedup[p] ? fmtX(r.speedup[p].geomean) + (r.speedup[p].n < r.cases ? ` (${r.speedup[p].n})` : '') : 'n/a'));
     lines.push(`| ${r.op} | ${r.layout} | ${r.cases} | ${ratios.join(' | ')} | ${sp.join(' | ')} |`);
   }
   lines.push('', '(n) = over n cases only (the others unsupported, skipped or failed).', '');
@@ -138,20 +141,29 @@ export function markdown(report) {
     lines.push('');
   }
 
+  // Notes, grouped by text with the numbers that vary per case (relative errors, sizes) folded.
   const notes = new Map();
   for (const k of cases) {
     for (const e of k.contenders) {
-      const add = (text) => { const key = `${SHORT[e.id]}: ${text}`; notes.set(key, [...(notes.get(key) ?? []), `${k.op} ${k.id}`]); };
+      const add = (text) => {
+        const errs = [...text.matchAll(/rel\. err ([0-9.e+-]+)/g)].map((m) => Number(m[1]));
+        const key = `${SHORT[e.id]}: ${text.replace(/ \(rel\. err [0-9.e+-]+\)/g, '').replace(/Size\(\d+\) must match the product of shape [\d,]+/g, 'Size(…) must match the product of shape C,1,1')}`;
+        const n = notes.get(key) ?? { where: [], errs: [] };
+        n.where.push(`${k.op} ${k.id}`);
+        n.errs.push(...errs);
+        notes.set(key, n);
+      };
       if (e.status === 'unsupported' || e.status === 'error') add(`${e.status}: ${e.reason}`);
-      for (const n of e.notes ?? []) add(n);
+      for (const note of e.notes ?? []) add(note);
       if (e.correct === false) add(`WRONG result (rel. err ${e.check.err.toExponential(1)})`);
     }
   }
   if (notes.size) {
     lines.push('## Notes', '');
-    for (const [text, where] of notes) {
+    for (const [text, { where, errs }] of notes) {
+      const range = errs.length ? ` (rel. err ${Math.min(...errs).toExponential(1)}${errs.length > 1 ? ` to ${Math.max(...errs).toExponential(1)}` : ''})` : '';
       const list = where.length > 4 ? `${where.length} cases, e.g. ${where.slice(0, 3).join('; ')}` : where.join('; ');
-      lines.push(`- ${text} — ${list}`);
+      lines.push(`- ${text}${range} — ${list}`);
     }
     lines.push('');
   }
@@ -168,7 +180,7 @@ export function svg(report) {
   const ops = OPS.filter((op) => cases.some((k) => k.op === op));
   const ids = ORDER.filter((id) => cases.some((k) => k.contenders.some((e) => e.id === id)));
   const caseIds = [...new Set(cases.map((k) => `${k.dims.join('×')} ${k.layout}`))];
-  const left = 56, right = 16, top = 64, panelH = 260, labelH = 118, gap = 26;
+  const left = 56, right = 16, top = 84, panelH = 260, labelH = 118, gap = 26;
   const groupW = Math.max(8 * ids.length + 10, 50);
   const width = left + right + groupW * caseIds.length;
   const height = top + ops.length * (panelH + labelH + gap);

@@ -14,9 +14,9 @@
 import os from 'node:os';
 import { spawnSync, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, existsSync, rmSync } from 'node:fs';
+import { readFileSync, statSync, existsSync, rmSync, cpSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { buildFloor } from './floor/build.mjs';
@@ -61,11 +61,57 @@ const version = (pkg) => {
   try { return JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return null; }
 };
 
+// The package under test is copied at start (dist/ + build/*.wasm) into bench/results/tmp/package/
+// and the suites load it from there (bench/package-under-test.mjs): the kernels are rebuilt in
+// parallel while the benchmark runs, and a rebuild mid-run would otherwise mix two builds. The
+// copy is retried until no build file changed while it was taken.
+const BUILD_FILES = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/index.js', 'dist/engine.js', 'dist/batchnorm.js'];
+async function snapshotPackage() {
+  const dir = join(root, 'bench/results/tmp/package');
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const before = Object.fromEntries(BUILD_FILES.map((f) => [f, fileInfo(f)]));
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'build'), { recursive: true });
+    cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
+    for (const f of ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm']) cpSync(join(root, f), join(dir, f));
+    const after = Object.fromEntries(BUILD_FILES.map((f) => [f, fileInfo(f)]));
+    const stable = BUILD_FILES.every((f) => before[f]?.sha256 === after[f]?.sha256)
+      && BUILD_FILES.every((f) => after[f] && statSync(join(root, f)).mtimeMs < Date.now() - 2000);
+    if (stable && await smokeTest(dir, attempt)) return { dir, files: after };
+    spawnSync('sleep', ['5']);
+  }
+  throw new Error('dist/ or build/ kept changing or failing the smoke test (a build is running?); try again later');
+}
+
+/** The snapshot works: both builds, both layouts, forward and backward agree with the oracle on a small tensor. */
+async function smokeTest(dir, attempt) {
+  try {
+    const pkg = await import(`${pathToFileURL(join(dir, 'dist/index.js')).href}?attempt=${attempt}`);
+    const shape = [3, 5, 4, 3], n = 180;
+    const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 2 + (i % 5));
+    const dy = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
+    for (const simd of [true, false]) {
+      const engine = await pkg.createEngine({ simd });
+      for (const layout of ['NCHW', 'NHWC']) {
+        const f = engine.forward(x, shape, { layout, training: true });
+        const o = pkg.oracleForward(x, shape, { layout, training: true });
+        const b = engine.backward(dy, x, shape, { layout, training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd });
+        const ob = pkg.oracleBackward(dy, x, shape, { layout, training: true, mean: f.saveMean, invStd: f.saveInvStd });
+        const bad = (a, e) => a.some((v, i) => !(Math.abs(v - e[i]) <= 1e-4 * (1 + Math.abs(e[i]))));
+        if (bad(f.y, o.y) || bad(b.dx, ob.dx)) throw new Error(`${simd ? 'simd' : 'scalar'} ${layout} disagrees with the oracle`);
+      }
+    }
+    return true;
+  } catch (error) {
+    console.warn(`package snapshot: smoke test failed (${error.message}); retrying`);
+    return false;
+  }
+}
+
 async function main() {
   const t0 = performance.now();
   const loadavg = os.loadavg();
-  const buildFiles = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/batchnorm.js', 'dist/engine.js'];
-  const buildAtStart = buildFiles.map(fileInfo);
+  const snapshot = await snapshotPackage();
   await buildFloor();
   const forward = [];
   for (const key of ['shapes', 'layout', 'contenders', 'max-time', 'min-samples', 'skip-above']) {
@@ -79,7 +125,9 @@ async function main() {
     const out = join(root, 'bench/results/tmp', `suite-${name}-${op}.json`);
     rmSync(out, { force: true });
     console.log(`\n=== suite ${op} (child process) ===`);
-    const child = spawnSync(process.execPath, ['--expose-gc', join(root, 'bench/suite.mjs'), '--op', op, '--out', out, ...forward], { stdio: 'inherit', cwd: root });
+    const child = spawnSync(process.execPath, ['--expose-gc', join(root, 'bench/suite.mjs'), '--op', op, '--out', out, ...forward], {
+      stdio: 'inherit', cwd: root, env: { ...process.env, BENCH_PACKAGE_DIST: join(snapshot.dir, 'dist/index.js') },
+    });
     if (child.status !== 0 || !existsSync(out)) {
       console.error(`suite ${op} failed (exit ${child.status}${child.signal ? `, ${child.signal}` : ''})`);
       process.exitCode = 1;
@@ -92,9 +140,8 @@ async function main() {
   if (!results.length) throw new Error('no results');
 
   const wallSeconds = (performance.now() - t0) / 1000;
-  // The kernels are being tuned in parallel: a rebuild during the run mixes two builds.
-  const changed = buildFiles.filter((f, i) => fileInfo(f)?.sha256 !== buildAtStart[i]?.sha256);
-  if (changed.length) console.warn(`\nWARNING: ${changed.join(', ')} changed during the run: results mix builds; run again.`);
+  const changed = BUILD_FILES.filter((f) => fileInfo(f)?.sha256 !== snapshot.files[f]?.sha256);
+  if (changed.length) console.log(`\nnote: ${changed.join(', ')} changed during the run; the run used the snapshot taken at its start.`);
   const first = runs[0];
   const meta = {
     name,
@@ -112,10 +159,12 @@ async function main() {
     build: {
       commit: readOnlyGit(['rev-parse', '--short', 'HEAD']),
       engineInfo: first.engines,
-      simdWasm: fileInfo('build/batchnorm.simd.wasm'),
-      scalarWasm: fileInfo('build/batchnorm.scalar.wasm'),
+      simdWasm: snapshot.files['build/batchnorm.simd.wasm'],
+      scalarWasm: snapshot.files['build/batchnorm.scalar.wasm'],
+      dist: snapshot.files['dist/batchnorm.js'],
       floorWasm: fileInfo('bench/results/tmp/floor.wasm'),
-      changedDuringRun: changed,
+      snapshot: 'bench/results/tmp/package/ (dist/ and build/*.wasm copied at start)',
+      changedInTreeDuringRun: changed,
     },
     peers: {
       '@tensorflow/tfjs-core': version('@tensorflow/tfjs-core'),

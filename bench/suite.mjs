@@ -37,12 +37,13 @@ const op = args.op;
 
 // Timing budget per (case, contender). benchmark.js keeps sampling until it has minSamples AND
 // maxTime seconds have passed; each sample is one cycle of >= minTime seconds (many calls for
-// small shapes, one call for big ones). Contenders slower than SLOW_CALL per call get
-// SLOW_MIN_SAMPLES samples so the big shapes fit the 10-minute budget.
-const MAX_TIME = Number(args['max-time'] ?? (args.quick ? 0.1 : 0.25));
+// small shapes, one call for big ones). Contenders slower than SLOW_CALL per call are warmed up
+// by the checked call only (plus benny's own first call) and get SLOW_MIN_SAMPLES samples, so
+// the big shapes fit the 10-minute budget.
+const MAX_TIME = Number(args['max-time'] ?? (args.quick ? 0.08 : 0.15));
 const MIN_SAMPLES = Number(args['min-samples'] ?? 5);
-const MIN_TIME = 0.05;
-const SLOW_CALL = 0.4;
+const MIN_TIME = 0.025;
+const SLOW_CALL = 0.15;
 const SLOW_MIN_SAMPLES = 3;
 const WARMUP_SECONDS = 0.05;
 // A contender whose call is predicted (from its median per value on the largest earlier case of

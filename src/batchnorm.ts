@@ -117,6 +117,14 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   });
 }
 
+/**
+ * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts).
+ * Their win is reading a channel twice while it is in cache; their cost is jumping C·inner·4
+ * bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's N,C,L with
+ * short L) turn into a latency-bound walk. Below this, the separate passes stream in memory order.
+ */
+const FUSED_MIN_INNER = 256;
+
 /** A validated forward call: every argument checked, nothing touched yet. */
 export interface ForwardCall {
   g: Geometry;
@@ -137,8 +145,8 @@ export interface ForwardCall {
 }
 
 /**
- * Runs a validated forward call. Batch statistics in NCHW use forwardTrainNchwF32 (one channel
- * at a time); otherwise the statistics (computed, running or given) are folded by foldF32 and
+ * Runs a validated forward call. Batch statistics in NCHW with large planes use
+ * forwardTrainNchwF32 (one channel at a time); otherwise the statistics (computed, running or given) are folded by foldF32 and
  * applied by the normalize kernel.
  */
 export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
@@ -148,7 +156,7 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
   const last = channelsLast(g);
   const given = typeof f.stats === 'object' ? f.stats : null;
   const n = given ? given.count : g.count;
-  const fused = f.stats === 'batch' && !last;
+  const fused = f.stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER;
   const scope = new CallScope(engine);
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
@@ -173,7 +181,8 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
       k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
       if (f.stats === 'batch') {
-        k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
+        if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
+        else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
       } else {
         scope.f64(stats, C).set(given ? given.mean : rm!);
         scope.f64(stats + 8 * C, C).set(given ? given.m2 : rv!);
@@ -255,8 +264,8 @@ export interface BackwardCall {
 }
 
 /**
- * Runs a validated backward call. Local sums in NCHW use backwardNchwF32 (one channel at a
- * time); otherwise the sums (reduced here or given) are folded into k1, k2, k3 per channel and
+ * Runs a validated backward call. Local sums in NCHW with large planes use backwardNchwF32 (one
+ * channel at a time); otherwise the sums (reduced here or given) are folded into k1, k2, k3 per channel and
  * applied by the dx kernel.
  */
 export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
@@ -291,7 +300,7 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
     const dweight = new Float32Array(C);
     const dbias = new Float32Array(C);
 
-    if (given === null && !last) {
+    if (given === null && !last && g.inner >= FUSED_MIN_INNER) {
       p.set(invStds, C);
       if (w) p.set(w, 2 * C); else p.fill(1, 2 * C, 3 * C);
       k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C, yPtr);
@@ -301,7 +310,10 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
         dweight[c] = s[C + c] * invStds[c];
       }
     } else {
-      if (given === null) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
+      if (given === null) {
+        if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
+        else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, params, sums, sums + 8 * C, yPtr);
+      }
       const s = scope.f64(sums, 2 * C);
       for (let c = 0; c < C; c++) {
         const invStd = invStds[c];

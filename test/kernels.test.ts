@@ -88,6 +88,37 @@ function perChannel(k: Case, f: (c: number, i: number) => void): void {
   for (let i = 0; i < size; i++) f(channelOf(k, i), i);
 }
 
+/**
+ * Checks kernel statistics against an exact-enough reference (compensated sums): the kernels
+ * accumulate in f64 with a shift K that is a sample of the channel (|x − K| <= 2·maxDev), so
+ * mean is within γ·(|mean| + 6·maxDev) and m2 within γ·(8·m2 + 16·n·maxDev²), γ = γ_{n+4}
+ * (Higham 4.2 for the sums, plus the cancellation s2 − s1²/n). Summation order is free.
+ */
+function expectStatsWithinBound(k: Case, x: Float32Array, mean: ArrayLike<number>, m2: ArrayLike<number>): void {
+  const n = k.outer * k.inner;
+  const sum = new Float64Array(k.C), comp = new Float64Array(k.C);
+  perChannel(k, (c, i) => {
+    const t = sum[c] + x[i];
+    comp[c] += Math.abs(sum[c]) >= Math.abs(x[i]) ? (sum[c] - t) + x[i] : (x[i] - t) + sum[c];
+    sum[c] = t;
+  });
+  const ref = Array.from(sum, (s, c) => (s + comp[c]) / n);
+  const dev = new Float64Array(k.C), maxDev = new Float64Array(k.C);
+  perChannel(k, (c, i) => {
+    const d = x[i] - ref[c];
+    dev[c] += d * d;
+    maxDev[c] = Math.max(maxDev[c], Math.abs(d));
+  });
+  const g = gamma64(n + 4);
+  for (let c = 0; c < k.C; c++) {
+    const tolMean = g * (Math.abs(ref[c]) + 6 * maxDev[c]);
+    const tolM2 = g * (8 * dev[c] + 16 * n * maxDev[c] ** 2);
+    expect(Math.abs(mean[c] - ref[c]), `mean c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolMean);
+    expect(Math.abs(m2[c] - dev[c]), `m2 c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolM2);
+    expect(m2[c]).toBeGreaterThanOrEqual(0);
+  }
+}
+
 const runs = { numRuns: 150 };
 
 describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
@@ -106,29 +137,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       else engine.kernels.statsNhwcF32(px, k.outer, k.C, pm, pq, pw);
       const mean = h.readF64(pm, k.C), m2 = h.readF64(pq, k.C);
       h.done();
-      // Exact-enough reference: sums of f64 values in BigInt-free compensated form.
-      const sum = new Float64Array(k.C), comp = new Float64Array(k.C);
-      perChannel(k, (c, i) => {
-        const t = sum[c] + x[i];
-        comp[c] += Math.abs(sum[c]) >= Math.abs(x[i]) ? (sum[c] - t) + x[i] : (x[i] - t) + sum[c];
-        sum[c] = t;
-      });
-      const ref = Array.from(sum, (s, c) => (s + comp[c]) / n);
-      const dev = new Float64Array(k.C), maxDev = new Float64Array(k.C);
-      perChannel(k, (c, i) => {
-        const d = x[i] - ref[c];
-        dev[c] += d * d;
-        maxDev[c] = Math.max(maxDev[c], Math.abs(d));
-      });
-      const g = gamma64(n + 4);
-      for (let c = 0; c < k.C; c++) {
-        // The shift K is a sample of the channel: |x − K| <= 2·maxDev.
-        const tolMean = g * (2 * maxDev[c] + Math.abs(ref[c])) + 4 * g * maxDev[c];
-        const tolM2 = 4 * g * (dev[c] + n * 4 * maxDev[c] ** 2) + 4 * g * dev[c];
-        expect(Math.abs(mean[c] - ref[c]), `mean c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolMean);
-        expect(Math.abs(m2[c] - dev[c]), `m2 c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tolM2);
-        expect(m2[c]).toBeGreaterThanOrEqual(0);
-      }
+      expectStatsWithinBound(k, x, mean, m2);
     }), runs);
   });
 
@@ -209,7 +218,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('fused NCHW training forward: statistics as stats, y bit-identical to normalize with its folded params', () => {
+  it('fused NCHW training forward: statistics within the bound, y bit-identical to normalize with its folded params', () => {
     fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.boolean(), (k, inPlace, relu) => {
       const h = new Harness(engine);
       const { x } = data(k, 8);
@@ -218,16 +227,14 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const beta = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const eps = 1e-5;
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length), pg = h.f32(gamma), pb = h.f32(beta);
-      const out = h.bytes(24 * k.C), ref = h.bytes(16 * k.C);
-      engine.kernels.statsNchwF32(px, k.outer, k.C, k.inner, ref, ref + 8 * k.C); // before y may overwrite x
+      const out = h.bytes(24 * k.C);
       engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
-      const got = h.readF64(out, 3 * k.C), want = h.readF64(ref, 2 * k.C), y = h.readF32(py, x.length);
+      const got = h.readF64(out, 3 * k.C), y = h.readF32(py, x.length);
       h.done();
       const n = k.outer * k.inner;
+      expectStatsWithinBound(k, x, got.subarray(0, k.C), got.subarray(k.C, 2 * k.C));
       for (let c = 0; c < k.C; c++) {
-        expect(got[c], `mean c=${c}`).toBe(want[c]); // same summation order as statsNchwF32
-        expect(got[k.C + c], `m2 c=${c}`).toBe(want[k.C + c]);
-        expect(got[2 * k.C + c], `invStd c=${c}`).toBe(1 / Math.sqrt(want[k.C + c] / n + eps));
+        expect(got[2 * k.C + c], `invStd c=${c}`).toBe(1 / Math.sqrt(got[k.C + c] / n + eps));
       }
       perChannel(k, (c, i) => {
         const mu = got[c], hi = fr(mu), lo = fr(mu - hi), a = fr(gamma[c] * got[2 * k.C + c]);
@@ -238,7 +245,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('fused NCHW backward: sums as backward reduce, dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
+  it('fused NCHW backward: sums within the bound of backward reduce, dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
     fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.constantFrom('none', 'dy', 'x'), fc.boolean(), (k, training, alias, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 10);
@@ -255,7 +262,18 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, ps, pg, training, sums, sums + 8 * k.C, py);
       const got = h.readF64(sums, 2 * k.C), want = h.readF64(ref, 2 * k.C), dx = h.readF32(pdx, x.length);
       h.done();
-      expect(Array.from(got)).toEqual(Array.from(want));
+      // Same terms, another summation order: each within γ·Σ|terms| of the exact sums.
+      const absDy = new Float64Array(k.C), absT = new Float64Array(k.C);
+      perChannel(k, (c, i) => {
+        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
+        absDy[c] += Math.abs(gi);
+        absT[c] += Math.abs(gi * (x[i] - mean[c]));
+      });
+      const gn = gamma64(k.outer * k.inner + 2);
+      for (let c = 0; c < k.C; c++) {
+        expect(Math.abs(got[c] - want[c]), `sumDy c=${c}`).toBeLessThanOrEqual(4 * gn * absDy[c]);
+        expect(Math.abs(got[k.C + c] - want[k.C + c]), `sumDyXmu c=${c}`).toBeLessThanOrEqual(8 * gn * absT[c]);
+      }
       const n = k.outer * k.inner;
       perChannel(k, (c, i) => {
         const s = invStd[c], k3 = fr(gamma[c] * s);

@@ -1,5 +1,5 @@
 // One SIMD and one scalar engine per process, shared by the contenders that need them.
-import { createEngine } from '../../dist/index.js';
+import { createEngine } from '../package-under-test.mjs';
 
 let simd = null, scalar = null;
 export async function simdEngine() {

@@ -18,8 +18,7 @@
 import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import { EPS } from '../data.mjs';
-import { geometryOf } from '../data.mjs';
+import { EPS, geometryOf } from '../data.mjs';
 
 /** The naive-usage check of the backward costs a full tfjs gradient: only on small cases. */
 const NAIVE_BACKWARD_MAX = 2_000_000;
@@ -130,8 +129,4 @@ export async function setup({ c, op, inputs, compareNaive }) {
     notes,
     info: { formulation: lastAxis ? 'tf.batchNorm' : 'broadcast arithmetic' },
   };
-}
-
-export function memoryInfo() {
-  return tf.memory();
 }

@@ -13,11 +13,12 @@ export const FLOOR_WASM = `${root}/bench/results/tmp/floor.wasm`;
 
 export async function buildFloor({ force = false, quiet = false } = {}) {
   const stale = force || !existsSync(FLOOR_WASM)
-    || statSync(FLOOR_WASM).mtimeMs < Math.max(statSync(FLOOR_SOURCE).mtimeMs, statSync(`${here}/asconfig.json`).mtimeMs);
+    || statSync(FLOOR_WASM).mtimeMs < Math.max(statSync(FLOOR_SOURCE).mtimeMs, statSync(`${here}/asconfig.json`).mtimeMs,
+      statSync(fileURLToPath(import.meta.url)).mtimeMs);
   if (!stale) return FLOOR_WASM;
   mkdirSync(dirname(FLOOR_WASM), { recursive: true });
   const rel = (p) => relative(root, p);
-  const args = [rel(FLOOR_SOURCE), '--config', rel(`${here}/asconfig.json`), '-O3', '--enable', 'simd', '--runtime', 'stub',
+  const args = [rel(FLOOR_SOURCE), '--config', rel(`${here}/asconfig.json`), '-O3', '--enable', 'simd', '--runtime', 'stub', '--importMemory',
     '-o', rel(FLOOR_WASM), '-t', rel(FLOOR_WASM.replace(/\.wasm$/, '.wat'))];
   if (!quiet) console.log(`floor: asc ${args.join(' ')}`);
   const asc = (await import('assemblyscript/asc')).default;

@@ -7,8 +7,13 @@
 //              then dx = dy·a + x·(−a·s2/n) − a·s1/n                read 4n, write n    20 B/value
 // Every contender of the benchmark is reported as a ratio to these loops, measured in the same
 // run on the same element count. Built by bench/floor/build.mjs into bench/results/tmp/floor.wasm:
-//   asc bench/floor/floor.ts -O3 --enable simd --runtime stub -o bench/results/tmp/floor.wasm
-// Pointers are byte offsets into this module's own memory (the host grows it); n = value count.
+//   asc bench/floor/floor.ts --config bench/floor/asconfig.json -O3 --enable simd --runtime stub \
+//       --importMemory -o bench/results/tmp/floor.wasm
+// The memory is imported: the bench runs these loops on tensors allocated in our SIMD engine's own
+// memory (engine.tensor), the same kind of memory our zero-copy path streams, so the ratio
+// compares loops, not memory mappings (a separately grown memory can stream up to ~1.5x faster
+// or slower on this machine). Pointers are byte offsets into it; n = value count. No globals, no
+// data segments: nothing of the engine's memory is touched but the tensors passed in.
 
 /** First byte the host may use. */
 export function heapBase(): usize {
