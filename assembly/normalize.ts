@@ -93,17 +93,30 @@ export function normalizeNhwcF32Simd(
   tileF32(scale, C, L, aP);
   tileF32(shift, C, L, bP);
   const lo4 = f32x4.splat(lower);
-  // One streaming pass: the parameter vectors at period offset o (L1-resident) for each vector of x.
+  // Super-rows of one period, four at a time: each group of parameter vectors is loaded once
+  // for four rows. Then single super-rows, then the tail (< one period) value by value.
   const total = <usize>rows * C;
   const rowBytes = <usize>L << 2;
-  const vectorBytes = (total & ~3) << 2;
-  let o: usize = 0;
-  for (let k: usize = 0; k < vectorBytes; k += 16) {
-    v128.store(y + k, apply4(v128.load(x + k), v128.load(mhP + o), v128.load(mlP + o), v128.load(aP + o), v128.load(bP + o), lo4));
-    o += 16;
-    if (o == rowBytes) o = 0;
+  const superRows = total / <usize>L;
+  let r: usize = 0;
+  for (; r + 4 <= superRows; r += 4) {
+    const p = x + r * rowBytes, q = y + r * rowBytes;
+    for (let o: usize = 0; o < rowBytes; o += 16) {
+      const mh = v128.load(mhP + o), ml = v128.load(mlP + o), a = v128.load(aP + o), b = v128.load(bP + o);
+      v128.store(q + o, apply4(v128.load(p + o), mh, ml, a, b, lo4));
+      v128.store(q + rowBytes + o, apply4(v128.load(p + rowBytes + o), mh, ml, a, b, lo4));
+      v128.store(q + 2 * rowBytes + o, apply4(v128.load(p + 2 * rowBytes + o), mh, ml, a, b, lo4));
+      v128.store(q + 3 * rowBytes + o, apply4(v128.load(p + 3 * rowBytes + o), mh, ml, a, b, lo4));
+    }
   }
-  for (let k = vectorBytes; k < total << 2; k += 4, o += 4) {
+  for (; r < superRows; r++) {
+    const p = x + r * rowBytes, q = y + r * rowBytes;
+    for (let o: usize = 0; o < rowBytes; o += 16) {
+      v128.store(q + o, apply4(v128.load(p + o), v128.load(mhP + o), v128.load(mlP + o), v128.load(aP + o), v128.load(bP + o), lo4));
+    }
+  }
+  for (let i = superRows * <usize>L, o: usize = 0; i < total; i++, o += 4) {
+    const k = i << 2;
     store<f32>(y + k, apply1(load<f32>(x + k), load<f32>(mhP + o), load<f32>(mlP + o), load<f32>(aP + o), load<f32>(bP + o), lower));
   }
 }
