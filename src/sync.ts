@@ -20,7 +20,7 @@
 // Statistics stay in float64 end to end, so merging k shards costs a few f64 roundings, far
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Engine } from './engine.js';
-import { runBackward, runForward, type BackwardResult, type ForwardResult } from './batchnorm.js';
+import { runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
 import { CallScope, channelsLast } from './call.js';
@@ -47,22 +47,14 @@ export interface MomentsOptions {
   layout?: Layout;
 }
 
-export interface ForwardWithMomentsOptions {
-  layout?: Layout;
+/**
+ * engine.forward's options without `training` (this is the training forward of one shard) and
+ * `activation`, plus the global moments. The running statistics are updated with the GLOBAL
+ * count: runningVar receives m2 / (count − 1) (or m2 / count).
+ */
+export interface ForwardWithMomentsOptions extends Omit<ForwardOptions, 'training' | 'activation'> {
   /** The GLOBAL moments (all shards merged); count >= this shard's values per channel, >= 2. */
   moments: MomentsLike;
-  weight?: Float32Array | null;
-  bias?: Float32Array | null;
-  /** Updated in place with the global statistics (given together or not at all). */
-  runningMean?: Float32Array | null;
-  runningVar?: Float32Array | null;
-  /** Weight of the new batch, in [0, 1]; default 0.1. */
-  momentum?: number;
-  /** Running var receives m2 / (count − 1) (default) or m2 / count, count = the global count. */
-  unbiasedRunningVar?: boolean;
-  eps?: number;
-  /** Destination for y; may be x itself. */
-  out?: Float32Array;
 }
 
 /** Per-channel backward reductions of one shard (or their all-reduced sums). */
