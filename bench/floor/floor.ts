@@ -98,3 +98,26 @@ export function backward(dy: usize, x: usize, dx: usize, n: i32, a: f32): f32 {
   for (; k < bytes; k += 4) store<f32>(dx + k, load<f32>(dy + k) * a + load<f32>(x + k) * b + c);
   return s1 + s2;
 }
+
+/** y = max(x, 0) (NaN stays NaN): the separate ReLU pass that bench/relu.mjs sets against the fused one. */
+export function relu(x: usize, y: usize, n: i32): void {
+  const zero = f32x4.splat(0);
+  const bytes = <usize>n << 2;
+  let k: usize = 0;
+  for (; k + 16 <= bytes; k += 16) v128.store(y + k, f32x4.pmax(v128.load(x + k), zero));
+  for (; k < bytes; k += 4) {
+    const v = load<f32>(x + k);
+    store<f32>(y + k, v < 0 ? 0 : v);
+  }
+}
+
+/** g = y <= 0 ? 0 : dy: ReLU's backward as a separate pass (PyTorch's threshold_backward). */
+export function reluBackward(dy: usize, y: usize, g: usize, n: i32): void {
+  const zero = f32x4.splat(0);
+  const bytes = <usize>n << 2;
+  let k: usize = 0;
+  for (; k + 16 <= bytes; k += 16) {
+    v128.store(g + k, v128.andnot(v128.load(dy + k), f32x4.le(v128.load(y + k), zero)));
+  }
+  for (; k < bytes; k += 4) store<f32>(g + k, load<f32>(y + k) <= 0 ? 0 : load<f32>(dy + k));
+}
