@@ -116,7 +116,7 @@ const BLOCK_BYTES: usize = 1 << 16;
 
 /**
  * NHWC reduce, blocked like statsNhwcF32Simd: super-rows of one period (L = lcm(C, 4) values)
- * in cache-sized blocks; per group of 8 period positions the block's rows are summed in f64x2
+ * in cache-sized blocks; per vector of 4 period positions the block's rows are summed in f64x2
  * registers, then added to the period accumulators once; the tail (< one period) goes element
  * by element; the period is folded into channels.
  */
@@ -135,44 +135,34 @@ export function backwardReduceNhwcF32Simd(
   const blockRows = max<usize>(1, BLOCK_BYTES / rowBytes);
   for (let r0: usize = 0; r0 < superRows; r0 += blockRows) {
     const r1 = min(superRows, r0 + blockRows);
-    let j: usize = 0;
-    for (; j + 8 <= <usize>L; j += 8) {
-      const o = j << 3;
-      const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16), m2 = v128.load(meanP + o, 32), m3 = v128.load(meanP + o, 48);
-      let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
-      let b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (let r = r0, k = r0 * rowBytes + (j << 2); r < r1; r++, k += rowBytes) {
-        const g = grad4(dy, y, k, masked), h = grad4(dy, y, k + 16, masked);
-        const u = v128.load(x + k), v = v128.load(x + k, 16);
-        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), g2 = f64x2.promote_low_f32x4(h), g3 = promoteHigh(h);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
-        a2 = f64x2.add(a2, g2); b2 = f64x2.add(b2, f64x2.mul(g2, f64x2.sub(f64x2.promote_low_f32x4(v), m2)));
-        a3 = f64x2.add(a3, g3); b3 = f64x2.add(b3, f64x2.mul(g3, f64x2.sub(promoteHigh(v), m3)));
-      }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), b0));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), b1), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), b2), 32);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), b3), 48);
-    }
-    if (j < <usize>L) { // L % 8 == 4: one last vector of positions
+    // Per vector of 4 period positions: the block's rows summed in f64x2 registers, two rows per
+    // step into separate chains (even/odd rows) to hide the add latency.
+    for (let j: usize = 0; j < <usize>L; j += 4) {
       const o = j << 3;
       const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16);
-      let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
-      for (let r = r0, k = r0 * rowBytes + (j << 2); r < r1; r++, k += rowBytes) {
+      let a0 = f64x2.splat(0), a1 = a0, c0 = a0, c1 = a0;
+      let b0 = a0, b1 = a0, e0 = a0, e1 = a0;
+      let k = r0 * rowBytes + (j << 2);
+      let r = r0;
+      for (; r + 2 <= r1; r += 2, k += rowBytes << 1) {
+        const g = grad4(dy, y, k, masked), h = grad4(dy, y, k + rowBytes, masked);
+        const u = v128.load(x + k), v = v128.load(x + k + rowBytes);
+        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), h0 = f64x2.promote_low_f32x4(h), h1 = promoteHigh(h);
+        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
+        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
+        c0 = f64x2.add(c0, h0); e0 = f64x2.add(e0, f64x2.mul(h0, f64x2.sub(f64x2.promote_low_f32x4(v), m0)));
+        c1 = f64x2.add(c1, h1); e1 = f64x2.add(e1, f64x2.mul(h1, f64x2.sub(promoteHigh(v), m1)));
+      }
+      if (r < r1) {
         const g = grad4(dy, y, k, masked), u = v128.load(x + k);
         const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
         a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
         a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
       }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), b0));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), b1), 16);
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, c0)));
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, c1)), 16);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(b0, e0)));
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(b1, e1)), 16);
     }
   }
   for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {

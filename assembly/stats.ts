@@ -134,7 +134,7 @@ const BLOCK_BYTES: usize = 1 << 16;
 /**
  * NHWC: the flat tensor is `total / L` super-rows of one period each (period.ts) plus a short
  * tail. Super-rows are taken in blocks that stay in cache (BLOCK_BYTES); within a block, each
- * group of 8 period positions is summed down the block's rows in f64x2 registers, then added
+ * vector of 4 period positions is summed down the block's rows in f64x2 registers, then added
  * to the period accumulators once. The tail (< one period) goes element by element into the
  * same accumulators; the period is then folded into channels.
  */
@@ -153,49 +153,34 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, mean: usize, m2: u
   const blockRows = max<usize>(1, BLOCK_BYTES / rowBytes);
   for (let r0: usize = 0; r0 < superRows; r0 += blockRows) {
     const r1 = min(superRows, r0 + blockRows);
-    let j: usize = 0;
-    for (; j + 8 <= <usize>L; j += 8) {
-      const o = j << 3;
-      const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16), k2 = v128.load(shift + o, 32), k3 = v128.load(shift + o, 48);
-      let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
-      let q0 = a0, q1 = a0, q2 = a0, q3 = a0;
-      let p = x + r0 * rowBytes + (j << 2);
-      for (let r = r0; r < r1; r++, p += rowBytes) {
-        const u = v128.load(p), v = v128.load(p, 16);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0);
-        const d1 = f64x2.sub(promoteHigh(u), k1);
-        const d2 = f64x2.sub(f64x2.promote_low_f32x4(v), k2);
-        const d3 = f64x2.sub(promoteHigh(v), k3);
-        a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-        a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-        a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
-        a3 = f64x2.add(a3, d3); q3 = f64x2.add(q3, f64x2.mul(d3, d3));
-      }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), q0));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), q1), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), q2), 32);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), q3), 48);
-    }
-    if (j < <usize>L) { // L % 8 == 4: one last vector of positions
+    // Per vector of 4 period positions: the block's rows summed in f64x2 registers, two rows per
+    // step into separate chains (even/odd rows) to hide the add latency.
+    for (let j: usize = 0; j < <usize>L; j += 4) {
       const o = j << 3;
       const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16);
-      let a0 = f64x2.splat(0), a1 = a0, q0 = a0, q1 = a0;
+      let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
+      let q0 = a0, q1 = a0, r0s = a0, r1s = a0;
       let p = x + r0 * rowBytes + (j << 2);
-      for (let r = r0; r < r1; r++, p += rowBytes) {
+      let r = r0;
+      for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
+        const u = v128.load(p), v = v128.load(p + rowBytes);
+        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0), d1 = f64x2.sub(promoteHigh(u), k1);
+        const e0 = f64x2.sub(f64x2.promote_low_f32x4(v), k0), e1 = f64x2.sub(promoteHigh(v), k1);
+        a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+        a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+        b0 = f64x2.add(b0, e0); r0s = f64x2.add(r0s, f64x2.mul(e0, e0));
+        b1 = f64x2.add(b1, e1); r1s = f64x2.add(r1s, f64x2.mul(e1, e1));
+      }
+      if (r < r1) {
         const u = v128.load(p);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0);
-        const d1 = f64x2.sub(promoteHigh(u), k1);
+        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0), d1 = f64x2.sub(promoteHigh(u), k1);
         a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
         a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
       }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), q0));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), q1), 16);
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, b0)));
+      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, b1)), 16);
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(q0, r0s)));
+      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(q1, r1s)), 16);
     }
   }
   for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {

@@ -75,6 +75,10 @@ export interface BackwardResult {
 //   runningVar  = (1 − m) · runningVar  + m · Σ(x − mean)² / (n − 1)   (unbiased; / n if not)
 // activation 'relu' clamps y below at 0 in the same pass (the kernels' `lower` argument).
 
+/** Outputs that may be exactly one of the inputs (the kernels are elementwise in place). */
+const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x']);
+const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
+
 function checkActivation(value: unknown, name: string): Activation {
   if (value === undefined) return 'none';
   if (value !== 'none' && value !== 'relu') throw new InvalidArgumentError(name, `'none' or 'relu'`, describe(value));
@@ -108,7 +112,7 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     [['opts.out', out], ['opts.runningMean', updateRunning ? runningMean : null], ['opts.runningVar', updateRunning ? runningVar : null]],
     [['x', x], ['opts.weight', weight], ['opts.bias', bias],
       ['opts.runningMean', updateRunning ? null : runningMean], ['opts.runningVar', updateRunning ? null : runningVar]],
-    new Set(['opts.out=x']),
+    FORWARD_IN_PLACE,
   );
 
   return runForward(engine, {
@@ -118,12 +122,13 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
 }
 
 /**
- * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts).
+ * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
+ * measured here: separate passes win at 784 values (28×28), fused ones at 3136 (56×56).
  * Their win is reading a channel twice while it is in cache; their cost is jumping C·inner·4
  * bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's N,C,L with
  * short L) turn into a latency-bound walk. Below this, the separate passes stream in memory order.
  */
-const FUSED_MIN_INNER = 256;
+const FUSED_MIN_INNER = 1024;
 
 /** A validated forward call: every argument checked, nothing touched yet. */
 export interface ForwardCall {
@@ -241,7 +246,7 @@ export function backwardBatchNorm(
   checkAliasing(
     [['opts.out', out]],
     [['dy', dy], ['x', x], ['opts.y', y], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
-    new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']),
+    BACKWARD_IN_PLACE,
   );
 
   return runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
