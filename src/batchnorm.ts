@@ -76,7 +76,7 @@ export interface BackwardResult {
 // activation 'relu' clamps y below at 0 in the same pass (the kernels' `lower` argument).
 
 /** Outputs that may be exactly one of the inputs (the kernels are elementwise in place). */
-const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x']);
+export const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x']);
 const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
 
 function checkActivation(value: unknown, name: string): Activation {
@@ -85,13 +85,25 @@ function checkActivation(value: unknown, name: string): Activation {
   return value;
 }
 
-export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`', describe(opts));
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+/** The arguments every forward entry point shares, checked (engine.forward, forwardWithMoments). */
+export interface ForwardArgs {
+  g: Geometry;
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  runningMean: Float32Array | null;
+  runningVar: Float32Array | null;
+  momentum: number;
+  unbiased: boolean;
+  eps: number;
+  out: Float32Array | null;
+}
+
+export function checkForwardArgs(
+  engine: Engine, x: unknown, shape: readonly number[], opts: Omit<ForwardOptions, 'training'>,
+): ForwardArgs {
+  const g = geometry(shape, checkLayout(opts.layout));
   const C = g.channels;
   checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
-  const training = checkBoolean(opts.training, 'opts.training');
   const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
   const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, `C = ${C} channels`);
   const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, `C = ${C} channels`);
@@ -103,8 +115,16 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const momentum = checkMomentum(opts.momentum, 'opts.momentum');
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
   const eps = checkEps(opts.eps, 'opts.eps');
-  const lower = checkActivation(opts.activation, 'opts.activation') === 'relu' ? 0 : -Infinity;
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  return { g, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out };
+}
+
+export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`', describe(opts));
+  const args = checkForwardArgs(engine, x, shape, opts);
+  const { g, weight, bias, runningMean, runningVar, out } = args;
+  const training = checkBoolean(opts.training, 'opts.training');
+  const lower = checkActivation(opts.activation, 'opts.activation') === 'relu' ? 0 : -Infinity;
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
   const updateRunning = training && runningMean !== null;
@@ -115,10 +135,7 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, {
-    g, x, out, weight, bias, eps, lower, runningMean, runningVar, momentum, unbiased,
-    stats: batchStats ? 'batch' : 'running',
-  });
+  return runForward(engine, { ...args, x, lower, stats: batchStats ? 'batch' : 'running' });
 }
 
 /**
@@ -226,20 +243,28 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
 // The kernels get k1 = Σdy / n, k2 = invStd² · Σdy(x − mean) / n, k3 = gamma · invStd
 // (see assembly/backward.ts).
 
-export function backwardBatchNorm(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardOptions,
-): BackwardResult {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`, `saveMean`, `saveInvStd`', describe(opts));
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+/** The arguments every backward entry point shares, checked; `source` names what saved the statistics. */
+export function checkBackwardArgs(
+  engine: Engine, dy: unknown, x: unknown, shape: readonly number[],
+  opts: { layout?: Layout; weight?: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array }, source: string,
+): { g: Geometry; weight: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array } {
+  const g = geometry(shape, checkLayout(opts.layout));
   const C = g.channels;
   const what = `shape [${g.shape.join(', ')}]`;
   checkF32(engine, dy, 'dy', g.size, what);
   checkF32(engine, x, 'x', g.size, what);
-  const training = checkBoolean(opts.training, 'opts.training');
   const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
-  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forward`);
-  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forward`);
+  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from ${source}`);
+  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from ${source}`);
+  return { g, weight, saveMean, saveInvStd };
+}
+
+export function backwardBatchNorm(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardOptions,
+): BackwardResult {
+  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`, `saveMean`, `saveInvStd`', describe(opts));
+  const { g, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forward');
+  const training = checkBoolean(opts.training, 'opts.training');
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
   const relu = checkActivation(opts.activation, 'opts.activation') === 'relu';
   const y = relu ? checkF32(engine, opts.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;

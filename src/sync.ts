@@ -20,11 +20,13 @@
 // Statistics stay in float64 end to end, so merging k shards costs a few f64 roundings, far
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Engine } from './engine.js';
-import { runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult } from './batchnorm.js';
+import {
+  FORWARD_IN_PLACE, checkBackwardArgs, checkForwardArgs, runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult,
+} from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
 import { CallScope, channelsLast } from './call.js';
-import { checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject } from './args.js';
+import { checkAliasing, checkF32, checkOptionalF32, isObject } from './args.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
 export interface Moments {
@@ -219,34 +221,18 @@ export function forwardWithMomentsBatchNorm(
   engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions,
 ): ForwardResult {
   if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `moments`', describe(opts));
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+  const args = checkForwardArgs(engine, x, shape, opts);
+  const { g, weight, bias, runningMean, runningVar, out } = args;
   const C = g.channels;
-  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
-  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, `C = ${C} channels`);
-  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, `C = ${C} channels`);
-  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, `C = ${C} channels`);
-  if ((runningMean === null) !== (runningVar === null)) {
-    const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
-    throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
-  }
-  const momentum = checkMomentum(opts.momentum, 'opts.momentum');
-  const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
-  const eps = checkEps(opts.eps, 'opts.eps');
-  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
   const global = checkMoments(opts.moments, 'opts.moments', C, Math.max(2, g.count),
     `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
   checkAliasing(
     [['opts.out', out], ['opts.runningMean', runningMean], ['opts.runningVar', runningVar]],
     [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
-    new Set(['opts.out=x']),
+    FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, {
-    g, x, out, weight, bias, eps, lower: -Infinity, runningMean, runningVar, momentum, unbiased,
-    stats: { mean: global.mean, m2: global.m2, count: global.count },
-  });
+  return runForward(engine, { ...args, x, lower: -Infinity, stats: { mean: global.mean, m2: global.m2, count: global.count } });
 }
 
 /** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */
@@ -254,14 +240,8 @@ export function backwardReduceBatchNorm(
   engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
 ): BackwardSums {
   if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`', describe(opts));
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+  const { g, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forwardWithMoments');
   const C = g.channels;
-  const what = `shape [${g.shape.join(', ')}]`;
-  checkF32(engine, dy, 'dy', g.size, what);
-  checkF32(engine, x, 'x', g.size, what);
-  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forwardWithMoments`);
-  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forwardWithMoments`);
 
   const k = engine.kernels;
   const last = channelsLast(g);
@@ -301,15 +281,8 @@ export function backwardWithSumsBatchNorm(
   if (!isObject(opts)) {
     throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`, `sumDy`, `sumDyXhat`, `count`', describe(opts));
   }
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+  const { g, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forwardWithMoments');
   const C = g.channels;
-  const what = `shape [${g.shape.join(', ')}]`;
-  checkF32(engine, dy, 'dy', g.size, what);
-  checkF32(engine, x, 'x', g.size, what);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
-  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from forwardWithMoments`);
-  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from forwardWithMoments`);
   const sumDy = channelF64(opts.sumDy, 'opts.sumDy', C, `C = ${C} channels, all-reduced`);
   const sumDyXhat = channelF64(opts.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
   const n = checkCount(opts.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
