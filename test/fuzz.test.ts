@@ -430,8 +430,8 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
     for (const b of bad) {
       const [what, how] = b.split(':');
       switch (what) {
-        case 'x': args.x = mutate(how, args.x, numel); break;
-        case 'weight': case 'bias': case 'runningMean': case 'runningVar': opts[what] = mutate(how, opts[what] ?? perChannel(C, 9, 0.5, 1), C); break;
+        case 'x': args.x = corrupt(place, how, args.x, numel); break;
+        case 'weight': case 'bias': case 'runningMean': case 'runningVar': opts[what] = corrupt(place, how, opts[what] ?? perChannel(C, 9, 0.5, 1), C); break;
         case 'shape': callShape = badShape(how, shape); break;
         case 'opts': opaque = how === 'null' ? null : 'training'; break;
         case 'layout': opts.layout = how === 'lowercase' ? layout.toLowerCase() : 4; break;
@@ -588,22 +588,23 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
     place.release();
   }
 
-  function mutate(how: string, current: unknown, length: number): unknown {
-    // A second corruption of the same argument starts from a live Float32Array of the right length.
-    const a = current instanceof Float32Array && current.byteLength > 0 ? current : new Float32Array(length).fill(0.5);
-    switch (how) {
-      case 'f64': return Float64Array.from(a);
-      case 'array': return Array.from(a);
-      case 'int32': return new Int32Array(length);
-      case 'null': return null;
-      case 'undefined': return undefined;
-      case 'len+1': { const t = new Float32Array(length + 1); t.set(a.subarray(0, Math.min(a.length, length))); return t; }
-      case 'len-1': return length > 1 ? a.slice(0, length - 1) : new Float32Array(0);
-      case 'detached': return detached(length);
-      case 'foreign': return place.foreignView(length);
-      case 'freed': return place.freedView(length);
-      default: throw new Error(how);
-    }
+}
+
+/** One corrupted tensor argument; a second corruption of it starts from a live Float32Array of the right length. */
+function corrupt(place: Placement, how: string, current: unknown, length: number): unknown {
+  const a = current instanceof Float32Array && current.byteLength > 0 ? current : new Float32Array(length).fill(0.5);
+  switch (how) {
+    case 'f64': return Float64Array.from(a);
+    case 'array': return Array.from(a);
+    case 'int32': return new Int32Array(length);
+    case 'null': return null;
+    case 'undefined': return undefined;
+    case 'len+1': { const t = new Float32Array(length + 1); t.set(a.subarray(0, Math.min(a.length, length))); return t; }
+    case 'len-1': return length > 1 ? a.slice(0, length - 1) : new Float32Array(0);
+    case 'detached': return detached(length);
+    case 'foreign': return place.foreignView(length);
+    case 'freed': return place.freedView(length);
+    default: throw new Error(how);
   }
 }
 
@@ -684,9 +685,9 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
     for (const b of bad) {
       const [what, how] = b.split(':');
       switch (what) {
-        case 'dy': case 'x': args[what] = mutateB(how, args[what], numel); break;
+        case 'dy': case 'x': args[what] = corrupt(place, how, args[what], numel); break;
         case 'weight': case 'saveMean': case 'saveInvStd':
-          opts[what] = how === 'missing' ? undefined : mutateB(how, opts[what] ?? perChannel(C, 9, 0.5, 1), C);
+          opts[what] = how === 'missing' ? undefined : corrupt(place, how, opts[what] ?? perChannel(C, 9, 0.5, 1), C);
           break;
         case 'shape': callShape = badShape(how, shape); break;
         case 'opts': opaque = how === 'null' ? null : 'training'; break;
@@ -793,23 +794,6 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
     place.release();
   }
 
-  function mutateB(how: string, current: unknown, length: number): unknown {
-    // A second corruption of the same argument starts from a live Float32Array of the right length.
-    const a = current instanceof Float32Array && current.byteLength > 0 ? current : new Float32Array(length).fill(0.5);
-    switch (how) {
-      case 'f64': return Float64Array.from(a);
-      case 'array': return Array.from(a);
-      case 'int32': return new Int32Array(length);
-      case 'null': return null;
-      case 'undefined': return undefined;
-      case 'len+1': return new Float32Array(length + 1);
-      case 'len-1': return length > 1 ? a.slice(0, length - 1) : new Float32Array(0);
-      case 'detached': return detached(length);
-      case 'foreign': return place.foreignView(length);
-      case 'freed': return place.freedView(length);
-      default: throw new Error(how);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
