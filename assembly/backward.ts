@@ -13,7 +13,7 @@
 //   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
 // SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical dx.
 import { periodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
-import { promoteHigh } from './stats';
+import { loadF32x2AsF64 } from './stats';
 
 // @ts-ignore: decorator
 @inline function grad1(pdy: usize, py: usize, k: usize, masked: bool): f32 {
@@ -25,6 +25,19 @@ import { promoteHigh } from './stats';
 @inline function grad4(pdy: usize, py: usize, k: usize, masked: bool): v128 {
   const g = v128.load(pdy + k);
   return masked ? v128.andnot(g, f32x4.le(v128.load(py + k), f32x4.splat(0))) : g;
+}
+
+/** grad4's first two lanes at offset k, promoted to f64x2 (two f32 loads, no shuffle). */
+// @ts-ignore: decorator
+@inline function grad2AsF64(pdy: usize, py: usize, k: usize, masked: bool): v128 {
+  const g = v128.load64_zero(pdy + k);
+  return f64x2.promote_low_f32x4(masked ? v128.andnot(g, f32x4.le(v128.load64_zero(py + k), f32x4.splat(0))) : g);
+}
+
+/** High two f32 lanes of v promoted to f64x2. */
+// @ts-ignore: decorator
+@inline function promoteHigh(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
 }
 
 // @ts-ignore: decorator
@@ -57,9 +70,8 @@ export let sumDyXmuRun: f64 = 0;
     let i = 0;
     for (; i + 4 <= inner; i += 4) {
       const k = off + (<usize>i << 2);
-      const g = grad4(pdy, py, k, masked), u = v128.load(px + k);
-      const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
-      const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), mm), d1 = f64x2.sub(promoteHigh(u), mm);
+      const g0 = grad2AsF64(pdy, py, k, masked), g1 = grad2AsF64(pdy, py, k + 8, masked);
+      const d0 = f64x2.sub(loadF32x2AsF64(px + k), mm), d1 = f64x2.sub(loadF32x2AsF64(px + k + 8), mm);
       a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
       a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
     }
@@ -145,19 +157,18 @@ export function backwardReduceNhwcF32Simd(
       let k = r0 * rowBytes + (j << 2);
       let r = r0;
       for (; r + 2 <= r1; r += 2, k += rowBytes << 1) {
-        const g = grad4(dy, y, k, masked), h = grad4(dy, y, k + rowBytes, masked);
-        const u = v128.load(x + k), v = v128.load(x + k + rowBytes);
+        const l = k + rowBytes;
+        const g = grad4(dy, y, k, masked), h = grad4(dy, y, l, masked);
         const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), h0 = f64x2.promote_low_f32x4(h), h1 = promoteHigh(h);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
-        c0 = f64x2.add(c0, h0); e0 = f64x2.add(e0, f64x2.mul(h0, f64x2.sub(f64x2.promote_low_f32x4(v), m0)));
-        c1 = f64x2.add(c1, h1); e1 = f64x2.add(e1, f64x2.mul(h1, f64x2.sub(promoteHigh(v), m1)));
+        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
+        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
+        c0 = f64x2.add(c0, h0); e0 = f64x2.add(e0, f64x2.mul(h0, f64x2.sub(loadF32x2AsF64(x + l), m0)));
+        c1 = f64x2.add(c1, h1); e1 = f64x2.add(e1, f64x2.mul(h1, f64x2.sub(loadF32x2AsF64(x + l + 8), m1)));
       }
       if (r < r1) {
-        const g = grad4(dy, y, k, masked), u = v128.load(x + k);
-        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(f64x2.promote_low_f32x4(u), m0)));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(promoteHigh(u), m1)));
+        const g0 = grad2AsF64(dy, y, k, masked), g1 = grad2AsF64(dy, y, k + 8, masked);
+        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
+        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
       }
       v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, c0)));
       v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, c1)), 16);

@@ -12,14 +12,14 @@
 //
 // Contract: f32 tensors [outer][C][inner]; y may equal x, dx may equal dy or x (in place).
 // gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel.
-import { shiftOf, finishMean, finishM2, sumShiftedPlanesSimd, sumShiftedPlanesScalar } from './stats';
+import { shiftOf as referenceOf, finishMean, finishM2, sumShiftedPlanesSimd, sumShiftedPlanesScalar } from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
-import { invStdOf, meanLoOf } from './fold';
+import { invStdOf, shiftOf } from './fold';
 import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun, sumDyXmuRun } from './backward';
 
 /**
  * Training forward: mean, m2 (f64) and invStd = 1/sqrt(m2/n + eps) per channel, then
- * y = max'(((x − meanHi) − meanLo)·f32(gamma·invStd) + beta, lower) with meanHi + meanLo = mean
+ * y = max'((x − meanHi)·scale + shift, lower) with meanHi, scale, shift folded as in fold.ts
  * (normalize.ts: lower = 0 fuses ReLU, −Inf is the identity).
  */
 export function forwardTrainNchwF32(
@@ -31,7 +31,7 @@ export function forwardTrainNchwF32(
   const n = <f64>outer * <f64>inner;
   for (let c = 0; c < C; c++) {
     const first = x + plane * c;
-    const k = shiftOf(load<f32>(first));
+    const k = referenceOf(load<f32>(first));
     if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(first, outer, stride, inner, k);
     else sumShiftedPlanesScalar(first, outer, stride, inner, k);
     const mu = finishMean(k, n), q = finishM2(n);
@@ -40,12 +40,12 @@ export function forwardTrainNchwF32(
     store<f64>(mean + oc, mu);
     store<f64>(m2 + oc, q);
     store<f64>(invStd + oc, s);
-    const mh = <f32>mu, ml = meanLoOf(mu, mh);
-    const a = <f32>(<f64>load<f32>(gamma + pc) * s), b = load<f32>(beta + pc);
+    const mh = <f32>mu, a = <f32>(<f64>load<f32>(gamma + pc) * s);
+    const b = shiftOf(load<f32>(beta + pc), mu, mh, a);
     for (let o = 0; o < outer; o++) {
       const off = plane * c + stride * o;
-      if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, ml, a, b, lower);
-      else normalizeRunScalar(x + off, y + off, inner, mh, ml, a, b, lower);
+      if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, a, b, lower);
+      else normalizeRunScalar(x + off, y + off, inner, mh, a, b, lower);
     }
   }
 }

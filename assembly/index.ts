@@ -5,7 +5,7 @@
 // each build contains only its own variant. The debug build also checks every range
 // against the memory size and traps with a message (release builds drop the asserts).
 import { workspaceBytes } from './period';
-import { foldF32 as fold } from './fold';
+import { foldF32 as fold, narrowF64 as narrow, widenF32 as widen, updateRunningF32 as updateRunning, foldBackwardF32 as foldBackward } from './fold';
 import { statsNchwF32 as statsNchw, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
 import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
 import {
@@ -56,27 +56,27 @@ export function statsNhwcF32(x: usize, rows: i32, C: i32, mean: usize, m2: usize
 
 export function normalizeNchwF32(
   x: usize, y: usize, outer: i32, C: i32, inner: i32,
-  meanHi: usize, meanLo: usize, scale: usize, shift: usize, lower: f32,
+  meanHi: usize, scale: usize, shift: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<usize>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
-  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
-  if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, meanLo, scale, shift, lower);
-  else normalizeNchwF32Scalar(x, y, outer, C, inner, meanHi, meanLo, scale, shift, lower);
+  checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, scale, shift, lower);
+  else normalizeNchwF32Scalar(x, y, outer, C, inner, meanHi, scale, shift, lower);
 }
 
 export function normalizeNhwcF32(
   x: usize, y: usize, rows: i32, C: i32,
-  meanHi: usize, meanLo: usize, scale: usize, shift: usize, work: usize, lower: f32,
+  meanHi: usize, scale: usize, shift: usize, work: usize, lower: f32,
 ): void {
   checkCounts(rows, C, 1);
   const n = f32s(<usize>rows * C);
   checkRange(x, n); checkRange(y, n);
-  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, meanLo, scale, shift, work, lower);
-  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, meanLo, scale, shift, lower);
+  if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, scale, shift, work, lower);
+  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, scale, shift, lower);
 }
 
 export function backwardReduceNchwF32(
@@ -152,11 +152,39 @@ export function backwardNchwF32(
 
 export function foldF32(
   C: i32, mean: usize, v: usize, divisor: f64, eps: f64, gamma: usize, beta: usize,
-  meanHi: usize, meanLo: usize, scale: usize, shift: usize, invStd: usize,
+  meanHi: usize, scale: usize, shift: usize, invStd: usize,
 ): void {
   checkCounts(C, 1, 1);
   checkRange(mean, f64s(C)); checkRange(v, f64s(C)); checkRange(invStd, f64s(C));
   checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
-  checkRange(meanHi, f32s(C)); checkRange(meanLo, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
-  fold(C, mean, v, divisor, eps, gamma, beta, meanHi, meanLo, scale, shift, invStd);
+  checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
+  fold(C, mean, v, divisor, eps, gamma, beta, meanHi, scale, shift, invStd);
+}
+
+export function narrowF64(src: usize, C: i32, dst: usize): void {
+  checkCounts(C, 1, 1);
+  checkRange(src, f64s(C)); checkRange(dst, f32s(C));
+  narrow(src, C, dst);
+}
+
+export function widenF32(src: usize, C: i32, dst: usize): void {
+  checkCounts(C, 1, 1);
+  checkRange(src, f32s(C)); checkRange(dst, f64s(C));
+  widen(src, C, dst);
+}
+
+export function updateRunningF32(C: i32, mean: usize, m2: usize, divisor: f64, momentum: f64, rm: usize, rv: usize): void {
+  checkCounts(C, 1, 1);
+  checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(rm, f32s(C)); checkRange(rv, f32s(C));
+  updateRunning(C, mean, m2, divisor, momentum, rm, rv);
+}
+
+export function foldBackwardF32(
+  C: i32, sumDy: usize, s2: usize, xmu: bool, invStd: usize, gamma: usize, n: f64, training: bool,
+  k1: usize, k2: usize, k3: usize, dweight: usize, dbias: usize,
+): void {
+  checkCounts(C, 1, 1);
+  checkRange(sumDy, f64s(C)); checkRange(s2, f64s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
+  checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C)); checkRange(dweight, f32s(C)); checkRange(dbias, f32s(C));
+  foldBackward(C, sumDy, s2, xmu, invStd, gamma, n, training, k1, k2, k3, dweight, dbias);
 }

@@ -34,10 +34,18 @@ export let sumShiftedSq: f64 = 0;
   return max(sumShiftedSq - (sumShifted * sumShifted) / n, 0.0);
 }
 
-/** High two f32 lanes of v promoted to f64x2. */
+/** finishMean and finishM2 for two channels, in place (mean, m2 hold s1, s2 at offset o). */
 // @ts-ignore: decorator
-@inline export function promoteHigh(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
+@inline function finishPair(k: v128, nn: v128, mean: usize, m2: usize, o: usize): void {
+  const s1 = v128.load(mean + o), s2 = v128.load(m2 + o);
+  v128.store(mean + o, f64x2.add(k, f64x2.div(s1, nn)));
+  v128.store(m2 + o, f64x2.max(f64x2.sub(s2, f64x2.div(f64x2.mul(s1, s1), nn)), f64x2.splat(0)));
+}
+
+/** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
+// @ts-ignore: decorator
+@inline export function loadF32x2AsF64(p: usize): v128 {
+  return f64x2.promote_low_f32x4(v128.load64_zero(p));
 }
 
 /** s1, s2 of one NCHW channel: `outer` planes of `inner` values, `stride` bytes apart. */
@@ -52,21 +60,20 @@ export let sumShiftedSq: f64 = 0;
     const p = first + stride * o;
     let i = 0;
     for (; i + 8 <= inner; i += 8) {
-      const u = v128.load(p + (<usize>i << 2));
-      const v = v128.load(p + (<usize>i << 2), 16);
-      const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), kk);
-      const d1 = f64x2.sub(promoteHigh(u), kk);
-      const d2 = f64x2.sub(f64x2.promote_low_f32x4(v), kk);
-      const d3 = f64x2.sub(promoteHigh(v), kk);
+      const q = p + (<usize>i << 2);
+      const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
+      const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
+      const d2 = f64x2.sub(loadF32x2AsF64(q + 16), kk);
+      const d3 = f64x2.sub(loadF32x2AsF64(q + 24), kk);
       a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
       a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
       a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
       a3 = f64x2.add(a3, d3); q3 = f64x2.add(q3, f64x2.mul(d3, d3));
     }
     if (i + 4 <= inner) {
-      const u = v128.load(p + (<usize>i << 2));
-      const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), kk);
-      const d1 = f64x2.sub(promoteHigh(u), kk);
+      const q = p + (<usize>i << 2);
+      const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
+      const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
       a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
       a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
       i += 4;
@@ -119,7 +126,15 @@ export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usi
       store<f64>(m2 + oc, load<f64>(m2 + oc) + sumShiftedSq);
     }
   }
-  for (let c = 0; c < C; c++) {
+  let c = 0;
+  if (ASC_FEATURE_SIMD) {
+    const nn = f64x2.splat(n);
+    for (; c + 2 <= C; c += 2) {
+      const k = f64x2.replace_lane(f64x2.splat(shiftOf(load<f32>(x + plane * c))), 1, shiftOf(load<f32>(x + plane * (c + 1))));
+      finishPair(k, nn, mean, m2, <usize>c << 3);
+    }
+  }
+  for (; c < C; c++) {
     const oc = <usize>c << 3;
     sumShifted = load<f64>(mean + oc);
     sumShiftedSq = load<f64>(m2 + oc);
@@ -163,17 +178,15 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, mean: usize, m2: u
       let p = x + r0 * rowBytes + (j << 2);
       let r = r0;
       for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
-        const u = v128.load(p), v = v128.load(p + rowBytes);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0), d1 = f64x2.sub(promoteHigh(u), k1);
-        const e0 = f64x2.sub(f64x2.promote_low_f32x4(v), k0), e1 = f64x2.sub(promoteHigh(v), k1);
+        const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
+        const e0 = f64x2.sub(loadF32x2AsF64(p + rowBytes), k0), e1 = f64x2.sub(loadF32x2AsF64(p + rowBytes + 8), k1);
         a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
         a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
         b0 = f64x2.add(b0, e0); r0s = f64x2.add(r0s, f64x2.mul(e0, e0));
         b1 = f64x2.add(b1, e1); r1s = f64x2.add(r1s, f64x2.mul(e1, e1));
       }
       if (r < r1) {
-        const u = v128.load(p);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(u), k0), d1 = f64x2.sub(promoteHigh(u), k1);
+        const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
         a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
         a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
       }
@@ -215,7 +228,12 @@ function finishPeriod(C: i32, L: i32, n: f64, shift: usize, acc1: usize, acc2: u
   // mean and m2 receive the folded s1 and s2 first, then are finished in place.
   foldPeriodF64(acc1, C, L, mean);
   foldPeriodF64(acc2, C, L, m2);
-  for (let c = 0; c < C; c++) {
+  let c = 0;
+  if (ASC_FEATURE_SIMD) {
+    const nn = f64x2.splat(n);
+    for (; c + 2 <= C; c += 2) finishPair(v128.load(shift + (<usize>c << 3)), nn, mean, m2, <usize>c << 3);
+  }
+  for (; c < C; c++) {
     const o = <usize>c << 3;
     sumShifted = load<f64>(mean + o);
     sumShiftedSq = load<f64>(m2 + o);

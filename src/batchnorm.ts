@@ -68,9 +68,10 @@ export interface BackwardResult {
 //   training (or no running stats):  mean = Σx / n,   var = Σ(x − mean)² / n   (biased)
 //   eval with running stats:         mean = runningMean,   var = runningVar
 //   invStd = 1 / sqrt(var + eps),    y = (x − mean) · invStd · gamma + beta
-// computed by the kernel as y = ((x − meanHi) − meanLo) · scale + shift with
-//   scale = gamma · invStd, shift = beta, meanHi + meanLo = mean (f32 pair of the f64 mean).
-// Running statistics in training, m = momentum (weight of the new batch):
+// computed by the kernel as y = (x − meanHi) · scale + shift with meanHi = f32(mean),
+//   scale = gamma · invStd, shift = beta − (mean − meanHi) · scale (assembly/fold.ts).
+// Running statistics in training, m = momentum (weight of the new batch), in
+// assembly/fold.ts (updateRunningF32):
 //   runningMean = (1 − m) · runningMean + m · mean
 //   runningVar  = (1 − m) · runningVar  + m · Σ(x − mean)² / (n − 1)   (unbiased; / n if not)
 // activation 'relu' clamps y below at 0 in the same pass (the kernels' `lower` argument).
@@ -135,7 +136,7 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, { ...args, x, lower, stats: batchStats ? 'batch' : 'running' });
+  return runForward(engine, forwardCall(args, x, lower, batchStats ? 'batch' : 'running'));
 }
 
 /**
@@ -166,6 +167,14 @@ export interface ForwardCall {
   unbiased: boolean;
 }
 
+/** The call for checked arguments (built field by field: an object spread is a slow path in V8). */
+export function forwardCall(a: ForwardArgs, x: Float32Array, lower: number, stats: ForwardCall['stats']): ForwardCall {
+  return {
+    g: a.g, x, out: a.out, weight: a.weight, bias: a.bias, eps: a.eps, lower, stats,
+    runningMean: a.runningMean, runningVar: a.runningVar, momentum: a.momentum, unbiased: a.unbiased,
+  };
+}
+
 /**
  * Runs a validated forward call. Batch statistics in NCHW with large planes use
  * forwardTrainNchwF32 (one channel at a time); otherwise the statistics (computed, running or given) are folded by foldF32 and
@@ -179,6 +188,7 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
   const given = typeof f.stats === 'object' ? f.stats : null;
   const n = given ? given.count : g.count;
   const fused = f.stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER;
+  const update = f.stats !== 'running' && f.runningMean !== null;
   const scope = new CallScope(engine);
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
@@ -189,15 +199,20 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
     const [xCopy, yScratch, stats, params, work] = scope.allocate([
       [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
       [24 * C, 'statistics'], // f64 mean | m2 (or var) | invStd
-      [24 * C, 'parameters'], // f32 meanHi | meanLo | scale | shift | gamma | beta
+      [36 * C, 'parameters'], // f32 meanHi | scale | shift | gamma | beta | runningMean | runningVar | saveMean | saveInvStd
       [last ? k.workspaceBytes(C) : 0, 'workspace'],
     ]);
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(f.x);
-    const [meanHi, meanLo, scale, shift, gamma, beta] = [0, 4, 8, 12, 16, 20].map((o) => params + o * C);
+    const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, gamma = params + 12 * C, beta = params + 16 * C;
+    const runMean = params + 20 * C, runVar = params + 24 * C, saved = params + 28 * C;
     if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
     if (b) scope.f32(beta, C).set(b); else scope.f32(beta, C).fill(0);
+    if (rm) {
+      scope.f32(runMean, C).set(rm);
+      scope.f32(runVar, C).set(rv!);
+    }
 
     if (fused) {
       k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
@@ -205,29 +220,30 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
       if (f.stats === 'batch') {
         if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
         else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
+      } else if (given) {
+        scope.f64(stats, C).set(given.mean);
+        scope.f64(stats + 8 * C, C).set(given.m2);
       } else {
-        scope.f64(stats, C).set(given ? given.mean : rm!);
-        scope.f64(stats + 8 * C, C).set(given ? given.m2 : rv!);
+        k.widenF32(runMean, C, stats);
+        k.widenF32(runVar, C, stats + 8 * C);
       }
       // v / divisor is the variance: m2 / n for batch or given moments, the running var / 1.
-      k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, meanLo, scale, shift, stats + 16 * C);
-      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, meanLo, scale, shift, work, lower);
-      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, meanHi, meanLo, scale, shift, lower);
+      k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, scale, shift, stats + 16 * C);
+      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, scale, shift, work, lower);
+      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, meanHi, scale, shift, lower);
     }
-    const s = scope.f64(stats, 3 * C);
-    const saveMean = new Float32Array(s.subarray(0, C));
-    const saveInvStd = new Float32Array(s.subarray(2 * C));
-
+    k.narrowF64(stats, C, saved);
+    k.narrowF64(stats + 16 * C, C, saved + 4 * C);
+    if (update) k.updateRunningF32(C, stats, stats + 8 * C, f.unbiased ? n - 1 : n, f.momentum, runMean, runVar);
+    // Fresh views from here on: the kernels do not grow memory, but the allocation above may have.
+    // saveMean and saveInvStd share one new buffer (one allocation instead of two).
+    const savedCopy = scope.f32(saved, 2 * C).slice();
+    const saveMean = savedCopy.subarray(0, C), saveInvStd = savedCopy.subarray(C);
     const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
-
-    if (f.stats !== 'running' && rm !== null) {
-      const m = f.momentum, divisor = f.unbiased ? n - 1 : n;
-      const rmOut = scope.live(f.runningMean!, rmPin!), rvOut = scope.live(f.runningVar!, rvPin!);
-      for (let c = 0; c < C; c++) {
-        rmOut[c] = (1 - m) * rm[c] + m * s[c];
-        rvOut[c] = (1 - m) * rv![c] + m * (s[C + c] / divisor);
-      }
+    if (update) {
+      scope.live(f.runningMean!, rmPin!).set(scope.f32(runMean, C));
+      scope.live(f.runningVar!, rvPin!).set(scope.f32(runVar, C));
     }
     return { y, saveMean, saveInvStd };
   } finally {
@@ -241,7 +257,7 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
 //   training: dx = gamma · invStd · (dy − Σdy / n − xhat · Σ(dy · xhat) / n)
 //   eval:     dx = gamma · invStd · dy                     (mean, invStd are constants)
 // The kernels get k1 = Σdy / n, k2 = invStd² · Σdy(x − mean) / n, k3 = gamma · invStd
-// (see assembly/backward.ts).
+// (folded per channel by foldBackwardF32 in assembly/fold.ts; applied by assembly/backward.ts).
 
 /** The arguments every backward entry point shares, checked; `source` names what saved the statistics. */
 export function checkBackwardArgs(
@@ -308,14 +324,14 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
   const scope = new CallScope(engine);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const yPin = b.y === null ? null : scope.pin(b.y);
-  const w = scope.stable(b.weight), invStds = new Float64Array(b.saveInvStd), mean = new Float32Array(b.saveMean);
+  const w = scope.stable(b.weight), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
     const [dyCopy, xCopy, yCopy, dxScratch, sums, params, work] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [scope.copyBytes(yPin), 'y'],
       [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'],
-      [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean)
-      [16 * C, 'parameters'], // f32 mean | k1 | k2 | k3, or mean | invStd | gamma
+      [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean), or the given Σdy | Σdy·xhat
+      [32 * C, 'parameters'], // f32 mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias
       [last ? k.workspaceBytes(C) : 0, 'workspace'],
     ]);
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
@@ -325,45 +341,31 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(b.dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(b.x);
     if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(b.y!);
-    const p = scope.f32(params, 4 * C);
-    p.set(mean);
-    const dweight = new Float32Array(C);
-    const dbias = new Float32Array(C);
+    const [meanPtr, invStdPtr, gamma, k1, k2, k3, dweight, dbias] = [0, 4, 8, 12, 16, 20, 24, 28].map((o) => params + o * C);
+    scope.f32(meanPtr, C).set(mean);
+    scope.f32(invStdPtr, C).set(invStd);
+    if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
 
     if (given === null && !last && g.inner >= FUSED_MIN_INNER) {
-      p.set(invStds, C);
-      if (w) p.set(w, 2 * C); else p.fill(1, 2 * C, 3 * C);
-      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, params, params + 4 * C, params + 8 * C, training, sums, sums + 8 * C, yPtr);
-      const s = scope.f64(sums, 2 * C);
-      for (let c = 0; c < C; c++) {
-        dbias[c] = s[c];
-        dweight[c] = s[C + c] * invStds[c];
-      }
+      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
+      k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
-        if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, params, sums, sums + 8 * C, work, yPtr);
-        else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, params, sums, sums + 8 * C, yPtr);
+        if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work, yPtr);
+        else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C, yPtr);
+      } else {
+        scope.f64(sums, C).set(given.sumDy);
+        scope.f64(sums + 8 * C, C).set(given.sumDyXhat);
       }
-      const s = scope.f64(sums, 2 * C);
-      for (let c = 0; c < C; c++) {
-        const invStd = invStds[c];
-        // Σdy and Σdy·xhat = invStd·Σdy·(x − mean), reduced here or over every shard.
-        const sumDy = given ? given.sumDy[c] : s[c];
-        const sumDyXhat = given ? given.sumDyXhat[c] : s[C + c] * invStd;
-        dbias[c] = sumDy;
-        dweight[c] = sumDyXhat;
-        p[C + c] = training ? sumDy / n : 0;
-        p[2 * C + c] = training ? (sumDyXhat * invStd) / n : 0;
-        p[3 * C + c] = (w ? w[c] : 1) * invStd;
-      }
-      const [meanPtr, k1, k2, k3] = [params, params + 4 * C, params + 8 * C, params + 12 * C];
+      k.foldBackwardF32(C, sums, sums + 8 * C, given === null, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
       if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
       else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, training, yPtr);
     }
 
     const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
     if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
-    return { dx, dweight, dbias };
+    const grads = scope.f32(dweight, 2 * C).slice(); // dweight | dbias, one allocation
+    return { dx, dweight: grads.subarray(0, C), dbias: grads.subarray(C) };
   } finally {
     scope.release();
   }

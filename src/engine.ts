@@ -21,9 +21,9 @@ export interface KernelExports {
   statsNhwcF32(x: number, rows: number, C: number, mean: number, m2: number, work: number): void;
   /** `lower`: 0 fuses ReLU, -Infinity applies none (assembly/normalize.ts). */
   normalizeNchwF32(x: number, y: number, outer: number, C: number, inner: number,
-    meanHi: number, meanLo: number, scale: number, shift: number, lower: number): void;
+    meanHi: number, scale: number, shift: number, lower: number): void;
   normalizeNhwcF32(x: number, y: number, rows: number, C: number,
-    meanHi: number, meanLo: number, scale: number, shift: number, work: number, lower: number): void;
+    meanHi: number, scale: number, shift: number, work: number, lower: number): void;
   /** `y`: the fused ReLU's forward output masking dy, or 0 (assembly/backward.ts). */
   backwardReduceNchwF32(dy: number, x: number, outer: number, C: number, inner: number,
     mean: number, sumDy: number, sumDyXmu: number, y: number): void;
@@ -38,7 +38,12 @@ export interface KernelExports {
   backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
     mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number, y: number): void;
   foldF32(C: number, mean: number, v: number, divisor: number, eps: number, gamma: number, beta: number,
-    meanHi: number, meanLo: number, scale: number, shift: number, invStd: number): void;
+    meanHi: number, scale: number, shift: number, invStd: number): void;
+  narrowF64(src: number, C: number, dst: number): void;
+  widenF32(src: number, C: number, dst: number): void;
+  updateRunningF32(C: number, mean: number, m2: number, divisor: number, momentum: number, rm: number, rv: number): void;
+  foldBackwardF32(C: number, sumDy: number, s2: number, xmu: boolean, invStd: number, gamma: number, n: number,
+    training: boolean, k1: number, k2: number, k3: number, dweight: number, dbias: number): void;
 }
 
 export type Build = 'simd' | 'scalar';

@@ -21,7 +21,7 @@
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Engine } from './engine.js';
 import {
-  FORWARD_IN_PLACE, checkBackwardArgs, checkForwardArgs, runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult,
+  FORWARD_IN_PLACE, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult,
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
@@ -232,7 +232,7 @@ export function forwardWithMomentsBatchNorm(
     FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, { ...args, x, lower: -Infinity, stats: { mean: global.mean, m2: global.m2, count: global.count } });
+  return runForward(engine, forwardCall(args, x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count }));
 }
 
 /** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */

@@ -141,23 +141,23 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('normalize: bit-identical to ((x − meanHi) − meanLo)·scale + shift in f32 (then ReLU), also in place', () => {
+  it('normalize: bit-identical to (x − meanHi)·scale + shift in f32 (then ReLU), also in place', () => {
     fc.assert(fc.property(caseArb, fc.boolean(), fc.boolean(), (k, inPlace, relu) => {
       const h = new Harness(engine);
       const { x, mean } = data(k, 2);
       const next = rng(k.seed ^ 3);
-      const hi = Float32Array.from(mean), lo = Float32Array.from(mean, (m) => m * 1e-8 * (next() - 0.5));
+      const hi = Float32Array.from(mean);
       const a = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const b = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length);
-      const ph = h.f32(hi), pl = h.f32(lo), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      const ph = h.f32(hi), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
       const lower = relu ? 0 : -Infinity;
-      if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pl, pa, pb, lower);
-      else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pl, pa, pb, pw, lower);
+      if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pa, pb, lower);
+      else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pa, pb, pw, lower);
       const y = h.readF32(py, x.length);
       h.done();
       perChannel(k, (c, i) => {
-        const r = fr(fr(fr(fr(x[i] - hi[c]) - lo[c]) * a[c]) + b[c]);
+        const r = fr(fr(fr(x[i] - hi[c]) * a[c]) + b[c]);
         const want = r < lower ? lower : r;
         if (!Object.is(y[i], want)) throw new Error(`y[${i}] c=${c}: expected ${want}, got ${y[i]} ${JSON.stringify(k)}`);
       });
@@ -237,8 +237,9 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
         expect(got[2 * k.C + c], `invStd c=${c}`).toBe(1 / Math.sqrt(got[k.C + c] / n + eps));
       }
       perChannel(k, (c, i) => {
+        // fold.ts: meanHi = f32(mean), scale = f32(gamma·invStd), shift = f32(beta − f32(mean − meanHi)·scale)
         const mu = got[c], hi = fr(mu), lo = fr(mu - hi), a = fr(gamma[c] * got[2 * k.C + c]);
-        const r = fr(fr(fr(fr(x[i] - hi) - lo) * a) + beta[c]);
+        const r = fr(fr(fr(x[i] - hi) * a) + fr(beta[c] - lo * a));
         const yWant = relu && r < 0 ? 0 : r;
         if (!Object.is(y[i], yWant)) throw new Error(`y[${i}] c=${c}: expected ${yWant}, got ${y[i]} ${JSON.stringify(k)}`);
       });
@@ -285,6 +286,58 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
+  it('per-channel folds (fold.ts): bit-identical to their f64 formulas, odd C and non-finite statistics included', () => {
+    const special = [NaN, Infinity, -Infinity, 0, -0, 1e-300, 3.4e38, 1e39];
+    fc.assert(fc.property(fc.integer({ min: 1, max: 37 }), fc.integer(), fc.boolean(), fc.boolean(), (C, seed, training, xmu) => {
+      const h = new Harness(engine);
+      const next = rng(seed);
+      const pick = (scale: number) => (next() < 0.1 ? special[Math.floor(next() * special.length)] : (next() - 0.5) * 10 ** (scale * (next() - 0.5)));
+      const mean = Float64Array.from({ length: C }, () => pick(20));
+      const v = Float64Array.from({ length: C }, () => Math.abs(pick(10)));
+      const f32 = (scale: number) => Float32Array.from({ length: C }, () => pick(scale));
+      const gamma = f32(4), beta = f32(4), invStd = Float32Array.from({ length: C }, () => Math.abs(pick(4)));
+      const rm = f32(4), rv = Float32Array.from({ length: C }, () => Math.abs(pick(4)));
+      const divisor = 1 + Math.floor(next() * 1000), eps = 1e-5, momentum = next(), n = 2 + Math.floor(next() * 1e6);
+      const pm = h.bytes(8 * C), pv = h.bytes(8 * C);
+      new Float64Array(engine.arena.buffer, pm, C).set(mean);
+      new Float64Array(engine.arena.buffer, pv, C).set(v);
+      const pg = h.f32(gamma), pb = h.f32(beta), pi = h.f32(invStd), prm = h.f32(rm), prv = h.f32(rv);
+      const out = h.bytes(32 * C), out64 = h.bytes(8 * C);
+      const k = engine.kernels;
+      const eq = (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => {
+        for (let c = 0; c < C; c++) if (!Object.is(got[c], want[c])) throw new Error(`${what}[${c}]: expected ${want[c]}, got ${got[c]} (C=${C}, seed=${seed})`);
+      };
+
+      k.foldF32(C, pm, pv, divisor, eps, pg, pb, out, out + 4 * C, out + 8 * C, out64);
+      const s = Array.from(v, (vc) => 1 / Math.sqrt(vc / divisor + eps));
+      const hi = Array.from(mean, (m) => fr(m));
+      const lo = hi.map((x, c) => (Number.isFinite(x) ? fr(mean[c] - x) : 0));
+      const a = s.map((sc, c) => fr(gamma[c] * sc));
+      eq('invStd', h.readF64(out64, C), s);
+      eq('meanHi', h.readF32(out, C), hi);
+      eq('scale', h.readF32(out + 4 * C, C), a);
+      eq('shift', h.readF32(out + 8 * C, C), a.map((ac, c) => fr(beta[c] - lo[c] * ac)));
+
+      k.foldBackwardF32(C, pm, pv, xmu, pi, pg, n, training, out, out + 4 * C, out + 8 * C, out + 12 * C, out + 16 * C);
+      const sx = Array.from(v, (vc, c) => (xmu ? vc * invStd[c] : vc));
+      eq('k1', h.readF32(out, C), Array.from(mean, (sg) => (training ? fr(sg / n) : 0)));
+      eq('k2', h.readF32(out + 4 * C, C), sx.map((x, c) => (training ? fr((x * invStd[c]) / n) : 0)));
+      eq('k3', h.readF32(out + 8 * C, C), Array.from(gamma, (g, c) => fr(g * invStd[c])));
+      eq('dweight', h.readF32(out + 12 * C, C), sx.map(fr));
+      eq('dbias', h.readF32(out + 16 * C, C), Array.from(mean, fr));
+
+      k.updateRunningF32(C, pm, pv, divisor, momentum, prm, prv);
+      eq('runningMean', h.readF32(prm, C), Array.from(rm, (r, c) => fr((1 - momentum) * r + momentum * mean[c])));
+      eq('runningVar', h.readF32(prv, C), Array.from(rv, (r, c) => fr((1 - momentum) * r + momentum * (v[c] / divisor))));
+
+      k.narrowF64(pm, C, out);
+      eq('narrowF64', h.readF32(out, C), Array.from(mean, fr));
+      k.widenF32(pg, C, out64);
+      eq('widenF32', h.readF64(out64, C), gamma);
+      h.done();
+    }), runs);
+  });
+
   it('reads and writes nothing outside its ranges: buffers that end exactly at the end of memory', () => {
     for (const [outer, C, inner] of [[1, 1, 1], [2, 3, 5], [3, 5, 17], [1, 7, 4]]) {
       const arena = engine.arena;
@@ -306,8 +359,8 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const k = engine.kernels;
       k.statsNchwF32(px, outer, C, inner, pm, pq);
       k.statsNhwcF32(px, outer * inner, C, pm, pq, pw);
-      k.normalizeNchwF32(px, py, outer, C, inner, ph, pl, pa, pb, 0);
-      k.normalizeNhwcF32(px, px, outer * inner, C, ph, pl, pa, pb, pw, 0); // in place, flush with the end
+      k.normalizeNchwF32(px, py, outer, C, inner, ph, pa, pb, 0);
+      k.normalizeNhwcF32(px, px, outer * inner, C, ph, pa, pb, pw, 0); // in place, flush with the end
       k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq, px);
       k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw, px);
       k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb, true, px);
@@ -327,6 +380,6 @@ describe('debug build traps on contract violations', () => {
     const params = engine.arena.alloc(256);
     expect(() => engine.kernels.statsNchwF32(end - 8, 1, 1, 4, params, params + 8)).toThrow(/range past the end of memory/);
     expect(() => engine.kernels.statsNchwF32(params + 2, 1, 1, 4, params, params + 8)).toThrow(/not 4-byte aligned/);
-    expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, params, 0)).toThrow(/counts must be positive/);
+    expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, 0)).toThrow(/counts must be positive/);
   });
 });

@@ -2,10 +2,11 @@
 // operations the engine performs (src/batchnorm.ts, assembly/*.ts). u = 2^-24, γ_n from
 // numeric.ts. Inputs are the oracle's exact values; "maxDev" is max |x − mean| in a channel.
 //
-// y = ((x − meanHi) − meanLo) · scale + beta, scale = fl(gamma · invStd), four f32 roundings
-// plus the rounding of scale: |err| <= u·(4·|xhat·gamma| + |y|) <= u·(5·|y| + 4·|beta|) using
+// y = (x − meanHi) · scale + shift, scale = fl(gamma · invStd), shift = fl(beta − meanLo·scale)
+// (assembly/fold.ts): three f32 roundings plus those of scale and shift:
+// |err| <= u·(3·|xhat·gamma| + |y| + |beta|) <= u·(4·|y| + 4·|beta|) using
 // |xhat·gamma| <= |y| + |beta|. With u·|y| < ulp(y):  tol = 8·ulp(y) + 8u·(|gamma| + |beta|).
-// (The f64 statistics and the meanHi + meanLo pair add < 2^-40 relative: below one term.)
+// (The f64 statistics and the dropped meanLo·scale rounding add < 2^-40 relative: below one term.)
 //
 // Statistics accumulate in f64 with the shift K (a sample, |x − K| <= 2·maxDev):
 //   |mean err| <= γ·(|mean| + 6·maxDev),  |m2 err| <= γ·(8·m2 + 16·n·maxDev²)   (γ = γ_{n+4})
