@@ -12,7 +12,7 @@
 // overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
 //   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
 // SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical dx.
-import { periodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, rowPeriodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { loadF32x2AsF64 } from './stats';
 
 // @ts-ignore: decorator
@@ -265,38 +265,35 @@ export function backwardDxNhwcF32Simd(
   mean: usize, k1: usize, k2: usize, k3: usize, work: usize, training: bool, y: usize,
 ): void {
   const masked = y != 0;
-  const L = periodOf(C);
+  const L = rowPeriodOf(C);
   const bytes = <usize>L << 2;
   const mP = work, aP = work + bytes, bP = aP + bytes, sP = bP + bytes;
   tileF32(mean, C, L, mP);
   tileF32(k1, C, L, aP);
   tileF32(k2, C, L, bP);
   tileF32(k3, C, L, sP);
-  // Super-rows of one period, four at a time (as in normalizeNhwcF32Simd), then single
-  // super-rows, then the tail value by value.
+  // Super-rows of L values (a multiple of the period) streamed row after row, as in
+  // normalizeNhwcF32Simd; then the tail (< L values, from a period boundary) by vectors and
+  // value by value.
   const total = <usize>rows * C;
   const rowBytes = <usize>L << 2;
-  const superRows = total / <usize>L;
-  let r: usize = 0;
-  for (; r + 4 <= superRows; r += 4) {
-    const base = r * rowBytes;
-    for (let o: usize = 0; o < rowBytes; o += 16) {
-      const m = v128.load(mP + o), a = v128.load(aP + o), b = v128.load(bP + o), s = v128.load(sP + o);
-      for (let t: usize = 0, k = base + o; t < 4; t++, k += rowBytes) {
-        v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k, m, a, b, s, training));
-      }
-    }
-  }
-  for (; r < superRows; r++) {
-    const base = r * rowBytes;
+  const end = (total / <usize>L) * rowBytes;
+  for (let base: usize = 0; base < end; base += rowBytes) {
     for (let o: usize = 0; o < rowBytes; o += 16) {
       const k = base + o;
       v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k,
         v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o), training));
     }
   }
-  for (let i = superRows * <usize>L, o: usize = 0; i < total; i++, o += 4) {
-    const k = i << 2;
+  const tail = (total << 2) - end;
+  let o: usize = 0;
+  for (; o + 16 <= tail; o += 16) {
+    const k = end + o;
+    v128.store(dx + k, dx4(grad4(dy, y, k, masked), x, k,
+      v128.load(mP + o), v128.load(aP + o), v128.load(bP + o), v128.load(sP + o), training));
+  }
+  for (; o < tail; o += 4) {
+    const k = end + o;
     store<f32>(dx + k, dx1(grad1(dy, y, k, masked), x, k,
       load<f32>(mP + o), load<f32>(aP + o), load<f32>(bP + o), load<f32>(sP + o), training));
   }

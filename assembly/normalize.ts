@@ -11,7 +11,7 @@
 //
 // Contract: x, y are f32 (y may equal x: in-place; no other overlap); params are f32[C].
 //   NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
-import { periodOf, tileF32 } from './period';
+import { rowPeriodOf, tileF32 } from './period';
 
 // @ts-ignore: decorator
 @inline function apply1(v: f32, mh: f32, a: f32, b: f32, lo: f32, relu: bool): f32 {
@@ -99,48 +99,43 @@ export function normalizeNhwcF32Simd(
   x: usize, y: usize, rows: i32, C: i32,
   meanHi: usize, scale: usize, shift: usize, work: usize, lower: f32,
 ): void {
-  const L = periodOf(C);
+  const L = rowPeriodOf(C);
   const bytes = <usize>L << 2;
   const mhP = work, aP = work + bytes, bP = aP + bytes;
   tileF32(meanHi, C, L, mhP);
   tileF32(scale, C, L, aP);
   tileF32(shift, C, L, bP);
-  if (lower == -Infinity) normalizePeriodsAs(x, y, <usize>rows * C, L, mhP, aP, bP, lower, false);
-  else normalizePeriodsAs(x, y, <usize>rows * C, L, mhP, aP, bP, lower, true);
+  if (lower == -Infinity) normalizeRowsAs(x, y, <usize>rows * C, L, mhP, aP, bP, lower, false);
+  else normalizeRowsAs(x, y, <usize>rows * C, L, mhP, aP, bP, lower, true);
 }
 
 /**
- * The flat tensor of `total` values as super-rows of one period (L values) with the tiled
- * parameters: four super-rows at a time (each group of parameter vectors is loaded once for
- * four rows), then single super-rows, then the tail (< one period) value by value.
+ * The flat tensor of `total` values as super-rows of L values (a multiple of the period) with
+ * the parameters tiled to L, streamed row after row (one read and one write stream; the tiled
+ * parameters stay in L1), then the tail (< L values, from a period boundary) by vectors and
+ * value by value.
  */
 // @ts-ignore: decorator
-@inline function normalizePeriodsAs(
+@inline function normalizeRowsAs(
   x: usize, y: usize, total: usize, L: i32, mhP: usize, aP: usize, bP: usize, lower: f32, relu: bool,
 ): void {
   const lo4 = f32x4.splat(lower);
   const rowBytes = <usize>L << 2;
-  const superRows = total / <usize>L;
-  let r: usize = 0;
-  for (; r + 4 <= superRows; r += 4) {
-    const p = x + r * rowBytes, q = y + r * rowBytes;
-    for (let o: usize = 0; o < rowBytes; o += 16) {
-      const mh = v128.load(mhP + o), a = v128.load(aP + o), b = v128.load(bP + o);
-      v128.store(q + o, apply4(v128.load(p + o), mh, a, b, lo4, relu));
-      v128.store(q + rowBytes + o, apply4(v128.load(p + rowBytes + o), mh, a, b, lo4, relu));
-      v128.store(q + 2 * rowBytes + o, apply4(v128.load(p + 2 * rowBytes + o), mh, a, b, lo4, relu));
-      v128.store(q + 3 * rowBytes + o, apply4(v128.load(p + 3 * rowBytes + o), mh, a, b, lo4, relu));
-    }
-  }
-  for (; r < superRows; r++) {
-    const p = x + r * rowBytes, q = y + r * rowBytes;
+  const end = (total / <usize>L) * rowBytes;
+  for (let k: usize = 0; k < end; k += rowBytes) {
+    const p = x + k, q = y + k;
     for (let o: usize = 0; o < rowBytes; o += 16) {
       v128.store(q + o, apply4(v128.load(p + o), v128.load(mhP + o), v128.load(aP + o), v128.load(bP + o), lo4, relu));
     }
   }
-  for (let i = superRows * <usize>L, o: usize = 0; i < total; i++, o += 4) {
-    const k = i << 2;
-    store<f32>(y + k, apply1(load<f32>(x + k), load<f32>(mhP + o), load<f32>(aP + o), load<f32>(bP + o), lower, relu));
+  const tail = (total << 2) - end;
+  const p = x + end, q = y + end;
+  let o: usize = 0;
+  for (; o + 16 <= tail; o += 16) {
+    v128.store(q + o, apply4(v128.load(p + o), v128.load(mhP + o), v128.load(aP + o), v128.load(bP + o), lo4, relu));
+  }
+  for (; o < tail; o += 4) {
+    store<f32>(q + o, apply1(load<f32>(p + o), load<f32>(mhP + o), load<f32>(aP + o), load<f32>(bP + o), lower, relu));
   }
 }
 

@@ -10,9 +10,22 @@
   return (C & 3) == 0 ? C : (C & 1) == 0 ? C << 1 : C << 2;
 }
 
-/** Bytes of scratch any channel-last kernel needs for C channels: 3 f64 period arrays. */
+/**
+ * Values per super-row of the channel-last apply loops (normalize, dx): the period repeated up
+ * to at least 64 values, so that short periods (small C) still run long inner loops.
+ */
+// @ts-ignore: decorator
+@inline export function rowPeriodOf(C: i32): i32 {
+  const L = periodOf(C);
+  return L >= 64 ? L : L * ((63 + L) / L);
+}
+
+/**
+ * Bytes of scratch any channel-last kernel needs for C channels: 3 f64 period arrays
+ * (statistics, reductions) or 4 f32 super-row arrays (apply loops).
+ */
 export function workspaceBytes(C: i32): usize {
-  return (<usize>periodOf(C)) * 24;
+  return max<usize>(<usize>periodOf(C) * 24, <usize>rowPeriodOf(C) * 16);
 }
 
 /** dst[j] = src[j % C] for j < L (f32). */
