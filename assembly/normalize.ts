@@ -45,12 +45,14 @@ import { rowPeriodOf, tileF32 } from './period';
   const last = apply4(v128.load(p + lastK), mh4, a4, b4, lo4, relu);
   const body = <usize>(n & ~3) << 2;
   let k: usize = 0;
-  for (; k + 32 <= body; k += 32) {
-    const u = v128.load(p + k), v = v128.load(p + k, 16);
-    v128.store(q + k, apply4(u, mh4, a4, b4, lo4, relu));
-    v128.store(q + k, apply4(v, mh4, a4, b4, lo4, relu), 16);
+  for (; k + 64 <= body; k += 64) {
+    const u0 = v128.load(p + k), u1 = v128.load(p + k, 16), u2 = v128.load(p + k, 32), u3 = v128.load(p + k, 48);
+    v128.store(q + k, apply4(u0, mh4, a4, b4, lo4, relu));
+    v128.store(q + k, apply4(u1, mh4, a4, b4, lo4, relu), 16);
+    v128.store(q + k, apply4(u2, mh4, a4, b4, lo4, relu), 32);
+    v128.store(q + k, apply4(u3, mh4, a4, b4, lo4, relu), 48);
   }
-  if (k < body) v128.store(q + k, apply4(v128.load(p + k), mh4, a4, b4, lo4, relu));
+  for (; k < body; k += 16) v128.store(q + k, apply4(v128.load(p + k), mh4, a4, b4, lo4, relu));
   v128.store(q + lastK, last);
 }
 
