@@ -28,20 +28,32 @@ export function workspaceBytes(C: i32): usize {
   return max<usize>(<usize>periodOf(C) * 24, <usize>rowPeriodOf(C) * 16);
 }
 
-/** dst[j] = src[j % C] for j < L (f32). */
-export function tileF32(src: usize, C: i32, L: i32, dst: usize): void {
-  for (let j = 0, c = 0; j < L; j++) {
-    store<f32>(dst + (<usize>j << 2), load<f32>(src + (<usize>c << 2)));
-    if (++c == C) c = 0;
+/** Repeats the first `head` bytes at dst until `total` bytes (a multiple of head): doubling copies. */
+// @ts-ignore: decorator
+@inline function repeatBytes(dst: usize, head: usize, total: usize): void {
+  let done = head;
+  while (done < total) {
+    const n = min(done, total - done);
+    memory.copy(dst + done, dst, n);
+    done += n;
   }
 }
 
-/** dst[j] = f64(src[j % C]) for j < L. */
+/** dst[j] = src[j % C] for j < L (f32; L is a multiple of C). */
+export function tileF32(src: usize, C: i32, L: i32, dst: usize): void {
+  memory.copy(dst, src, <usize>C << 2);
+  repeatBytes(dst, <usize>C << 2, <usize>L << 2);
+}
+
+/** dst[j] = f64(src[j % C]) for j < L (L is a multiple of C). */
 export function tileF32AsF64(src: usize, C: i32, L: i32, dst: usize): void {
-  for (let j = 0, c = 0; j < L; j++) {
-    store<f64>(dst + (<usize>j << 3), <f64>load<f32>(src + (<usize>c << 2)));
-    if (++c == C) c = 0;
-  }
+  for (let c = 0; c < C; c++) store<f64>(dst + (<usize>c << 3), <f64>load<f32>(src + (<usize>c << 2)));
+  repeatBytes(dst, <usize>C << 3, <usize>L << 3);
+}
+
+/** dst[j] = dst[j % C] for C <= j < L (f64; L is a multiple of C). */
+export function tileF64InPlace(dst: usize, C: i32, L: i32): void {
+  repeatBytes(dst, <usize>C << 3, <usize>L << 3);
 }
 
 /** dst[j] = 0 for j < L (f64). */

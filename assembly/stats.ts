@@ -13,7 +13,7 @@
 // K is a sample of the channel, a few std from the mean, so even |mean|/std = 1e4 over 1e6+
 // values stays near f64 rounding (the unshifted E[x²] − E[x]² in f32 would lose everything).
 // NaN/Inf propagate per channel as IEEE arithmetic does.
-import { periodOf, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
 
 /** Results of the inline channel sums below (AssemblyScript has no tuples). */
 export let sumShifted: f64 = 0;
@@ -157,10 +157,8 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, mean: usize, m2: u
   const L = periodOf(C);
   const rowBytes = <usize>L << 2;
   const shift = work, acc1 = work + (<usize>L << 3), acc2 = acc1 + (<usize>L << 3);
-  for (let j = 0, c = 0; j < L; j++) {
-    store<f64>(shift + (<usize>j << 3), shiftOf(load<f32>(x + (<usize>c << 2))));
-    if (++c == C) c = 0;
-  }
+  for (let c = 0; c < C; c++) store<f64>(shift + (<usize>c << 3), shiftOf(load<f32>(x + (<usize>c << 2))));
+  tileF64InPlace(shift, C, L);
   zeroF64(acc1, L);
   zeroF64(acc2, L);
   const total = <usize>rows * C;
