@@ -70,8 +70,15 @@ export let sumDyXmuRun: f64 = 0;
     let i = 0;
     for (; i + 4 <= inner; i += 4) {
       const k = off + (<usize>i << 2);
-      const g0 = grad2AsF64(pdy, py, k, masked), g1 = grad2AsF64(pdy, py, k + 8, masked);
-      const d0 = f64x2.sub(loadF32x2AsF64(px + k), mm), d1 = f64x2.sub(loadF32x2AsF64(px + k + 8), mm);
+      const gp = pdy + k, xp = px + k, yp = py + k; // immediate offsets below
+      let h0 = v128.load64_zero(gp), h1 = v128.load64_zero(gp, 8);
+      if (masked) {
+        h0 = v128.andnot(h0, f32x4.le(v128.load64_zero(yp), f32x4.splat(0)));
+        h1 = v128.andnot(h1, f32x4.le(v128.load64_zero(yp, 8), f32x4.splat(0)));
+      }
+      const g0 = f64x2.promote_low_f32x4(h0), g1 = f64x2.promote_low_f32x4(h1);
+      const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp)), mm);
+      const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
       a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
       a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
     }

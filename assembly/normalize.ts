@@ -124,9 +124,19 @@ export function normalizeNhwcF32Simd(
   const lo4 = f32x4.splat(lower);
   const rowBytes = <usize>L << 2;
   const end = (total / <usize>L) * rowBytes;
+  const wide = rowBytes & ~(<usize>63);
   for (let k: usize = 0; k < end; k += rowBytes) {
     const p = x + k, q = y + k;
-    for (let o: usize = 0; o < rowBytes; o += 16) {
+    // Four vectors per step, addressed by immediate offsets from one pointer per array.
+    let o: usize = 0;
+    for (; o < wide; o += 64) {
+      const u = p + o, v = q + o, m = mhP + o, a = aP + o, b = bP + o;
+      v128.store(v, apply4(v128.load(u), v128.load(m), v128.load(a), v128.load(b), lo4, relu));
+      v128.store(v, apply4(v128.load(u, 16), v128.load(m, 16), v128.load(a, 16), v128.load(b, 16), lo4, relu), 16);
+      v128.store(v, apply4(v128.load(u, 32), v128.load(m, 32), v128.load(a, 32), v128.load(b, 32), lo4, relu), 32);
+      v128.store(v, apply4(v128.load(u, 48), v128.load(m, 48), v128.load(a, 48), v128.load(b, 48), lo4, relu), 48);
+    }
+    for (; o < rowBytes; o += 16) {
       v128.store(q + o, apply4(v128.load(p + o), v128.load(mhP + o), v128.load(aP + o), v128.load(bP + o), lo4, relu));
     }
   }

@@ -60,11 +60,11 @@ export let sumShiftedSq: f64 = 0;
     const p = first + stride * o;
     let i = 0;
     for (; i + 8 <= inner; i += 8) {
-      const q = p + (<usize>i << 2);
-      const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
-      const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
-      const d2 = f64x2.sub(loadF32x2AsF64(q + 16), kk);
-      const d3 = f64x2.sub(loadF32x2AsF64(q + 24), kk);
+      const q = p + (<usize>i << 2); // immediate offsets below: no address arithmetic per load
+      const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q)), kk);
+      const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 8)), kk);
+      const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 16)), kk);
+      const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 24)), kk);
       a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
       a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
       a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
@@ -176,8 +176,11 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, mean: usize, m2: u
       let p = x + r0 * rowBytes + (j << 2);
       let r = r0;
       for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
-        const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
-        const e0 = f64x2.sub(loadF32x2AsF64(p + rowBytes), k0), e1 = f64x2.sub(loadF32x2AsF64(p + rowBytes + 8), k1);
+        const p2 = p + rowBytes; // immediate offsets below: no address arithmetic per load
+        const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), k0);
+        const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 8)), k1);
+        const e0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2)), k0);
+        const e1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2, 8)), k1);
         a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
         a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
         b0 = f64x2.add(b0, e0); r0s = f64x2.add(r0s, f64x2.mul(e0, e0));
