@@ -24,10 +24,15 @@ export function isDetached(a: ArrayBufferView): boolean {
   }
 }
 
+/** What an argument's length is checked against, for messages (built only when one is thrown). */
+export type What = string | (() => string);
+
+const text = (what: What): string => (typeof what === 'string' ? what : what());
+
 /** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
-export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array {
+export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array {
   if (!isFloat32Array(value)) {
-    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${what})`, describe(value),
+    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${text(what)})`, describe(value),
       ArrayBuffer.isView(value) || Array.isArray(value) ? 'convert with Float32Array.from() first' : undefined);
   }
   if (isDetached(value)) {
@@ -35,7 +40,7 @@ export function checkF32(engine: Engine, value: unknown, name: string, length: n
       'wasm memory grew after the view was taken; read tensor.data again');
   }
   if (value.length !== length) {
-    throw new ShapeError(name, `length ${length} (${what})`, `length ${value.length}`);
+    throw new ShapeError(name, `length ${length} (${text(what)})`, `length ${value.length}`);
   }
   if (value.buffer === engine.arena.buffer && !engine.arena.owns(value.byteOffset, value.byteLength)) {
     throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${value.byteOffset}, ${value.byteOffset + value.byteLength}) of its memory`);
@@ -43,7 +48,7 @@ export function checkF32(engine: Engine, value: unknown, name: string, length: n
   return value;
 }
 
-export function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: string): Float32Array | null {
+export function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array | null {
   return value === undefined || value === null ? null : checkF32(engine, value, name, length, what);
 }
 
@@ -94,13 +99,14 @@ export function checkAliasing(
   reads: ReadonlyArray<[string, Float32Array | null]>,
   inPlace: ReadonlySet<string>,
 ): void {
-  const all = [...writes, ...reads];
   for (const [wName, w] of writes) {
     if (!w) continue;
-    for (const [rName, r] of all) {
-      if (!r || rName === wName || !overlaps(w, r)) continue;
-      if (inPlace.has(`${wName}=${rName}`) && sameMemory(w, r)) continue;
-      throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${[...inPlace].some((p) => p === `${wName}=${rName}`) ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
+    for (const list of [writes, reads]) {
+      for (const [rName, r] of list) {
+        if (!r || rName === wName || !overlaps(w, r)) continue;
+        if (inPlace.has(`${wName}=${rName}`) && sameMemory(w, r)) continue;
+        throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${inPlace.has(`${wName}=${rName}`) ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
+      }
     }
   }
 }

@@ -104,11 +104,12 @@ export function checkForwardArgs(
 ): ForwardArgs {
   const g = geometry(shape, checkLayout(opts.layout));
   const C = g.channels;
-  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
-  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, `C = ${C} channels`);
-  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, `C = ${C} channels`);
-  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, `C = ${C} channels`);
+  const channels = () => `C = ${C} channels`;
+  checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, channels);
+  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, channels);
+  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, channels);
+  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, channels);
   if ((runningMean === null) !== (runningVar === null)) {
     const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
     throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
@@ -266,12 +267,12 @@ export function checkBackwardArgs(
 ): { g: Geometry; weight: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array } {
   const g = geometry(shape, checkLayout(opts.layout));
   const C = g.channels;
-  const what = `shape [${g.shape.join(', ')}]`;
+  const what = () => `shape [${g.shape.join(', ')}]`, saved = () => `C = ${C} channels, from ${source}`;
   checkF32(engine, dy, 'dy', g.size, what);
   checkF32(engine, x, 'x', g.size, what);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, `C = ${C} channels`);
-  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, `C = ${C} channels, from ${source}`);
-  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, `C = ${C} channels, from ${source}`);
+  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, () => `C = ${C} channels`);
+  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, saved);
+  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, saved);
   return { g, weight, saveMean, saveInvStd };
 }
 

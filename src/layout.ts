@@ -44,19 +44,21 @@ export function geometry(shape: unknown, layout: Layout, argument = 'shape'): Ge
     throw new ShapeError(argument, 'rank >= 2 (N, C, ...)', `rank ${dims.length} [${dims.join(', ')}]`);
   }
   let size = 1;
-  dims.forEach((d, i) => {
+  for (let i = 0; i < dims.length; i++) {
+    const d = dims[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 1) {
       throw new ShapeError(`${argument}[${i}]`, 'a positive integer', describe(d));
     }
     size *= d;
-  });
+  }
   if (size > MAX_ELEMENTS) {
     throw new ShapeError(argument, `at most ${MAX_ELEMENTS} elements (4 GiB of float32)`, `${size} elements`);
   }
   const numbers = dims as number[];
   const axis = channelAxis(numbers.length, layout);
   const channels = numbers[axis];
-  const inner = numbers.slice(axis + 1).reduce((a, b) => a * b, 1);
+  let inner = 1;
+  for (let i = axis + 1; i < numbers.length; i++) inner *= numbers[i];
   const outer = size / (channels * inner);
   return { layout, shape: numbers, channels, outer, inner, count: outer * inner, size };
 }

@@ -24,14 +24,22 @@ export class Arena {
   private readonly free: Block[] = [];
   private readonly live = new Map<number, number>();
 
+  private cached: ArrayBuffer;
+
   constructor(memory: WebAssembly.Memory, heapBase: number) {
     this.memory = memory;
+    this.cached = memory.buffer;
     this.base = roundUp(heapBase, ALIGN);
     this.top = this.base;
   }
 
+  /**
+   * The memory's current buffer. Cached: memory.grow detaches the old buffer (byteLength 0),
+   * which is what refreshes the cache, whoever grew the memory.
+   */
   get buffer(): ArrayBuffer {
-    return this.memory.buffer;
+    if (this.cached.byteLength === 0) this.cached = this.memory.buffer;
+    return this.cached;
   }
 
   /** Bytes currently handed out (live allocations). */

@@ -191,7 +191,7 @@ export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const layout = checkLayout(opts.layout);
   const g = geometry(shape, layout);
   const C = g.channels;
-  checkF32(engine, x, 'x', g.size, `shape [${g.shape.join(', ')}]`);
+  checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
 
   const k = engine.kernels;
   const last = channelsLast(g);
