@@ -464,6 +464,22 @@ describe('memory growth never leaves a stale view without a clear error', () => 
     t.free();
   });
 
+  it('memory grown outside the engine (kernels.memory.grow): the next calls see the new buffer, zero-copy stays zero-copy', async () => {
+    const engine = await createEngine({ simd: true });
+    const x = engine.tensor(data(24, 7)), y = engine.tensor(24);
+    const before = engine.forward(x.data, [4, 3, 2], { training: true, out: y.data }).y.slice();
+    const stale = x.data;
+    engine.kernels.memory.grow(1); // not through the arena: detaches every view, as any growth does
+    expect(stale.length).toBe(0);
+    expect(engine.arena.buffer).toBe(engine.kernels.memory.buffer);
+    const r = engine.forward(x.data, [4, 3, 2], { training: true, out: y.data });
+    expect(r.y).toBe(y.data); // resident: written in place, not copied through scratch
+    sameBytes(r.y, before, 'y after the external growth');
+    expectError(() => engine.forward(stale, [4, 3, 2], { training: true }), MemoryError, 'x');
+    x.free();
+    y.free();
+  });
+
   it('engine.tensor(view of another tensor) copies correctly even when its own allocation grows memory', async () => {
     const engine = await createEngine({ simd: true });
     const src = engine.tensor(Float32Array.from({ length: 1000 }, (_, i) => i));
