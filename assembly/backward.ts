@@ -12,7 +12,7 @@
 // overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
 //   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
 // SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical dx.
-import { periodOf, rowPeriodOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, rowPeriodOf, BLOCK_BYTES, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { loadF32x2AsF64 } from './stats';
 
 // @ts-ignore: decorator
@@ -129,9 +129,6 @@ export function backwardReduceNchwF32(
     }
   }
 }
-
-/** Super-rows of one block: summed in registers before touching the period accumulators. */
-const BLOCK_BYTES: usize = 1 << 16;
 
 /**
  * NHWC reduce, blocked like statsNhwcF32Simd: super-rows of one period (L = lcm(C, 4) values)

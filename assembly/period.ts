@@ -21,6 +21,13 @@
 }
 
 /**
+ * Bytes of one cache-sized block of super-rows in the channel-last reductions (statistics,
+ * backward sums): a block's rows are summed in registers before they touch the period
+ * accumulators.
+ */
+export const BLOCK_BYTES: usize = 1 << 16;
+
+/**
  * Bytes of scratch any channel-last kernel needs for C channels: 3 f64 period arrays
  * (statistics, reductions) or 4 f32 super-row arrays (apply loops).
  */

@@ -13,7 +13,7 @@
 // K is a sample of the channel, a few std from the mean, so even |mean|/std = 1e4 over 1e6+
 // values stays near f64 rounding (the unshifted E[x²] − E[x]² in f32 would lose everything).
 // NaN/Inf propagate per channel as IEEE arithmetic does.
-import { periodOf, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, BLOCK_BYTES, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
 
 /** Results of the inline channel sums below (AssemblyScript has no tuples). */
 export let sumShifted: f64 = 0;
@@ -142,9 +142,6 @@ export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usi
     store<f64>(m2 + oc, finishM2(n));
   }
 }
-
-/** Rows of one block, summed in registers before touching the period accumulators. */
-const BLOCK_BYTES: usize = 1 << 16;
 
 /**
  * NHWC: the flat tensor is `total / L` super-rows of one period each (period.ts) plus a short

@@ -1,7 +1,7 @@
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
-import { CallScope, channelsLast } from './call.js';
+import { CallScope, backwardSums, batchStats, channelsLast } from './call.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject,
 } from './args.js';
@@ -219,8 +219,7 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
       k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
       if (f.stats === 'batch') {
-        if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
-        else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
+        batchStats(k, g, xPtr, stats, work);
       } else if (given) {
         scope.f64(stats, C).set(given.mean);
         scope.f64(stats + 8 * C, C).set(given.m2);
@@ -342,7 +341,8 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(b.dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(b.x);
     if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(b.y!);
-    const [meanPtr, invStdPtr, gamma, k1, k2, k3, dweight, dbias] = [0, 4, 8, 12, 16, 20, 24, 28].map((o) => params + o * C);
+    const meanPtr = params, invStdPtr = params + 4 * C, gamma = params + 8 * C;
+    const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C, dweight = params + 24 * C, dbias = params + 28 * C;
     scope.f32(meanPtr, C).set(mean);
     scope.f32(invStdPtr, C).set(invStd);
     if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
@@ -352,8 +352,7 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
-        if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work, yPtr);
-        else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C, yPtr);
+        backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, yPtr);
       } else {
         scope.f64(sums, C).set(given.sumDy);
         scope.f64(sums + 8 * C, C).set(given.sumDyXhat);

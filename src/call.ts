@@ -1,5 +1,5 @@
 // Kernel plumbing: where each tensor of one call lives in wasm memory.
-import type { Engine } from './engine.js';
+import type { Engine, KernelExports } from './engine.js';
 import type { Geometry } from './layout.js';
 
 /** Where a tensor argument's values are for the kernels: its own bytes, or scratch. */
@@ -66,4 +66,23 @@ export class CallScope {
  */
 export function channelsLast(g: Geometry): boolean {
   return g.layout === 'NHWC' || g.inner === 1;
+}
+
+/** Per-channel mean and m2 of x (f64[C] at stats and stats + 8·C) by the layout's statistics kernel. */
+export function batchStats(k: KernelExports, g: Geometry, x: number, stats: number, work: number): void {
+  const C = g.channels;
+  if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, stats, stats + 8 * C, work);
+  else k.statsNchwF32(x, g.outer, C, g.inner, stats, stats + 8 * C);
+}
+
+/**
+ * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C) by the layout's backward
+ * reduction kernel; g = dy, masked by the fused ReLU's output y unless y is 0.
+ */
+export function backwardSums(
+  k: KernelExports, g: Geometry, dy: number, x: number, mean: number, sums: number, work: number, y: number,
+): void {
+  const C = g.channels;
+  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, sums, sums + 8 * C, work, y);
+  else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, sums, sums + 8 * C, y);
 }

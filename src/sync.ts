@@ -25,7 +25,7 @@ import {
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, channelsLast } from './call.js';
+import { CallScope, backwardSums, batchStats, channelsLast } from './call.js';
 import { checkAliasing, checkF32, checkOptionalF32, isObject } from './args.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
@@ -203,8 +203,7 @@ export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonl
     ]);
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    if (last) k.statsNhwcF32(xPtr, g.outer, C, stats, stats + 8 * C, work);
-    else k.statsNchwF32(xPtr, g.outer, C, g.inner, stats, stats + 8 * C);
+    batchStats(k, g, xPtr, stats, work);
     const s = scope.f64(stats, 2 * C);
     return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
   } finally {
@@ -258,8 +257,7 @@ export function backwardReduceBatchNorm(
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     scope.f32(meanPtr, C).set(mean);
-    if (last) k.backwardReduceNhwcF32(dyPtr, xPtr, g.outer, C, meanPtr, sums, sums + 8 * C, work, 0);
-    else k.backwardReduceNchwF32(dyPtr, xPtr, g.outer, C, g.inner, meanPtr, sums, sums + 8 * C, 0);
+    backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, 0);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
     const sumDyXhat = new Float64Array(C);

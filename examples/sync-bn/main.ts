@@ -8,7 +8,7 @@
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { createEngine, type Layout } from '../../src/index.js';
-import type { ShardJob, ShardResult } from './worker.js';
+import type { ShardJob, ShardResult, StepResult } from './worker.js';
 
 export interface SyncExampleOptions {
   /** Whole-batch shape (default [22, 8, 12, 12]); shards split axis 0. */
@@ -19,16 +19,7 @@ export interface SyncExampleOptions {
   seed?: number;
 }
 
-export interface StepResult {
-  y: Float32Array;
-  dx: Float32Array;
-  dweight: Float32Array;
-  dbias: Float32Array;
-  runningMean: Float32Array;
-  runningVar: Float32Array;
-  saveMean: Float32Array;
-  saveInvStd: Float32Array;
-}
+export type { StepResult } from './worker.js';
 
 export interface SyncExampleResult {
   shape: number[];

@@ -22,8 +22,8 @@ export interface ShardJob {
   eps: number;
 }
 
-export interface ShardResult {
-  rank: number;
+/** One training step's outputs: of a shard here, of the whole batch in main.ts. */
+export interface StepResult {
   y: Float32Array;
   dx: Float32Array;
   dweight: Float32Array;
@@ -32,6 +32,10 @@ export interface ShardResult {
   runningVar: Float32Array;
   saveMean: Float32Array;
   saveInvStd: Float32Array;
+}
+
+export interface ShardResult extends StepResult {
+  rank: number;
   globalCount: number;
 }
 
