@@ -12,35 +12,60 @@
 //
 // Contract: f32 tensors [outer][C][inner]; y may equal x, dx may equal dy or x (in place).
 // gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel.
-import { shiftOf as referenceOf, finishMean, finishM2, sumShiftedPlanesSimd, sumShiftedPlanesScalar } from './stats';
+import {
+  shiftOf as referenceOf, segmentsOf, planesOf, blockOffset, blockM2, mergedMean, mergedM2, sumShiftedRun, sumShifted, sumShiftedSq,
+} from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
 import { invStdOf, shiftOf } from './fold';
 import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun, sumDyXmuRun } from './backward';
 
 /**
- * Training forward: mean, m2 (f64) and invStd = 1/sqrt(m2/n + eps) per channel, then
- * y = max'((x − meanHi)·scale + shift, lower) with meanHi, scale, shift folded as in fold.ts
- * (normalize.ts: lower = 0 fuses ReLU, −Inf is the identity).
+ * Training forward: per channel, the block partials of stats.ts's NCHW partition (the same
+ * per-plane sums in the same order as statsNchwF32) merged in block order as mergeMomentsF64
+ * does, so mean and m2 (f64) are bit-identical to those kernels'; invStd = 1/sqrt(m2/n + eps);
+ * then y = max'((x − meanHi)·scale + shift, lower) with meanHi, scale, shift folded as in
+ * fold.ts (normalize.ts: lower = 0 fuses ReLU, −Inf is the identity).
  */
 export function forwardTrainNchwF32(
-  x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, gamma: usize, beta: usize, eps: f64,
   mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
-  const n = <f64>outer * <f64>inner;
+  const S = segmentsOf(inner, block), P = planesOf(inner, block);
   for (let c = 0; c < C; c++) {
-    const first = x + plane * c;
-    const k = referenceOf(load<f32>(first));
-    if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(first, outer, stride, inner, k);
-    else sumShiftedPlanesScalar(first, outer, stride, inner, k);
-    const mu = finishMean(k, n), q = finishM2(n);
-    const s = invStdOf(q, n, eps);
+    let n = 0.0, mu = 0.0, q = 0.0, shift = 0.0; // mergeMomentsF64's running state
+    for (let first = 0; first < outer; first += P) {
+      const last = min(first + P, outer) - 1;
+      for (let s = 0; s < S; s++) {
+        const i0 = s * block, len = min(block, inner - i0);
+        const at = plane * c + (<usize>i0 << 2);
+        const k = referenceOf(load<f32>(x + at + stride * first));
+        let t1 = 0.0, t2 = 0.0;
+        for (let o = first; o <= last; o++) {
+          sumShiftedRun(x + at + stride * o, len, k);
+          if (o == first) { t1 = sumShifted; t2 = sumShiftedSq; } else { t1 += sumShifted; t2 += sumShiftedSq; }
+        }
+        const nb = <f64>(last - first + 1) * <f64>len;
+        const off = blockOffset(t1, nb), qb = blockM2(t1, t2, nb);
+        if (n == 0) {
+          shift = k;
+          n = nb; mu = off; q = qb;
+        } else {
+          const total = n + nb, w = nb / total, mb = (k - shift) + off;
+          q = mergedM2(q, qb, mu, mb, n, w);
+          mu = mergedMean(mu, mb, w);
+          n = total;
+        }
+      }
+    }
+    mu = shift + mu;
+    const sd = invStdOf(q, n, eps);
     const oc = <usize>c << 3, pc = <usize>c << 2;
     store<f64>(mean + oc, mu);
     store<f64>(m2 + oc, q);
-    store<f64>(invStd + oc, s);
-    const mh = <f32>mu, a = <f32>(<f64>load<f32>(gamma + pc) * s);
+    store<f64>(invStd + oc, sd);
+    const mh = <f32>mu, a = <f32>(<f64>load<f32>(gamma + pc) * sd);
     const b = shiftOf(load<f32>(beta + pc), mu, mh, a);
     for (let o = 0; o < outer; o++) {
       const off = plane * c + stride * o;

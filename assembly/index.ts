@@ -6,15 +6,15 @@
 // against the memory size and traps with a message (release builds drop the asserts).
 import { workspaceBytes } from './period';
 import { foldF32 as fold, narrowF64 as narrow, widenF32 as widen, updateRunningF32 as updateRunning, foldBackwardF32 as foldBackward } from './fold';
-import { statsNchwF32 as statsNchw, statsNhwcF32Simd, statsNhwcF32Scalar } from './stats';
+import {
+  statsNchwF32 as statsNchw, statsNhwcF32Simd, statsNhwcF32Scalar, mergeMomentsF64 as mergeMoments, segmentsOf, planesOf,
+} from './stats';
 import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
 import {
   backwardReduceNchwF32 as backwardReduceNchw, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
   backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
 } from './backward';
 import { forwardTrainNchwF32 as forwardTrainNchw, backwardNchwF32 as backwardNchw } from './fused';
-
-export { workspaceBytes };
 
 /** First byte the host may use. */
 export function heapBase(): usize {
@@ -30,28 +30,51 @@ export function simdEnabled(): i32 {
 function checkCounts(a: i32, b: i32, c: i32): void {
   assert(a > 0 && b > 0 && c > 0, 'kernel: counts must be positive');
 }
-function checkRange(ptr: usize, bytes: usize): void {
+// Byte counts in u64: a range that ends exactly at 4 GiB, or a count that a bad call makes
+// larger, must not wrap around.
+function checkRange(ptr: usize, bytes: u64): void {
   assert((ptr & 3) == 0, 'kernel: pointer not 4-byte aligned');
   assert(ptr >= __heap_base, 'kernel: pointer below the heap');
-  assert(ptr + bytes <= (<usize>memory.size() << 16) && ptr + bytes >= ptr, 'kernel: range past the end of memory');
+  assert(<u64>ptr + bytes <= (<u64>memory.size() << 16), 'kernel: range past the end of memory');
 }
 // @ts-ignore: decorator
-@inline function f32s(n: usize): usize { return n << 2; }
+@inline function f32s(n: u64): u64 { return n << 2; }
 // @ts-ignore: decorator
-@inline function f64s(n: usize): usize { return n << 3; }
+@inline function f64s(n: u64): u64 { return n << 3; }
 
-export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
+function checkBlock(block: i32): void {
+  assert(block > 0 && block <= (1 << 30), 'kernel: block must be in [1, 2^30]');
+}
+
+/** Statistics blocks: 1 <= block <= 2^30, 0 <= b0 <= b1 <= blocks, partials of b1 blocks in memory. */
+function checkBlocks(b0: i32, b1: i32, blocks: i32, partials: usize, C: i32): void {
+  assert(b0 >= 0 && b0 <= b1 && b1 <= blocks, 'kernel: block range outside the partition');
+  checkRange(partials, f64s(<u64>b1 * 4 * C));
+}
+
+export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, block: i32, b0: i32, b1: i32, partials: usize): void {
   checkCounts(outer, C, inner);
-  checkRange(x, f32s(<usize>outer * C * inner)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
-  statsNchw(x, outer, C, inner, mean, m2);
+  checkRange(x, f32s(<u64>outer * C * inner));
+  checkBlock(block);
+  const P = planesOf(inner, block);
+  checkBlocks(b0, b1, segmentsOf(inner, block) * ((outer - 1) / P + 1), partials, C);
+  statsNchw(x, outer, C, inner, block, b0, b1, partials);
 }
 
-export function statsNhwcF32(x: usize, rows: i32, C: i32, mean: usize, m2: usize, work: usize): void {
+export function statsNhwcF32(x: usize, rows: i32, C: i32, block: i32, b0: i32, b1: i32, partials: usize, work: usize): void {
   checkCounts(rows, C, 1);
-  checkRange(x, f32s(<usize>rows * C)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
+  checkRange(x, f32s(<u64>rows * C));
+  checkBlock(block);
+  checkBlocks(b0, b1, (rows - 1) / block + 1, partials, C);
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) statsNhwcF32Simd(x, rows, C, mean, m2, work);
-  else statsNhwcF32Scalar(x, rows, C, mean, m2, work);
+  if (ASC_FEATURE_SIMD) statsNhwcF32Simd(x, rows, C, block, b0, b1, partials, work);
+  else statsNhwcF32Scalar(x, rows, C, block, b0, b1, partials, work);
+}
+
+export function mergeMomentsF64(partials: usize, blocks: i32, C: i32, mean: usize, m2: usize): void {
+  checkCounts(blocks, C, 1);
+  checkRange(partials, f64s(<u64>blocks * 4 * C)); checkRange(mean, f64s(C)); checkRange(m2, f64s(C));
+  mergeMoments(partials, blocks, C, mean, m2);
 }
 
 export function normalizeNchwF32(
@@ -59,7 +82,7 @@ export function normalizeNchwF32(
   meanHi: usize, scale: usize, shift: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
-  const n = f32s(<usize>outer * C * inner);
+  const n = f32s(<u64>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
   checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   if (ASC_FEATURE_SIMD) normalizeNchwF32Simd(x, y, outer, C, inner, meanHi, scale, shift, lower);
@@ -71,7 +94,7 @@ export function normalizeNhwcF32(
   meanHi: usize, scale: usize, shift: usize, work: usize, lower: f32,
 ): void {
   checkCounts(rows, C, 1);
-  const n = f32s(<usize>rows * C);
+  const n = f32s(<u64>rows * C);
   checkRange(x, n); checkRange(y, n);
   checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   checkRange(work, workspaceBytes(C));
@@ -83,7 +106,7 @@ export function backwardReduceNchwF32(
   dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
-  const n = f32s(<usize>outer * C * inner);
+  const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
   backwardReduceNchw(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
@@ -93,7 +116,7 @@ export function backwardReduceNhwcF32(
   dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize, y: usize,
 ): void {
   checkCounts(rows, C, 1);
-  const n = f32s(<usize>rows * C);
+  const n = f32s(<u64>rows * C);
   checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
   checkRange(work, workspaceBytes(C));
@@ -106,7 +129,7 @@ export function backwardDxNchwF32(
   mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
 ): void {
   checkCounts(outer, C, inner);
-  const n = f32s(<usize>outer * C * inner);
+  const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
   if (ASC_FEATURE_SIMD) backwardDxNchwF32Simd(dy, x, dx, outer, C, inner, mean, k1, k2, k3, training, y);
@@ -118,7 +141,7 @@ export function backwardDxNhwcF32(
   mean: usize, k1: usize, k2: usize, k3: usize, work: usize, training: bool, y: usize,
 ): void {
   checkCounts(rows, C, 1);
-  const n = f32s(<usize>rows * C);
+  const n = f32s(<u64>rows * C);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
   checkRange(work, workspaceBytes(C));
@@ -127,15 +150,16 @@ export function backwardDxNhwcF32(
 }
 
 export function forwardTrainNchwF32(
-  x: usize, y: usize, outer: i32, C: i32, inner: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, gamma: usize, beta: usize, eps: f64,
   mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
-  const n = f32s(<usize>outer * C * inner);
+  checkBlock(block);
+  const n = f32s(<u64>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
   checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
   checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(invStd, f64s(C));
-  forwardTrainNchw(x, y, outer, C, inner, gamma, beta, eps, mean, m2, invStd, lower);
+  forwardTrainNchw(x, y, outer, C, inner, block, gamma, beta, eps, mean, m2, invStd, lower);
 }
 
 export function backwardNchwF32(
@@ -143,7 +167,7 @@ export function backwardNchwF32(
   mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
-  const n = f32s(<usize>outer * C * inner);
+  const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));

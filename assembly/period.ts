@@ -29,10 +29,11 @@ export const BLOCK_BYTES: usize = 1 << 16;
 
 /**
  * Bytes of scratch any channel-last kernel needs for C channels: 3 f64 period arrays
- * (statistics, reductions) or 4 f32 super-row arrays (apply loops).
+ * (statistics, reductions) or 4 f32 super-row arrays (apply loops). The host computes the
+ * same size itself (src/call.ts, workspaceBytes); this one serves the debug build's checks.
  */
-export function workspaceBytes(C: i32): usize {
-  return max<usize>(<usize>periodOf(C) * 24, <usize>rowPeriodOf(C) * 16);
+export function workspaceBytes(C: i32): u64 {
+  return max<u64>(<u64>periodOf(C) * 24, <u64>rowPeriodOf(C) * 16);
 }
 
 /** Repeats the first `head` bytes at dst until `total` bytes (a multiple of head): doubling copies. */

@@ -1,21 +1,39 @@
-// Per-channel batch statistics for training: mean and m2 = Σ (x − mean)², in float64.
+// Per-channel batch statistics for training: count, mean and m2 = Σ (x − mean)², in float64,
+// as mergeable block partials.
 //
-// Contract: x is f32, read-only; mean and m2 are f64[C] outputs. n = values per channel >= 1.
-//   NCHW: x is [outer][C][inner]; channel c is the `outer` contiguous planes of `inner` values.
-//   NHWC: x is [rows][C]; `work` holds workspaceBytes(C) bytes of scratch (see period.ts).
-// Unaligned pointers are fine (4-byte alignment is enough); no size restrictions: SIMD main
-// loops, scalar tails.
+// Partition (a function of the shape and `block` alone, never of the call path or thread
+// count): each channel's values are cut into blocks of at most `block` values.
+//   NCHW [outer][C][inner]: a plane longer than `block` is cut into S = ceil(inner / block)
+//     segments (block b = plane b / S, segment b % S); shorter planes are grouped P =
+//     floor(block / inner) at a time (block b = planes [bP, bP + P)). Blocks: S·ceil(outer / P).
+//   Channels-last [rows][C]: block b = rows [b·block, (b + 1)·block). Blocks: ceil(rows / block).
+// Block b of every channel is one partial, f64 at partials + ((4b + f)·C + c)·8 for field
+// f = 0 count n_b, 1 pivot K, 2 offset mean_b − K, 3 m2_b: a call computes the partials of
+// blocks [b0, b1) for all channels, so a range split over several calls (threads) gives the
+// same bits as one call.
 //
-// Shifted one-pass algorithm. With K = the channel's first value (0 if it is not finite):
-//   s1 = Σ (x − K),   s2 = Σ (x − K)²,   mean = K + s1 / n,   m2 = max(s2 − s1² / n, 0)
-// x − K is exact in f64 (x and K are f32) and its square rounds once, so the only
-// cancellation left is s2 − s1²/n, whose relative error is about ((mean − K)/std)² · n · 2^-53:
-// K is a sample of the channel, a few std from the mean, so even |mean|/std = 1e4 over 1e6+
-// values stays near f64 rounding (the unshifted E[x²] − E[x]² in f32 would lose everything).
+// Within a block, a shifted one-pass sum with K = the block's first value (0 if not finite):
+//   s1 = Σ (x − K),  s2 = Σ (x − K)²,  mean_b − K = s1 / n_b,  m2_b = max(s2 − s1² / n_b, 0).
+// The block's mean is kept as K plus an offset, never rounded to one f64: merging blocks then
+// loses nothing to a huge |mean| (K_b − K_0 is exact: both are f32 values).
+// x − K is exact in f64 and its square rounds once; the cancellation in s2 − s1²/n_b grows with
+// ((mean_b − K)/std_b)² ≤ n_b − 1 (K is one of the block's values), so however adversarial the
+// order of the data (an outlier first, a sparse post-ReLU channel), the relative error of m2_b
+// stays below about n_b · (chain length) · 2^-53 ≤ block² · 2^-53 (2^-31 at block = 2048).
+// mergeMomentsF64 then folds the partials of each channel in block order with Chan's update
+// (no cancellation: every term of m2 is >= 0), every mean taken relative to K_0 (block 0's
+// pivot), mean_b − K_0 = (K_b − K_0) + offset_b:
+//   n = na + nb,  δ = mean_b − mean_a,  mean = mean_a + δ·(nb / n),  m2 = m2_a + m2_b + δ²·(na·(nb / n))
+// (mean = mean_a + mean_b when δ is not finite, so ±Inf survive as the oracle's Σx/n does),
+// and finally mean = K_0 + the merged offset.
 // NaN/Inf propagate per channel as IEEE arithmetic does.
+//
+// Contract: x is f32, read-only, 4-byte aligned; partials f64; channels-last kernels use `work`
+// (workspace, see period.ts). SIMD main loops, scalar tails; both builds compute each block's
+// sums in the same order within their own build.
 import { periodOf, BLOCK_BYTES, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
 
-/** Results of the inline channel sums below (AssemblyScript has no tuples). */
+/** Results of the inline sums below (AssemblyScript has no tuples). */
 export let sumShifted: f64 = 0;
 export let sumShiftedSq: f64 = 0;
 
@@ -24,22 +42,41 @@ export let sumShiftedSq: f64 = 0;
   return isFinite(v) ? <f64>v : 0.0;
 }
 
-/** mean = K + s1/n, m2 = max(s2 − s1²/n, 0) from sumShifted, sumShiftedSq. */
+/** NCHW partition: segments per plane (planes longer than `block`), else 1. */
 // @ts-ignore: decorator
-@inline export function finishMean(k: f64, n: f64): f64 {
-  return k + sumShifted / n;
-}
-// @ts-ignore: decorator
-@inline export function finishM2(n: f64): f64 {
-  return max(sumShiftedSq - (sumShifted * sumShifted) / n, 0.0);
+@inline export function segmentsOf(inner: i32, block: i32): i32 {
+  return inner > block ? (inner - 1) / block + 1 : 1;
 }
 
-/** finishMean and finishM2 for two channels, in place (mean, m2 hold s1, s2 at offset o). */
+/** NCHW partition: whole planes per block (planes of at most `block` values), else 1. */
 // @ts-ignore: decorator
-@inline function finishPair(k: v128, nn: v128, mean: usize, m2: usize, o: usize): void {
-  const s1 = v128.load(mean + o), s2 = v128.load(m2 + o);
-  v128.store(mean + o, f64x2.add(k, f64x2.div(s1, nn)));
-  v128.store(m2 + o, f64x2.max(f64x2.sub(s2, f64x2.div(f64x2.mul(s1, s1), nn)), f64x2.splat(0)));
+@inline export function planesOf(inner: i32, block: i32): i32 {
+  return inner >= block ? 1 : block / inner;
+}
+
+/** A block's mean − K and m2 from its shifted sums s1, s2 over n values. */
+// @ts-ignore: decorator
+@inline export function blockOffset(s1: f64, n: f64): f64 {
+  return s1 / n;
+}
+// @ts-ignore: decorator
+@inline export function blockM2(s1: f64, s2: f64, n: f64): f64 {
+  return max(s2 - (s1 * s1) / n, 0.0);
+}
+
+/**
+ * Chan's update of (na, mean, m2) by a block (nb, mb, qb), w = nb / (na + nb), means relative
+ * to block 0's pivot; m2 first, then the mean.
+ */
+// @ts-ignore: decorator
+@inline export function mergedM2(q: f64, qb: f64, mean: f64, mb: f64, na: f64, w: f64): f64 {
+  const d = mb - mean;
+  return (q + qb) + (d * d) * (na * w);
+}
+// @ts-ignore: decorator
+@inline export function mergedMean(mean: f64, mb: f64, w: f64): f64 {
+  const d = mb - mean;
+  return isFinite(d) ? mean + d * w : mean + mb;
 }
 
 /** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
@@ -103,139 +140,202 @@ export let sumShiftedSq: f64 = 0;
   sumShiftedSq = s2;
 }
 
+/** s1, s2 of `n` contiguous values at p: the build's own plane sum. */
+// @ts-ignore: decorator
+@inline export function sumShiftedRun(p: usize, n: i32, k: f64): void {
+  if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(p, 1, 0, n, k);
+  else sumShiftedPlanesScalar(p, 1, 0, n, k);
+}
+
 /**
- * NCHW statistics in memory order: plane by plane ((n, c) order), each plane's shifted sums
- * added to its channel's f64 accumulators (mean and m2 hold s1 and s2 until finished). This
- * streams x once front to back whatever the plane size; the channel-major order of fused.ts
- * would jump C·inner·4 bytes between a channel's planes. One source for both builds: the SIMD
- * build sums each plane with f32x4 loads, the scalar build with its scalar twin.
+ * NCHW partials of blocks [b0, b1), in memory order: plane by plane ((n, c) order), each
+ * segment's shifted sums stored (first plane of its block) or added (later planes) into the
+ * block's mean and m2 slots, and the block finished at its last plane. The pivot of a block is
+ * its first value, re-read from x. The same per-plane sums in the same order as
+ * forwardTrainNchwF32 (fused.ts), so both give the same bits.
  */
-export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, mean: usize, m2: usize): void {
+export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, block: i32, b0: i32, b1: i32, partials: usize): void {
+  if (b1 <= b0) return;
+  const S = segmentsOf(inner, block), P = planesOf(inner, block);
   const plane = <usize>inner << 2;
-  const n = <f64>outer * <f64>inner;
-  zeroF64(mean, C);
-  zeroF64(m2, C);
-  for (let o = 0; o < outer; o++) {
+  const row = <usize>C << 3; // one field of one block's partials
+  // Until a block's last plane, its offset and m2 slots hold the running s1 and s2.
+  const o0 = (b0 / S) * P, o1 = min(((b1 - 1) / S + 1) * P, outer);
+  for (let o = o0; o < o1; o++) {
+    const g = o / P, first = g * P, last = min(first + P, outer) - 1;
+    const s0 = max(b0 - g * S, 0), s1 = min(b1 - g * S, S);
     for (let c = 0; c < C; c++) {
-      const oc = <usize>c << 3;
-      const k = shiftOf(load<f32>(x + plane * c));
-      const p = x + plane * (<usize>o * C + c);
-      if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(p, 1, 0, inner, k);
-      else sumShiftedPlanesScalar(p, 1, 0, inner, k);
-      store<f64>(mean + oc, load<f64>(mean + oc) + sumShifted);
-      store<f64>(m2 + oc, load<f64>(m2 + oc) + sumShiftedSq);
+      const p = x + plane * (<usize>o * C + c), pk = x + plane * (<usize>first * C + c);
+      for (let s = s0; s < s1; s++) {
+        const i0 = s * block, len = min(block, inner - i0);
+        const at = <usize>i0 << 2;
+        const k = shiftOf(load<f32>(pk + at));
+        sumShiftedRun(p + at, len, k);
+        const part = partials + <usize>(g * S + s) * 4 * row + (<usize>c << 3);
+        let t1 = sumShifted, t2 = sumShiftedSq;
+        if (o != first) {
+          t1 = load<f64>(part + 2 * row) + t1;
+          t2 = load<f64>(part + 3 * row) + t2;
+        }
+        if (o == last) {
+          const n = <f64>(last - first + 1) * <f64>len;
+          store<f64>(part, n);
+          store<f64>(part + row, k);
+          store<f64>(part + 2 * row, blockOffset(t1, n));
+          store<f64>(part + 3 * row, blockM2(t1, t2, n));
+        } else {
+          store<f64>(part + 2 * row, t1);
+          store<f64>(part + 3 * row, t2);
+        }
+      }
     }
-  }
-  let c = 0;
-  if (ASC_FEATURE_SIMD) {
-    const nn = f64x2.splat(n);
-    for (; c + 2 <= C; c += 2) {
-      const k = f64x2.replace_lane(f64x2.splat(shiftOf(load<f32>(x + plane * c))), 1, shiftOf(load<f32>(x + plane * (c + 1))));
-      finishPair(k, nn, mean, m2, <usize>c << 3);
-    }
-  }
-  for (; c < C; c++) {
-    const oc = <usize>c << 3;
-    sumShifted = load<f64>(mean + oc);
-    sumShiftedSq = load<f64>(m2 + oc);
-    store<f64>(mean + oc, finishMean(shiftOf(load<f32>(x + plane * c)), n));
-    store<f64>(m2 + oc, finishM2(n));
   }
 }
 
 /**
- * NHWC: the flat tensor is `total / L` super-rows of one period each (period.ts) plus a short
- * tail. Super-rows are taken in blocks that stay in cache (BLOCK_BYTES); within a block, each
- * vector of 4 period positions is summed down the block's rows in f64x2 registers, then added
- * to the period accumulators once. The tail (< one period) goes element by element into the
- * same accumulators; the period is then folded into channels.
+ * Channels-last partials of blocks [b0, b1). A block of rows is `total / L` super-rows of one
+ * period each (period.ts) plus a short tail. Super-rows are taken in groups that stay in cache
+ * (BLOCK_BYTES); within a group, each vector of 4 period positions is summed down the group's
+ * rows in f64x2 registers, then added to the period accumulators once. The tail (< one period)
+ * goes element by element into the same accumulators; the period is then folded into channels.
+ * The pivots are the block's first row, tiled to the period.
  */
-export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, mean: usize, m2: usize, work: usize): void {
+export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, block: i32, b0: i32, b1: i32, partials: usize, work: usize): void {
   const L = periodOf(C);
   const rowBytes = <usize>L << 2;
   const shift = work, acc1 = work + (<usize>L << 3), acc2 = acc1 + (<usize>L << 3);
-  for (let c = 0; c < C; c++) store<f64>(shift + (<usize>c << 3), shiftOf(load<f32>(x + (<usize>c << 2))));
-  tileF64InPlace(shift, C, L);
-  zeroF64(acc1, L);
-  zeroF64(acc2, L);
-  const total = <usize>rows * C;
-  const superRows = total / <usize>L;
-  const blockRows = max<usize>(1, BLOCK_BYTES / rowBytes);
-  for (let r0: usize = 0; r0 < superRows; r0 += blockRows) {
-    const r1 = min(superRows, r0 + blockRows);
-    // Per vector of 4 period positions: the block's rows summed in f64x2 registers, two rows per
-    // step into separate chains (even/odd rows) to hide the add latency.
-    for (let j: usize = 0; j < <usize>L; j += 4) {
-      const o = j << 3;
-      const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16);
-      let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
-      let q0 = a0, q1 = a0, r0s = a0, r1s = a0;
-      let p = x + r0 * rowBytes + (j << 2);
-      let r = r0;
-      for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
-        const p2 = p + rowBytes; // immediate offsets below: no address arithmetic per load
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), k0);
-        const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 8)), k1);
-        const e0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2)), k0);
-        const e1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2, 8)), k1);
-        a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-        a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-        b0 = f64x2.add(b0, e0); r0s = f64x2.add(r0s, f64x2.mul(e0, e0));
-        b1 = f64x2.add(b1, e1); r1s = f64x2.add(r1s, f64x2.mul(e1, e1));
+  const groupRows = max<usize>(1, BLOCK_BYTES / rowBytes);
+  for (let b = b0; b < b1; b++) {
+    const first = <usize>b * <usize>block, count = min(<usize>rows, first + <usize>block) - first;
+    const base = x + ((first * <usize>C) << 2);
+    for (let c = 0; c < C; c++) store<f64>(shift + (<usize>c << 3), shiftOf(load<f32>(base + (<usize>c << 2))));
+    tileF64InPlace(shift, C, L);
+    zeroF64(acc1, L);
+    zeroF64(acc2, L);
+    const total = count * <usize>C;
+    const superRows = total / <usize>L;
+    for (let r0: usize = 0; r0 < superRows; r0 += groupRows) {
+      const r1 = min(superRows, r0 + groupRows);
+      // Per vector of 4 period positions: the group's rows summed in f64x2 registers, two rows
+      // per step into separate chains (even/odd rows) to hide the add latency.
+      for (let j: usize = 0; j < <usize>L; j += 4) {
+        const o = j << 3;
+        const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16);
+        let a0 = f64x2.splat(0), a1 = a0, e0 = a0, e1 = a0;
+        let q0 = a0, q1 = a0, r0s = a0, r1s = a0;
+        let p = base + r0 * rowBytes + (j << 2);
+        let r = r0;
+        for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
+          const p2 = p + rowBytes; // immediate offsets below: no address arithmetic per load
+          const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), k0);
+          const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 8)), k1);
+          const f0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2)), k0);
+          const f1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2, 8)), k1);
+          a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+          a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+          e0 = f64x2.add(e0, f0); r0s = f64x2.add(r0s, f64x2.mul(f0, f0));
+          e1 = f64x2.add(e1, f1); r1s = f64x2.add(r1s, f64x2.mul(f1, f1));
+        }
+        if (r < r1) {
+          const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
+          a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+          a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+        }
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, e0)));
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, e1)), 16);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(q0, r0s)));
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(q1, r1s)), 16);
       }
-      if (r < r1) {
-        const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
-        a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-        a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-      }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, b0)));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, b1)), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(q0, r0s)));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(q1, r1s)), 16);
     }
-  }
-  for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
-    const o = j << 3;
-    const d = <f64>load<f32>(x + (i << 2)) - load<f64>(shift + o);
-    store<f64>(acc1 + o, load<f64>(acc1 + o) + d);
-    store<f64>(acc2 + o, load<f64>(acc2 + o) + d * d);
-  }
-  finishPeriod(C, L, <f64>rows, shift, acc1, acc2, mean, m2);
-}
-
-export function statsNhwcF32Scalar(x: usize, rows: i32, C: i32, mean: usize, m2: usize, work: usize): void {
-  // Per-channel accumulators in work: shift[C], acc1[C], acc2[C] (f64); channel c at index c.
-  const shift = work, acc1 = work + (<usize>C << 3), acc2 = acc1 + (<usize>C << 3);
-  for (let c = 0; c < C; c++) store<f64>(shift + (<usize>c << 3), shiftOf(load<f32>(x + (<usize>c << 2))));
-  zeroF64(acc1, C);
-  zeroF64(acc2, C);
-  for (let r = 0; r < rows; r++) {
-    const p = x + ((<usize>r * C) << 2);
-    for (let c = 0; c < C; c++) {
-      const o = <usize>c << 3;
-      const d = <f64>load<f32>(p + (<usize>c << 2)) - load<f64>(shift + o);
+    for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
+      const o = j << 3;
+      const d = <f64>load<f32>(base + (i << 2)) - load<f64>(shift + o);
       store<f64>(acc1 + o, load<f64>(acc1 + o) + d);
       store<f64>(acc2 + o, load<f64>(acc2 + o) + d * d);
     }
+    finishBlockPeriod(C, L, <f64>count, shift, acc1, acc2, partials + <usize>b * 4 * (<usize>C << 3));
   }
-  finishPeriod(C, C, <f64>rows, shift, acc1, acc2, mean, m2);
 }
 
-/** Folds period accumulators into channels (shift[c] is shift[j] for every j ≡ c mod C). */
-function finishPeriod(C: i32, L: i32, n: f64, shift: usize, acc1: usize, acc2: usize, mean: usize, m2: usize): void {
-  // mean and m2 receive the folded s1 and s2 first, then are finished in place.
-  foldPeriodF64(acc1, C, L, mean);
-  foldPeriodF64(acc2, C, L, m2);
+/** The scalar twin: the same blocks and pivots, per-channel accumulators (period = C) in row order. */
+export function statsNhwcF32Scalar(x: usize, rows: i32, C: i32, block: i32, b0: i32, b1: i32, partials: usize, work: usize): void {
+  const shift = work, acc1 = work + (<usize>C << 3), acc2 = acc1 + (<usize>C << 3);
+  for (let b = b0; b < b1; b++) {
+    const first = <usize>b * <usize>block, count = min(<usize>rows, first + <usize>block) - first;
+    const base = x + ((first * <usize>C) << 2);
+    for (let c = 0; c < C; c++) store<f64>(shift + (<usize>c << 3), shiftOf(load<f32>(base + (<usize>c << 2))));
+    zeroF64(acc1, C);
+    zeroF64(acc2, C);
+    for (let r: usize = 0; r < count; r++) {
+      const p = base + ((r * <usize>C) << 2);
+      for (let c = 0; c < C; c++) {
+        const o = <usize>c << 3;
+        const d = <f64>load<f32>(p + (<usize>c << 2)) - load<f64>(shift + o);
+        store<f64>(acc1 + o, load<f64>(acc1 + o) + d);
+        store<f64>(acc2 + o, load<f64>(acc2 + o) + d * d);
+      }
+    }
+    finishBlockPeriod(C, C, <f64>count, shift, acc1, acc2, partials + <usize>b * 4 * (<usize>C << 3));
+  }
+}
+
+/** Folds period accumulators into one block's partials (count | pivot | offset | m2 rows of C f64). */
+function finishBlockPeriod(C: i32, L: i32, n: f64, shift: usize, acc1: usize, acc2: usize, part: usize): void {
+  const row = <usize>C << 3;
+  foldPeriodF64(acc1, C, L, part + 2 * row);
+  foldPeriodF64(acc2, C, L, part + 3 * row);
+  for (let c = 0; c < C; c++) {
+    const o = <usize>c << 3;
+    const t1 = load<f64>(part + 2 * row + o), t2 = load<f64>(part + 3 * row + o);
+    store<f64>(part + o, n);
+    store<f64>(part + row + o, load<f64>(shift + o));
+    store<f64>(part + 2 * row + o, blockOffset(t1, n));
+    store<f64>(part + 3 * row + o, blockM2(t1, t2, n));
+  }
+}
+
+/**
+ * Merges each channel's `blocks` partials in block order (Chan's update, see the header) into
+ * f64 mean[C] and m2[C], means relative to block 0's pivot K_0. Two channels per f64x2 step in
+ * the SIMD builds, the same IEEE operations as the scalar step (mergedM2, mergedMean): both
+ * builds merge to the same bits.
+ */
+export function mergeMomentsF64(partials: usize, blocks: i32, C: i32, mean: usize, m2: usize): void {
+  const row = <usize>C << 3, stride = row * 4;
   let c = 0;
   if (ASC_FEATURE_SIMD) {
-    const nn = f64x2.splat(n);
-    for (; c + 2 <= C; c += 2) finishPair(v128.load(shift + (<usize>c << 3)), nn, mean, m2, <usize>c << 3);
+    const inf = f64x2.splat(Infinity);
+    for (; c + 2 <= C; c += 2) {
+      const pc = partials + (<usize>c << 3);
+      const k = v128.load(pc + row);
+      let n = v128.load(pc), mu = v128.load(pc + 2 * row), q = v128.load(pc + 3 * row);
+      for (let b = 1; b < blocks; b++) {
+        const p = pc + <usize>b * stride;
+        const nb = v128.load(p), qb = v128.load(p + 3 * row);
+        const mb = f64x2.add(f64x2.sub(v128.load(p + row), k), v128.load(p + 2 * row));
+        const total = f64x2.add(n, nb), w = f64x2.div(nb, total), d = f64x2.sub(mb, mu);
+        q = f64x2.add(f64x2.add(q, qb), f64x2.mul(f64x2.mul(d, d), f64x2.mul(n, w)));
+        mu = v128.bitselect(f64x2.add(mu, f64x2.mul(d, w)), f64x2.add(mu, mb), f64x2.lt(f64x2.abs(d), inf));
+        n = total;
+      }
+      v128.store(mean + (<usize>c << 3), f64x2.add(k, mu));
+      v128.store(m2 + (<usize>c << 3), q);
+    }
   }
   for (; c < C; c++) {
-    const o = <usize>c << 3;
-    sumShifted = load<f64>(mean + o);
-    sumShiftedSq = load<f64>(m2 + o);
-    store<f64>(mean + o, finishMean(load<f64>(shift + o), n));
-    store<f64>(m2 + o, finishM2(n));
+    const pc = partials + (<usize>c << 3);
+    const k = load<f64>(pc + row);
+    let n = load<f64>(pc), mu = load<f64>(pc + 2 * row), q = load<f64>(pc + 3 * row);
+    for (let b = 1; b < blocks; b++) {
+      const p = pc + <usize>b * stride;
+      const nb = load<f64>(p), qb = load<f64>(p + 3 * row);
+      const mb = (load<f64>(p + row) - k) + load<f64>(p + 2 * row);
+      const total = n + nb, w = nb / total;
+      q = mergedM2(q, qb, mu, mb, n, w);
+      mu = mergedMean(mu, mb, w);
+      n = total;
+    }
+    store<f64>(mean + (<usize>c << 3), k + mu);
+    store<f64>(m2 + (<usize>c << 3), q);
   }
 }

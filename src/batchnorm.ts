@@ -1,7 +1,7 @@
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
-import { CallScope, backwardSums, batchStats, channelsLast } from './call.js';
+import { CallScope, STATS_BLOCK, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject,
 } from './args.js';
@@ -197,11 +197,12 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
   const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
-    const [xCopy, yScratch, stats, params, work] = scope.allocate([
+    const [xCopy, yScratch, stats, params, partials, work] = scope.allocate([
       [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
       [24 * C, 'statistics'], // f64 mean | m2 (or var) | invStd
       [36 * C, 'parameters'], // f32 meanHi | scale | shift | gamma | beta | runningMean | runningVar | saveMean | saveInvStd
-      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+      [f.stats === 'batch' && !fused ? partialsBytes(g) : 0, 'statistics partials'],
+      [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
@@ -216,10 +217,10 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
     }
 
     if (fused) {
-      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
+      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
       if (f.stats === 'batch') {
-        batchStats(k, g, xPtr, stats, work);
+        batchStats(k, g, xPtr, partials, stats, work);
       } else if (given) {
         scope.f64(stats, C).set(given.mean);
         scope.f64(stats + 8 * C, C).set(given.m2);
@@ -332,7 +333,7 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
       [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'],
       [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean), or the given Σdy | Σdy·xhat
       [32 * C, 'parameters'], // f32 mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias
-      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+      [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;

@@ -68,11 +68,50 @@ export function channelsLast(g: Geometry): boolean {
   return g.layout === 'NHWC' || g.inner === 1;
 }
 
-/** Per-channel mean and m2 of x (f64[C] at stats and stats + 8·C) by the layout's statistics kernel. */
-export function batchStats(k: KernelExports, g: Geometry, x: number, stats: number, work: number): void {
-  const C = g.channels;
-  if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, stats, stats + 8 * C, work);
-  else k.statsNchwF32(x, g.outer, C, g.inner, stats, stats + 8 * C);
+// Scratch sizes are computed here, in float64 from the shape, never read back from wasm (a
+// 32-bit size could wrap); the arena turns anything beyond 4 GiB into a MemoryError.
+
+/**
+ * Values of one channel per statistics block (assembly/stats.ts: each block has its own pivot,
+ * so the shifted sums' cancellation is bounded by the block's length, not the channel's; the
+ * partials merge with Chan's update). 2048 keeps the bound at 2^-31 relative while the merge
+ * costs well under 1% of the sums.
+ */
+export const STATS_BLOCK = 2048;
+
+/** Blocks per channel of the statistics partition (assembly/stats.ts), for `block` values per block. */
+export function statsBlocks(g: Geometry, block = STATS_BLOCK): number {
+  if (channelsLast(g)) return Math.ceil(g.count / block);
+  const segments = g.inner > block ? Math.ceil(g.inner / block) : 1;
+  const planes = g.inner >= block ? 1 : Math.floor(block / g.inner);
+  return segments * Math.ceil(g.outer / planes);
+}
+
+/** Bytes of the partials of every block: count | pivot | offset | m2, f64[C] each, per block. */
+export function partialsBytes(g: Geometry): number {
+  return 32 * g.channels * statsBlocks(g);
+}
+
+/**
+ * Bytes of scratch a channel-last kernel needs (assembly/period.ts): 3 f64 arrays of the period
+ * L = lcm(C, 4) (statistics, reductions) or 4 f32 arrays of the apply loops' super-row (the
+ * period repeated to at least 64 values).
+ */
+export function workspaceBytes(C: number): number {
+  const L = C % 4 === 0 ? C : C % 2 === 0 ? 2 * C : 4 * C;
+  const row = L >= 64 ? L : L * Math.floor((63 + L) / L);
+  return Math.max(24 * L, 16 * row);
+}
+
+/**
+ * Per-channel mean and m2 of x (f64[C] at stats and stats + 8·C): the layout's statistics
+ * kernel writes every block's partial, mergeMomentsF64 folds them in block order.
+ */
+export function batchStats(k: KernelExports, g: Geometry, x: number, partials: number, stats: number, work: number): void {
+  const C = g.channels, blocks = statsBlocks(g);
+  if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, STATS_BLOCK, 0, blocks, partials, work);
+  else k.statsNchwF32(x, g.outer, C, g.inner, STATS_BLOCK, 0, blocks, partials);
+  k.mergeMomentsF64(partials, blocks, C, stats, stats + 8 * C);
 }
 
 /**

@@ -16,9 +16,11 @@ export interface KernelExports {
   readonly memory: WebAssembly.Memory;
   heapBase(): number;
   simdEnabled(): number;
-  workspaceBytes(C: number): number;
-  statsNchwF32(x: number, outer: number, C: number, inner: number, mean: number, m2: number): void;
-  statsNhwcF32(x: number, rows: number, C: number, mean: number, m2: number, work: number): void;
+  /** Partials (count | pivot | offset | m2, f64[C] each) of statistics blocks [b0, b1) (assembly/stats.ts). */
+  statsNchwF32(x: number, outer: number, C: number, inner: number, block: number, b0: number, b1: number, partials: number): void;
+  statsNhwcF32(x: number, rows: number, C: number, block: number, b0: number, b1: number, partials: number, work: number): void;
+  /** Each channel's partials merged in block order (Chan's update) into f64 mean[C], m2[C]. */
+  mergeMomentsF64(partials: number, blocks: number, C: number, mean: number, m2: number): void;
   /** `lower`: 0 fuses ReLU, -Infinity applies none (assembly/normalize.ts). */
   normalizeNchwF32(x: number, y: number, outer: number, C: number, inner: number,
     meanHi: number, scale: number, shift: number, lower: number): void;
@@ -33,7 +35,7 @@ export interface KernelExports {
     mean: number, k1: number, k2: number, k3: number, training: boolean, y: number): void;
   backwardDxNhwcF32(dy: number, x: number, dx: number, rows: number, C: number,
     mean: number, k1: number, k2: number, k3: number, work: number, training: boolean, y: number): void;
-  forwardTrainNchwF32(x: number, y: number, outer: number, C: number, inner: number,
+  forwardTrainNchwF32(x: number, y: number, outer: number, C: number, inner: number, block: number,
     gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number, lower: number): void;
   backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
     mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number, y: number): void;

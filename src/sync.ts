@@ -25,7 +25,7 @@ import {
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, backwardSums, batchStats, channelsLast } from './call.js';
+import { CallScope, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
 import { checkAliasing, checkF32, checkOptionalF32, isObject } from './args.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
@@ -198,12 +198,13 @@ export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   const scope = new CallScope(engine);
   const xPin = scope.pin(x);
   try {
-    const [xCopy, stats, work] = scope.allocate([
-      [scope.copyBytes(xPin), 'x'], [16 * C, 'statistics'], [last ? k.workspaceBytes(C) : 0, 'workspace'],
+    const [xCopy, stats, partials, work] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [16 * C, 'statistics'], [partialsBytes(g), 'statistics partials'],
+      [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    batchStats(k, g, xPtr, stats, work);
+    batchStats(k, g, xPtr, partials, stats, work);
     const s = scope.f64(stats, 2 * C);
     return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
   } finally {
@@ -250,7 +251,7 @@ export function backwardReduceBatchNorm(
   try {
     const [dyCopy, xCopy, sums, meanPtr, work] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [16 * C, 'sums'], [4 * C, 'mean'],
-      [last ? k.workspaceBytes(C) : 0, 'workspace'],
+      [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;

@@ -14,6 +14,8 @@ import fc from 'fast-check';
 import type { Engine } from '../src/engine.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { gamma64, gauss, rng } from './helpers/numeric.js';
+import { STATS_BLOCK, statsBlocks, workspaceBytes } from '../src/call.js';
+import { geometry } from '../src/layout.js';
 
 const fr = Math.fround;
 
@@ -88,6 +90,22 @@ function perChannel(k: Case, f: (c: number, i: number) => void): void {
   for (let i = 0; i < size; i++) f(channelOf(k, i), i);
 }
 
+/** Per-channel mean and m2 (two passes, compensated sums: exact to f64 rounding here). */
+function exactMoments(k: Case, x: Float32Array): { mean: number[]; m2: number[] } {
+  const n = k.outer * k.inner;
+  const sum = (term: (c: number, i: number) => number) => {
+    const s = new Float64Array(k.C), comp = new Float64Array(k.C);
+    perChannel(k, (c, i) => {
+      const v = term(c, i), t = s[c] + v;
+      comp[c] += Math.abs(s[c]) >= Math.abs(v) ? (s[c] - t) + v : (v - t) + s[c];
+      s[c] = t;
+    });
+    return Array.from(s, (v, c) => v + comp[c]);
+  };
+  const mean = sum((_, i) => x[i]).map((s) => s / n);
+  return { mean, m2: sum((c, i) => (x[i] - mean[c]) ** 2) };
+}
+
 /**
  * Checks kernel statistics against an exact-enough reference (compensated sums): the kernels
  * accumulate in f64 with a shift K that is a sample of the channel (|x − K| <= 2·maxDev), so
@@ -121,6 +139,60 @@ function expectStatsWithinBound(k: Case, x: Float32Array, mean: ArrayLike<number
 
 const runs = { numRuns: 150 };
 
+/** The statistics partition of stats.ts, written out: blocks per channel and each block's count. */
+function partition(k: Case, block: number): number[] {
+  const counts: number[] = [];
+  if (k.layout === 'NHWC') {
+    for (let r = 0; r < k.outer; r += block) counts.push(Math.min(block, k.outer - r));
+    return counts;
+  }
+  const P = k.inner >= block ? 1 : Math.floor(block / k.inner);
+  for (let o = 0; o < k.outer; o += P) {
+    for (let i = 0; i < k.inner; i += block) counts.push(Math.min(P, k.outer - o) * Math.min(block, k.inner - i));
+  }
+  return counts;
+}
+
+/**
+ * Runs the layout's statistics kernel over blocks [0, blocks) in the calls that `cuts` (sorted
+ * block indices) delimit, then mergeMomentsF64. Returns the partials and the merged moments.
+ */
+function stats(h: Harness, k: Case, x: Float32Array, block: number, cuts: number[] = []) {
+  const blocks = partition(k, block).length;
+  const px = h.f32(x), pp = h.bytes(32 * k.C * blocks), pw = h.bytes(workspaceBytes(k.C)), pm = h.bytes(16 * k.C);
+  const ks = h.engine.kernels;
+  const edges = [0, ...cuts, blocks];
+  for (let i = 0; i + 1 < edges.length; i++) {
+    if (k.layout === 'NCHW') ks.statsNchwF32(px, k.outer, k.C, k.inner, block, edges[i], edges[i + 1], pp);
+    else ks.statsNhwcF32(px, k.outer, k.C, block, edges[i], edges[i + 1], pp, pw);
+  }
+  ks.mergeMomentsF64(pp, blocks, k.C, pm, pm + 8 * k.C);
+  const merged = h.readF64(pm, 2 * k.C);
+  return { partials: h.readF64(pp, 4 * k.C * blocks), mean: merged.subarray(0, k.C), m2: merged.subarray(k.C), blocks };
+}
+
+/** Chan's update in block order, as mergeMomentsF64 (stats.ts) computes it: the same IEEE operations. */
+function chanMerge(partials: Float64Array, blocks: number, C: number): { mean: number[]; m2: number[] } {
+  const mean: number[] = [], m2: number[] = [];
+  const at = (b: number, field: number, c: number) => partials[(4 * b + field) * C + c];
+  for (let c = 0; c < C; c++) {
+    const k = at(0, 1, c); // every mean relative to block 0's pivot
+    let n = at(0, 0, c), mu = at(0, 2, c), q = at(0, 3, c);
+    for (let b = 1; b < blocks; b++) {
+      const nb = at(b, 0, c), mb = (at(b, 1, c) - k) + at(b, 2, c), qb = at(b, 3, c);
+      const total = n + nb, w = nb / total, d = mb - mu;
+      q = (q + qb) + (d * d) * (n * w);
+      mu = Number.isFinite(d) ? mu + d * w : mu + mb;
+      n = total;
+    }
+    mean.push(k + mu);
+    m2.push(q);
+  }
+  return { mean, m2 };
+}
+
+const blockArb = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 64, 100, STATS_BLOCK);
+
 describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
   let engine: Engine;
   beforeAll(async () => {
@@ -132,12 +204,69 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const h = new Harness(engine);
       const { x } = data(k, 1);
       const n = k.outer * k.inner;
-      const px = h.f32(x), pm = h.bytes(8 * k.C), pq = h.bytes(8 * k.C), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
-      if (k.layout === 'NCHW') engine.kernels.statsNchwF32(px, k.outer, k.C, k.inner, pm, pq);
-      else engine.kernels.statsNhwcF32(px, k.outer, k.C, pm, pq, pw);
-      const mean = h.readF64(pm, k.C), m2 = h.readF64(pq, k.C);
+      const { mean, m2 } = stats(h, k, x, STATS_BLOCK);
       h.done();
       expectStatsWithinBound(k, x, mean, m2);
+    }), runs);
+  });
+
+  it('stats: every block size; ranges split over several calls give the same bits; the merge is Chan in block order', () => {
+    fc.assert(fc.property(caseArb, blockArb, fc.array(fc.nat(), { maxLength: 3 }), (k, block, rawCuts) => {
+      const h = new Harness(engine);
+      const { x } = data(k, 12);
+      const counts = partition(k, block);
+      const g = geometry(k.layout === 'NHWC' ? [k.outer, k.C] : [k.outer, k.C, k.inner], k.layout);
+      expect(statsBlocks(g, block), 'src/call.ts statsBlocks').toBe(counts.length);
+      const cuts = rawCuts.map((c) => c % (counts.length + 1)).sort((a, b) => a - b);
+      const one = stats(h, k, x, block), split = stats(h, k, x, block, cuts);
+      h.done();
+      const at = `${JSON.stringify(k)} block=${block} cuts=${cuts}`;
+      for (let b = 0; b < counts.length; b++) {
+        for (let c = 0; c < k.C; c++) expect(one.partials[4 * k.C * b + c], `count b=${b} c=${c} ${at}`).toBe(counts[b]);
+      }
+      one.partials.forEach((v, i) => {
+        if (!Object.is(split.partials[i], v)) throw new Error(`partial ${i}: ${v} in one call, ${split.partials[i]} split ${at}`);
+      });
+      const want = chanMerge(one.partials, counts.length, k.C);
+      for (let c = 0; c < k.C; c++) {
+        if (!Object.is(one.mean[c], want.mean[c]) || !Object.is(one.m2[c], want.m2[c])) {
+          throw new Error(`merge c=${c}: (${one.mean[c]}, ${one.m2[c]}) vs Chan (${want.mean[c]}, ${want.m2[c]}) ${at}`);
+        }
+      }
+      expectStatsWithinBound(k, x, one.mean, one.m2);
+    }), runs);
+  });
+
+  it('stats: an outlier first, a sparse post-ReLU channel or a huge offset cost no accuracy (bound independent of the pivot)', () => {
+    // Per block of n_b <= B values the shifted sums' error is γ·(8·m2_b + 16·n_b·maxDev_b²) with
+    // maxDev_b² <= m2_b (K is a value of the block), so <= 16·B·γ_{B+4}·m2_b; Σ m2_b <= m2. The
+    // merge adds three roundings per block, γ_{3·blocks+3}·m2; block means are pivot + offset,
+    // so no rounding of |mean| enters δ: a bound that no pivot, no offset and no order of the
+    // data can break.
+    const kind = fc.constantFrom('outlier', 'sparse', 'offset');
+    fc.assert(fc.property(caseArb, blockArb, kind, (k, block, what) => {
+      const h = new Harness(engine);
+      const next = rng(k.seed ^ 13);
+      const g = gauss(next);
+      const x = new Float32Array(k.outer * k.C * k.inner);
+      const first = new Set<number>();
+      perChannel(k, (c, i) => {
+        const isFirst = !first.has(c);
+        first.add(c);
+        if (what === 'outlier') x[i] = isFirst ? 1e4 * (1 + c) : g();
+        else if (what === 'sparse') x[i] = isFirst ? 3.7 : next() < 0.01 ? Math.abs(g()) : 0;
+        else x[i] = 1e6 * (c + 1) + 0.1 * g() * (isFirst ? 1e3 : 1);
+      });
+      const { mean, m2, blocks } = stats(h, k, x, block);
+      h.done();
+      expectStatsWithinBound(k, x, mean, m2);
+      const n = k.outer * k.inner;
+      const ref = exactMoments(k, x);
+      for (let c = 0; c < k.C; c++) {
+        const B = Math.min(block, n);
+        const tol = (16 * B * gamma64(B + 4) + gamma64(3 * blocks + 3)) * ref.m2[c] + 1e-300;
+        expect(Math.abs(m2[c] - ref.m2[c]), `m2 c=${c} ${what} block=${block} ${JSON.stringify(k)}`).toBeLessThanOrEqual(tol);
+      }
     }), runs);
   });
 
@@ -150,7 +279,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const a = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const b = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length);
-      const ph = h.f32(hi), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      const ph = h.f32(hi), pa = h.f32(a), pb = h.f32(b), pw = h.bytes(workspaceBytes(k.C));
       const lower = relu ? 0 : -Infinity;
       if (k.layout === 'NCHW') engine.kernels.normalizeNchwF32(px, py, k.outer, k.C, k.inner, ph, pa, pb, lower);
       else engine.kernels.normalizeNhwcF32(px, py, k.outer, k.C, ph, pa, pb, pw, lower);
@@ -173,7 +302,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g())); // zeros, negatives and positives
       const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.bytes(8 * k.C), pt = h.bytes(8 * k.C);
       const py = relu ? h.f32(yRelu) : 0;
-      const pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      const pw = h.bytes(workspaceBytes(k.C));
       if (k.layout === 'NCHW') engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ps, pt, py);
       else engine.kernels.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, ps, pt, pw, py);
       const sumDy = h.readF64(ps, k.C), sumDyXmu = h.readF64(pt, k.C);
@@ -205,7 +334,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? -0 : g()));
       const pd = h.f32(dy), px = h.f32(x), py = relu ? h.f32(yRelu) : 0;
       const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
-      const pm = h.f32(mean), p1 = h.f32(k1), p2 = h.f32(k2), p3 = h.f32(k3), pw = h.bytes(engine.kernels.workspaceBytes(k.C));
+      const pm = h.f32(mean), p1 = h.f32(k1), p2 = h.f32(k2), p3 = h.f32(k3), pw = h.bytes(workspaceBytes(k.C));
       if (k.layout === 'NCHW') engine.kernels.backwardDxNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, p1, p2, p3, training, py);
       else engine.kernels.backwardDxNhwcF32(pd, px, pdx, k.outer, k.C, pm, p1, p2, p3, pw, training, py);
       const dx = h.readF32(pdx, x.length);
@@ -228,7 +357,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const eps = 1e-5;
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length), pg = h.f32(gamma), pb = h.f32(beta);
       const out = h.bytes(24 * k.C);
-      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, STATS_BLOCK, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
       const got = h.readF64(out, 3 * k.C), y = h.readF32(py, x.length);
       h.done();
       const n = k.outer * k.inner;
@@ -243,6 +372,24 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
         const yWant = relu && r < 0 ? 0 : r;
         if (!Object.is(y[i], yWant)) throw new Error(`y[${i}] c=${c}: expected ${yWant}, got ${y[i]} ${JSON.stringify(k)}`);
       });
+    }), runs);
+  });
+
+  it('fused NCHW training forward: mean and m2 bit-identical to statsNchwF32 + mergeMomentsF64, every block size', () => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), blockArb, (k, block) => {
+      const h = new Harness(engine);
+      const { x } = data(k, 14);
+      const want = stats(h, k, x, block);
+      const px = h.f32(x), py = h.bytes(4 * x.length), pg = h.f32(new Float32Array(k.C).fill(1)), pb = h.f32(new Float32Array(k.C));
+      const out = h.bytes(24 * k.C);
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, block, pg, pb, 1e-5, out, out + 8 * k.C, out + 16 * k.C, -Infinity);
+      const got = h.readF64(out, 2 * k.C);
+      h.done();
+      for (let c = 0; c < k.C; c++) {
+        if (!Object.is(got[c], want.mean[c]) || !Object.is(got[k.C + c], want.m2[c])) {
+          throw new Error(`c=${c}: fused (${got[c]}, ${got[k.C + c]}), separate (${want.mean[c]}, ${want.m2[c]}) block=${block} ${JSON.stringify(k)}`);
+        }
+      }
     }), runs);
   });
 
@@ -343,9 +490,9 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const arena = engine.arena;
       const size = outer * C * inner;
       // Params and workspace first, then x and y placed flush against the end of memory.
-      const params = arena.alloc(64 * C + engine.kernels.workspaceBytes(C) + 4096);
+      const params = arena.alloc(64 * C + workspaceBytes(C) + 4096);
       const end = arena.buffer.byteLength;
-      const guard = arena.alloc(end - (params + 64 * C + engine.kernels.workspaceBytes(C) + 4096) + 8 * size + 65536);
+      const guard = arena.alloc(end - (params + 64 * C + workspaceBytes(C) + 4096) + 8 * size + 65536);
       const memEnd = arena.buffer.byteLength;
       const px = memEnd - 4 * size, py = memEnd - 8 * size;
       expect(px).toBeGreaterThanOrEqual(guard);
@@ -357,15 +504,17 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       mem().fill(0, ph / 4, pb / 4 + C);
       mem().fill(1, pa / 4, pa / 4 + C);
       const k = engine.kernels;
-      k.statsNchwF32(px, outer, C, inner, pm, pq);
-      k.statsNhwcF32(px, outer * inner, C, pm, pq, pw);
+      const pp = pw + workspaceBytes(C); // partials of one block per channel (32·C bytes), in the slack
+      k.statsNchwF32(px, outer, C, inner, 1 << 30, 0, 1, pp);
+      k.statsNhwcF32(px, outer * inner, C, 1 << 30, 0, 1, pp, pw);
+      k.mergeMomentsF64(pp, 1, C, pm, pq);
       k.normalizeNchwF32(px, py, outer, C, inner, ph, pa, pb, 0);
       k.normalizeNhwcF32(px, px, outer * inner, C, ph, pa, pb, pw, 0); // in place, flush with the end
       k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq, px);
       k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw, px);
       k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb, true, px);
       k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw, true, px);
-      k.forwardTrainNchwF32(px, px, outer, C, inner, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
+      k.forwardTrainNchwF32(px, px, outer, C, inner, STATS_BLOCK, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
       k.backwardNchwF32(px, px, px, outer, C, inner, ph, pa, pa, true, pm, pq, px);
       arena.release(guard);
       arena.release(params);
@@ -378,8 +527,10 @@ describe('debug build traps on contract violations', () => {
     const engine = await makeEngine('debug');
     const end = engine.arena.buffer.byteLength;
     const params = engine.arena.alloc(256);
-    expect(() => engine.kernels.statsNchwF32(end - 8, 1, 1, 4, params, params + 8)).toThrow(/range past the end of memory/);
-    expect(() => engine.kernels.statsNchwF32(params + 2, 1, 1, 4, params, params + 8)).toThrow(/not 4-byte aligned/);
+    expect(() => engine.kernels.statsNchwF32(end - 8, 1, 1, 4, 4, 0, 1, params)).toThrow(/range past the end of memory/);
+    expect(() => engine.kernels.statsNchwF32(params + 4, 1, 1, 4, 4, 0, 1, params + 2)).toThrow(/not 4-byte aligned/);
+    expect(() => engine.kernels.statsNchwF32(params, 1, 1, 4, 4, 0, 2, params + 16)).toThrow(/block range outside the partition/);
+    expect(() => engine.kernels.statsNhwcF32(params, 4, 1, -1, 0, 1, params + 16, params + 64)).toThrow(/block must be in/);
     expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, 0)).toThrow(/counts must be positive/);
   });
 });

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createEngine, BatchNorm, BatchNormError, InvalidArgumentError, MemoryError, ShapeError, type Engine, type Tensor } from '../src/index.js';
 import { ALIGN, MAX_MEMORY_BYTES } from '../src/memory.js';
+import { workspaceBytes } from '../src/call.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { gauss, product, rng } from './helpers/numeric.js';
 
@@ -76,7 +77,7 @@ describe('memory does not grow across repeated calls', () => {
     const liveBytes = engine.info().bytesInUse;
     const base = engine.arena.layout().base;
     // Largest scratch of one call: backward's copy path, dy + x copies, sums and parameters (NHWC adds the workspace).
-    const scratch = 2 * roundUp(4 * size, ALIGN) + 2 * roundUp(16 * C, ALIGN) + roundUp(engine.kernels.workspaceBytes(C), ALIGN) + roundUp(24 * C, ALIGN);
+    const scratch = 2 * roundUp(4 * size, ALIGN) + 2 * roundUp(16 * C, ALIGN) + roundUp(workspaceBytes(C), ALIGN) + roundUp(24 * C, ALIGN);
     const bound = roundUp(base + liveBytes + scratch, PAGE);
     const f = engine.forward(x, shape, { training: true });
     const round = () => {
