@@ -110,3 +110,26 @@ export function npmEnv(): NodeJS.ProcessEnv {
   for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
   return { ...env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', npm_config_offline: 'true' };
 }
+
+export interface PackedPackage {
+  /** The `npm pack` tarball. */
+  tarball: string;
+  /** The files it holds, sorted. */
+  packed: string[];
+}
+
+/**
+ * `npm pack` of what stagePackage() builds, into `tmp` (offline, no scripts: the staged dist/
+ * and wasm are already built). Install it with installTarball().
+ */
+export async function packPackage(tmp: string): Promise<PackedPackage> {
+  const { dir } = await stagePackage(path.join(tmp, 'stage'));
+  const pack = await runOk('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: dir, env: npmEnv(), timeoutMs: 60_000 });
+  const [info] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
+  return { tarball: path.join(tmp, info!.filename), packed: info!.files.map((f) => f.path).sort() };
+}
+
+/** `npm install <tarball>` in `project` (which has a package.json), offline, as a user installs it. */
+export async function installTarball(project: string, tarball: string): Promise<void> {
+  await runOk('npm', ['install', tarball, '--offline', '--no-audit', '--no-fund'], { cwd: project, env: npmEnv(), timeoutMs: 60_000 });
+}
