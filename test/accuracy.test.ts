@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine.js';
 import { oracleBackward, oracleForward } from '../src/oracle.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
-import { gauss, rng, ulp32 } from './helpers/numeric.js';
+import { U32, gauss, rng, ulp32 } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolY } from './helpers/tolerance.js';
 
 const N = 16, HW = 256 * 256, C = 2;
@@ -112,6 +112,111 @@ describe.each(BUILDS)('hard data, %s build', (build: BuildName) => {
 });
 
 afterAll(() => {
-  console.log(`largest errors on hard data (|mean|/std = 1e4, 2^20 values per channel), all builds:\n${
+  console.log(`largest errors on hard data (|mean|/std = 1e4, 2^20 values per channel; adversarial pivots, 2^24), all builds:\n${
     [...worst].map(([k, v]) => `  ${k}: ${v.toExponential(2)}`).join('\n')}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Adversarial pivots: the shifted sums take a pivot K from the data; these channels put the
+// values a pivot could be taken from (the first of the channel, and so the first of every block
+// in the channel's first plane or rows) far from the mean in units of std, where a single
+// pivot's s2 − s1²/n cancels by a factor up to n. 2^24 values per channel (C = 1: one buffer
+// serves every kernel path: the fused NCHW path, the NCHW memory-order path, channels-last
+// rank 2 and NHWC), and 2^20 per channel with C = 3 (the NHWC period code, C % 4 != 0).
+// Bounds unchanged: mean 2 ulp, variance 1e-6 relative, y within tolY.
+const BIG = 2 ** 24;
+
+/** Values per channel of each adversarial kind; first = the value at the channel's start. */
+function adversarial(kind: 'outlier' | 'sparse' | 'relu', n: number, seed: number): Float32Array {
+  const g = gauss(rng(seed));
+  const x = new Float32Array(n);
+  if (kind === 'outlier') for (let i = 0; i < n; i++) x[i] = i === 0 ? 3000 : 0.1 + g() / 3; // squares not exact in binary
+  else if (kind === 'sparse') x[0] = 7.3; // a post-ReLU channel, zero except its first value
+  else for (let i = 0; i < n; i++) x[i] = i === 0 ? 50 : Math.max(g() - 2.5, 0); // post-ReLU, 0.6% non-zero
+  return x;
+}
+
+const KINDS = ['outlier', 'sparse', 'relu'] as const;
+const PATHS_C1 = [
+  { name: 'NCHW fused (planes of 2^24)', layout: 'NCHW' as const, shape: [1, 1, 4096, 4096] },
+  { name: 'NCHW memory order (planes of 512)', layout: 'NCHW' as const, shape: [BIG / 512, 1, 512] },
+  { name: 'channels-last rank 2 [N, C]', layout: 'NCHW' as const, shape: [BIG, 1] },
+  { name: 'NHWC', layout: 'NHWC' as const, shape: [4096, 4096, 1] },
+];
+
+/**
+ * max_i |y_i − o_i| / tolY(o_i): an upper bound through tolY >= 8u·|o| + 8u·(|γ| + |β|) (ulp32(v) >=
+ * u·|v|) where that is at most 1, the exact ratio elsewhere (fast over 2^24 values).
+ */
+function maxYRatio(y: Float32Array, o: Float64Array, ch: (i: number) => number, gamma: ArrayLike<number>, beta: ArrayLike<number>) {
+  let worst = 0, at = 0;
+  for (let i = 0; i < y.length; i++) {
+    const c = ch(i), d = Math.abs(y[i] - o[i]);
+    const floor = 8 * U32 * (Math.abs(gamma[c]) + Math.abs(beta[c]));
+    let ratio = d / (8 * U32 * Math.abs(o[i]) + floor);
+    if (!(ratio <= 1)) ratio = d / tolY(o[i], gamma[c], beta[c]);
+    if (!(ratio <= worst)) { worst = ratio; at = i; }
+  }
+  return { worst, at };
+}
+
+describe.each(KINDS)('adversarial pivots: %s channels', (kind) => {
+  const x = adversarial(kind, BIG, 24);
+  // C = 1: y depends on the values alone, so one oracle run serves every shape.
+  const o = oracleForward(x, [BIG, 1], { training: true, weight: Float32Array.of(1.25), bias: Float32Array.of(-0.5) });
+
+  // The debug build runs the SIMD build's arithmetic (with checks): its bits are the simd build's.
+  describe.each(['simd', 'scalar'] as const)('%s build', (build: BuildName) => {
+    let engine: Engine;
+    beforeAll(async () => {
+      engine = await makeEngine(build);
+    });
+
+    it.each(PATHS_C1)('$name: mean, variance, y; engine.moments', ({ layout, shape }) => {
+      const runningMean = new Float32Array(1), runningVar = new Float32Array(1);
+      const r = engine.forward(x, shape, {
+        layout, training: true, weight: Float32Array.of(1.25), bias: Float32Array.of(-0.5),
+        runningMean, runningVar, momentum: 1, unbiasedRunningVar: false,
+      });
+      const v = o.batchVar![0];
+      const meanUlp = Math.abs(r.saveMean[0] - o.mean[0]) / ulp32(o.mean[0]);
+      const varErr = Math.abs(runningVar[0] - v) / v;
+      record(`adversarial ${kind} saveMean (ulp, bound 2)`, meanUlp);
+      record(`adversarial ${kind} variance (relative, bound 1e-6)`, varErr);
+      expect(meanUlp, 'saveMean').toBeLessThanOrEqual(2);
+      expect(varErr, 'variance').toBeLessThanOrEqual(1e-6);
+      const { worst: yRatio, at } = maxYRatio(r.y, o.y, () => 0, [1.25], [-0.5]);
+      record(`adversarial ${kind} y (fraction of tolY, upper bound)`, yRatio);
+      expect(yRatio, `y[${at}]: ${r.y[at]} vs ${o.y[at]}`).toBeLessThanOrEqual(1);
+      const m = engine.moments(x, shape, { layout });
+      expect(Math.abs(m.m2[0] / m.count - v) / v, 'moments variance').toBeLessThanOrEqual(1e-6);
+    });
+  });
+});
+
+describe.each(BUILDS)('adversarial pivots, C = 3 (outlier first in every channel), %s build', (build: BuildName) => {
+  const n = 2 ** 20, C = 3;
+  const per = [adversarial('outlier', n, 1), adversarial('sparse', n, 2), adversarial('relu', n, 3)];
+  const nhwc = new Float32Array(n * C), nchw = new Float32Array(n * C);
+  for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) { nhwc[i * C + c] = per[c][i]; nchw[c * n + i] = per[c][i]; }
+  const cases = [
+    { layout: 'NHWC' as const, shape: [1024, 1024, C], x: nhwc, ch: (i: number) => i % C },
+    { layout: 'NCHW' as const, shape: [1, C, 1024, 1024], x: nchw, ch: (i: number) => Math.floor(i / n) },
+  ];
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await makeEngine(build);
+  });
+
+  it.each(cases)('$layout: mean, variance, y', ({ layout, shape, x, ch }) => {
+    const runningMean = new Float32Array(C), runningVar = new Float32Array(C);
+    const r = engine.forward(x, shape, { layout, training: true, runningMean, runningVar, momentum: 1, unbiasedRunningVar: false });
+    const o = oracleForward(x, shape, { layout, training: true });
+    for (let c = 0; c < C; c++) {
+      expect(Math.abs(r.saveMean[c] - o.mean[c]) / ulp32(o.mean[c]), `saveMean c=${c}`).toBeLessThanOrEqual(2);
+      expect(Math.abs(runningVar[c] - o.batchVar![c]) / o.batchVar![c], `variance c=${c}`).toBeLessThanOrEqual(1e-6);
+    }
+    const { worst, at } = maxYRatio(r.y, o.y, ch, [1, 1, 1], [0, 0, 0]);
+    expect(worst, `y[${at}] ${layout} C=${C}`).toBeLessThanOrEqual(1);
+  });
 });
