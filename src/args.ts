@@ -2,7 +2,7 @@
 // the argument, what was expected and what was received; all run before any buffer is touched.
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
-import type { Geometry } from './layout.js';
+import { MAX_ELEMENTS, type Geometry } from './layout.js';
 import { hasOwn, isArray, numericView, snapshotTyped, typedArrayTag, float32View } from './typed.js';
 
 
@@ -99,7 +99,7 @@ export function readRecord<K extends string>(value: unknown, keys: readonly K[])
  * The elements of an array or typed array, read once each: an array's `length` once and each
  * index once as an own property (a hole reads as undefined, never from Array.prototype); a
  * typed array by its intrinsic length (reading its elements runs no user code). Anything else
- * (including a Proxy around a typed array, and DataViews): null.
+ * (including a Proxy around a typed array, DataViews, and arrays longer than MAX_ELEMENTS): null.
  */
 export function readElements(value: unknown): unknown[] | null {
   const typed = snapshotTyped(value);
@@ -114,7 +114,8 @@ export function readElements(value: unknown): unknown[] | null {
   }
   if (!isArray(value)) return null;
   const length: unknown = value.length;
-  if (typeof length !== 'number' || !(length >= 0) || !Number.isSafeInteger(length)) return null;
+  // More elements than wasm32 memory holds as float32 is no usable input (and would take long to read).
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > MAX_ELEMENTS) return null;
   const out = new Array<unknown>(length);
   for (let i = 0; i < length; i++) out[i] = hasOwn(value, i) ? value[i] : undefined;
   return out;

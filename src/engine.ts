@@ -466,7 +466,11 @@ function checkSources(wasm: unknown): WasmSources | undefined {
     if (typeof value === 'string' || value instanceof URL || value instanceof WebAssembly.Module) {
       sources[key] = value;
     } else if (isBufferSource(value)) {
-      sources[key] = copyBytes(value);
+      try {
+        sources[key] = copyBytes(value);
+      } catch (error) { // a detached buffer
+        throw withCause(new InvalidArgumentError(`options.wasm.${key}`, SOURCE_EXPECTED, 'a detached buffer'), error);
+      }
     } else {
       throw new InvalidArgumentError(`options.wasm.${key}`, SOURCE_EXPECTED, describe(value));
     }
