@@ -2,26 +2,145 @@
 // the argument, what was expected and what was received; all run before any buffer is touched.
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
-import type { Geometry } from './layout.js';
+import { MAX_ELEMENTS, type Geometry } from './layout.js';
+import { hasOwn, isArray, numericView, snapshotTyped, typedArrayTag, float32View } from './typed.js';
 
+
+// The reading layer. Every public entry point runs in two phases:
+//
+//  1. Reading: each options object is read by readOptions (own properties only, each known key
+//     exactly once, unknown keys recorded), each shape by readShape (each element once, own
+//     only), each array of numbers by readElements. This is the only phase in which user code
+//     (getters, Proxy traps, array element getters) can run.
+//  2. Checking, then work, on the values read: nothing of the caller's is read again. A
+//     Float32Array argument is recorded by checkF32 through the intrinsic %TypedArray% getters
+//     (after phase 1, so no getter can resize or detach it afterwards) and replaced by a view
+//     the engine makes itself over exactly the recorded bytes; every length check, residency and
+//     aliasing test, copy in and copy out uses those views, never a method or getter of the
+//     caller's object. The functional cores (runForward, runBackward, the sync kernels) receive
+//     only such views.
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object';
 }
 
+/** A genuine Float32Array (a subclass counts; a Proxy around one does not). Runs no user code. */
 export function isFloat32Array(value: unknown): value is Float32Array {
-  return value instanceof Float32Array || Object.prototype.toString.call(value) === '[object Float32Array]';
+  return typedArrayTag(value) === 'Float32Array';
 }
 
-/** A view whose buffer was detached (wasm memory grew) reads as empty; probing it throws. */
-export function isDetached(a: ArrayBufferView): boolean {
-  if (a.byteLength !== 0) return false;
-  try {
-    new Uint8Array(a.buffer, 0, 0);
-    return false;
-  } catch {
-    return true;
+/** Options read once: a null-prototype record of the known keys that were own properties. */
+export type Options<K extends string> = { readonly [P in K]?: unknown };
+
+/** Levenshtein distance, for "did you mean" hints. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
   }
+  return row[b.length];
+}
+
+/** The valid key closest to `key` (case-insensitive edit distance), if it is close enough to be a likely typo. */
+export function closestKey(key: string, keys: readonly string[]): string | null {
+  let best: string | null = null, bestDistance = Infinity;
+  const lower = key.toLowerCase();
+  for (const k of keys) {
+    const kl = k.toLowerCase();
+    // A key that extends a valid one, or is cut short of it ('epsilon', 'eps'), counts as close.
+    const prefix = Math.min(kl.length, lower.length) >= 3 && (kl.startsWith(lower) || lower.startsWith(kl));
+    const d = prefix ? 1 : editDistance(lower, kl);
+    if (d < bestDistance) { best = k; bestDistance = d; }
+  }
+  return best !== null && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : null;
+}
+
+/**
+ * Reads an options object: `value` must be an object; each key of `keys` that is an OWN
+ * property is read exactly once (Object.prototype pollution is never seen); every own
+ * enumerable string key not in `keys` is an InvalidArgumentError naming it (`${name}.${key}`)
+ * and the closest valid key, as PyTorch rejects an unexpected keyword argument. The unknown
+ * keys are judged after every value was read, so no check precedes user code.
+ */
+export function readOptions<K extends string>(value: unknown, name: string, keys: readonly K[], what = 'an options object'): Options<K> {
+  if (!isObject(value)) throw new InvalidArgumentError(name, what, describe(value));
+  const present = Object.keys(value);
+  const record = Object.create(null) as Record<K, unknown>;
+  for (const key of keys) {
+    if (hasOwn(value, key)) record[key] = value[key];
+  }
+  for (const key of present) {
+    if ((keys as readonly string[]).includes(key)) continue;
+    const near = closestKey(key, keys);
+    throw new InvalidArgumentError(`${name}.${key}`, `one of the options ${keys.map((k) => `'${k}'`).join(', ')}`,
+      'an unknown option', near === null ? undefined : `did you mean '${near}'?`);
+  }
+  return record;
+}
+
+/**
+ * A data record (moments, sums, a batch norm to fold) read once: the own values of `keys`,
+ * other keys ignored. Not an object: returned as null for the caller to reject.
+ */
+export function readRecord<K extends string>(value: unknown, keys: readonly K[]): Options<K> | null {
+  if (!isObject(value)) return null;
+  const record = Object.create(null) as Record<K, unknown>;
+  for (const key of keys) {
+    if (hasOwn(value, key)) record[key] = value[key];
+  }
+  return record;
+}
+
+/**
+ * The elements of an array or typed array, read once each: an array's `length` once and each
+ * index once as an own property (a hole reads as undefined, never from Array.prototype); a
+ * typed array by its intrinsic length (reading its elements runs no user code). Anything else
+ * (including a Proxy around a typed array, DataViews, and arrays longer than MAX_ELEMENTS): null.
+ */
+export function readElements(value: unknown): unknown[] | null {
+  const typed = snapshotTyped(value);
+  if (typed !== null) {
+    const view: ArrayLike<unknown> = typed.detached ? []
+      : typed.tag === 'BigInt64Array' ? new BigInt64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length)
+        : typed.tag === 'BigUint64Array' ? new BigUint64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length)
+          : numericView(typed) ?? [];
+    const out = new Array<unknown>(view.length);
+    for (let i = 0; i < view.length; i++) out[i] = view[i]; // by index: no iterator of anyone's
+    return out;
+  }
+  if (!isArray(value)) return null;
+  const length: unknown = value.length;
+  // More elements than wasm32 memory holds as float32 is no usable input (and would take long to read).
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > MAX_ELEMENTS) return null;
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) out[i] = hasOwn(value, i) ? value[i] : undefined;
+  return out;
+}
+
+/**
+ * A shape read once into a plain array (each element read once, own only); `geometry` checks
+ * the copy. Not an array: the value itself, for geometry to reject.
+ */
+export function readShape(value: unknown): unknown {
+  return readElements(value) ?? value;
+}
+
+/**
+ * An array of numbers read in phase 1 and checked: every element a number (holes, strings,
+ * BigInts, objects rejected, naming `${name}[i]`), as a Float64Array.
+ */
+export function checkNumberElements(elements: readonly unknown[], name: string): Float64Array {
+  const out = new Float64Array(elements.length);
+  for (let i = 0; i < elements.length; i++) {
+    const v = elements[i];
+    if (typeof v !== 'number') throw new InvalidArgumentError(`${name}[${i}]`, 'a number', describe(v));
+    out[i] = v;
+  }
+  return out;
 }
 
 /** What an argument's length is checked against, for messages (built only when one is thrown). */
@@ -29,23 +148,41 @@ export type What = string | (() => string);
 
 const text = (what: What): string => (typeof what === 'string' ? what : what());
 
-/** A Float32Array of exactly `length`; views into this engine's memory must lie in one tensor. */
-export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array {
-  if (!isFloat32Array(value)) {
-    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${text(what)})`, describe(value),
-      ArrayBuffer.isView(value) || Array.isArray(value) ? 'convert with Float32Array.from() first' : undefined);
+/**
+ * An object that claims to be a typed array without being one (a Proxy around one, or an object
+ * inheriting from one). Only asked while an error is being built: it may run the caller's traps.
+ */
+function wrapsTypedArray(value: unknown): boolean {
+  try {
+    return typeof value === 'object' && value !== null && Object.getPrototypeOf(Int8Array.prototype).isPrototypeOf(value);
+  } catch {
+    return false;
   }
-  if (isDetached(value)) {
+}
+
+/**
+ * A Float32Array of exactly `length`, recorded through the intrinsic getters and returned as a
+ * view the engine made over exactly those bytes (see the reading layer above); views into this
+ * engine's memory must lie in one tensor. A Proxy is rejected: pass the typed array itself.
+ */
+export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array {
+  const s = snapshotTyped(value);
+  if (s === null || s.tag !== 'Float32Array') {
+    throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${text(what)})`, describe(value),
+      s !== null || isArray(value) || ArrayBuffer.isView(value) ? 'convert with Float32Array.from() first'
+        : wrapsTypedArray(value) ? 'Proxies and other wrappers of a Float32Array are not accepted: pass the Float32Array itself' : undefined);
+  }
+  if (s.detached) {
     throw new MemoryError(name, 'a live Float32Array', 'a detached view',
       'wasm memory grew after the view was taken; read tensor.data again');
   }
-  if (value.length !== length) {
-    throw new ShapeError(name, `length ${length} (${text(what)})`, `length ${value.length}`);
+  if (s.length !== length) {
+    throw new ShapeError(name, `length ${length} (${text(what)})`, `length ${s.length}`);
   }
-  if (value.buffer === engine.arena.buffer && !engine.arena.owns(value.byteOffset, value.byteLength)) {
-    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${value.byteOffset}, ${value.byteOffset + value.byteLength}) of its memory`);
+  if (s.buffer === engine.arena.buffer && !engine.arena.owns(s.byteOffset, s.byteLength)) {
+    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${s.byteOffset}, ${s.byteOffset + s.byteLength}) of its memory`);
   }
-  return value;
+  return float32View(s);
 }
 
 export function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array | null {
@@ -120,23 +257,31 @@ export function checkEnoughValues(g: Geometry): void {
 /**
  * Values to copy into wasm memory (engine.tensor, Tensor.set): a typed array of numbers or an
  * array of numbers, converted to float32 on copy (the one place the API converts). Rejected:
- * anything else (strings, array-likes, BigInt arrays), detached views, non-number elements.
+ * anything else (strings, array-likes, Proxies, BigInt arrays), detached views, non-number
+ * elements. Returns an engine-made view of a typed array, or a Float32Array copy of an array:
+ * all user code (element getters) has run when it returns, so the caller can allocate after.
  */
 export function checkNumbers(value: unknown, name: string): ArrayLike<number> {
-  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
-    if (value instanceof BigInt64Array || value instanceof BigUint64Array) {
+  const typed = snapshotTyped(value);
+  if (typed !== null) {
+    if (typed.tag === 'BigInt64Array' || typed.tag === 'BigUint64Array') {
       throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value), 'BigInt values: convert with Float32Array.from(values, Number)');
     }
-    if (isDetached(value)) {
+    if (typed.detached) {
       throw new MemoryError(name, 'a live typed array', 'a detached view', 'wasm memory grew after the view was taken; read tensor.data again');
     }
-    return value as unknown as ArrayLike<number>;
+    return numericView(typed)!;
   }
-  if (!Array.isArray(value)) {
-    throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value));
+  const elements = isArray(value) ? readElements(value) : null;
+  if (elements === null) {
+    throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value),
+      typeof value === 'object' && value !== null && !ArrayBuffer.isView(value) ? 'Proxies and array-likes are not accepted: pass the array itself' : undefined);
   }
-  for (let i = 0; i < value.length; i++) {
-    if (typeof value[i] !== 'number') throw new InvalidArgumentError(`${name}[${i}]`, 'a number', describe(value[i]));
+  const out = new Float32Array(elements.length);
+  for (let i = 0; i < elements.length; i++) {
+    const v = elements[i];
+    if (typeof v !== 'number') throw new InvalidArgumentError(`${name}[${i}]`, 'a number', describe(v));
+    out[i] = v;
   }
-  return value as number[];
+  return out;
 }

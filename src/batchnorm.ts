@@ -3,7 +3,8 @@ import { InvalidArgumentError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
 import { CallScope, STATS_BLOCK, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
 import {
-  checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject,
+  checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
+  type Options,
 } from './args.js';
 
 export interface ForwardOptions {
@@ -86,9 +87,16 @@ function checkActivation(value: unknown, name: string): Activation {
   return value;
 }
 
-/** The arguments every forward entry point shares, checked (engine.forward, forwardWithMoments). */
+/** The keys of each options object (the reading layer rejects any other, src/args.ts). */
+export const FORWARD_KEYS = [
+  'layout', 'training', 'weight', 'bias', 'runningMean', 'runningVar', 'momentum', 'unbiasedRunningVar', 'eps', 'out', 'activation',
+] as const;
+export const BACKWARD_KEYS = ['layout', 'training', 'weight', 'saveMean', 'saveInvStd', 'out', 'activation', 'y'] as const;
+
+/** The arguments every forward entry point shares, checked (engine.forward, forwardWithMoments): engine-made views. */
 export interface ForwardArgs {
   g: Geometry;
+  x: Float32Array;
   weight: Float32Array | null;
   bias: Float32Array | null;
   runningMean: Float32Array | null;
@@ -99,13 +107,14 @@ export interface ForwardArgs {
   out: Float32Array | null;
 }
 
-export function checkForwardArgs(
-  engine: Engine, x: unknown, shape: readonly number[], opts: Omit<ForwardOptions, 'training'>,
-): ForwardArgs {
-  const g = geometry(shape, checkLayout(opts.layout));
+type ForwardKey = 'layout' | 'weight' | 'bias' | 'runningMean' | 'runningVar' | 'momentum' | 'unbiasedRunningVar' | 'eps' | 'out';
+
+/** Checks what was read (`dims` from readShape, `opts` from readOptions); runs no user code. */
+export function checkForwardArgs(engine: Engine, x: unknown, dims: unknown, opts: Options<ForwardKey>): ForwardArgs {
+  const g = geometry(dims, checkLayout(opts.layout));
   const C = g.channels;
   const channels = () => `C = ${C} channels`;
-  checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+  const xv = checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
   const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, channels);
   const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, channels);
   const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, channels);
@@ -118,26 +127,37 @@ export function checkForwardArgs(
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
   const eps = checkEps(opts.eps, 'opts.eps');
   const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
-  return { g, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out };
+  return { g, x: xv, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out };
+}
+
+/**
+ * The core returns `out` as y; it got an engine-made view of the caller's `out`, so the caller
+ * gets their own object back (unless memory grew under a resident one: then the fresh view).
+ */
+export function callerOutput(result: Float32Array, view: Float32Array | null, caller: unknown): Float32Array {
+  return view !== null && result === view ? caller as Float32Array : result;
 }
 
 export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`', describe(opts));
-  const args = checkForwardArgs(engine, x, shape, opts);
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', FORWARD_KEYS, 'an options object with `training`');
+  const args = checkForwardArgs(engine, x, dims, o);
   const { g, weight, bias, runningMean, runningVar, out } = args;
-  const training = checkBoolean(opts.training, 'opts.training');
-  const lower = checkActivation(opts.activation, 'opts.activation') === 'relu' ? 0 : -Infinity;
+  const training = checkBoolean(o.training, 'opts.training');
+  const lower = checkActivation(o.activation, 'opts.activation') === 'relu' ? 0 : -Infinity;
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
   const updateRunning = training && runningMean !== null;
   checkAliasing(
     [['opts.out', out], ['opts.runningMean', updateRunning ? runningMean : null], ['opts.runningVar', updateRunning ? runningVar : null]],
-    [['x', x], ['opts.weight', weight], ['opts.bias', bias],
+    [['x', args.x], ['opts.weight', weight], ['opts.bias', bias],
       ['opts.runningMean', updateRunning ? null : runningMean], ['opts.runningVar', updateRunning ? null : runningVar]],
     FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, forwardCall(args, x, lower, batchStats ? 'batch' : 'running'));
+  const result = runForward(engine, forwardCall(args, args.x, lower, batchStats ? 'batch' : 'running'));
+  result.y = callerOutput(result.y, out, o.out);
+  return result;
 }
 
 /**
@@ -260,38 +280,42 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
 // The kernels get k1 = Σdy / n, k2 = invStd² · Σdy(x − mean) / n, k3 = gamma · invStd
 // (folded per channel by foldBackwardF32 in assembly/fold.ts; applied by assembly/backward.ts).
 
-/** The arguments every backward entry point shares, checked; `source` names what saved the statistics. */
+type BackwardKey = 'layout' | 'weight' | 'saveMean' | 'saveInvStd';
+
+/** The arguments every backward entry point shares, checked (engine-made views); `source` names what saved the statistics. */
 export function checkBackwardArgs(
-  engine: Engine, dy: unknown, x: unknown, shape: readonly number[],
-  opts: { layout?: Layout; weight?: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array }, source: string,
-): { g: Geometry; weight: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array } {
-  const g = geometry(shape, checkLayout(opts.layout));
+  engine: Engine, dy: unknown, x: unknown, dims: unknown, opts: Options<BackwardKey>, source: string,
+): { g: Geometry; dy: Float32Array; x: Float32Array; weight: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array } {
+  const g = geometry(dims, checkLayout(opts.layout));
   const C = g.channels;
   const what = () => `shape [${g.shape.join(', ')}]`, saved = () => `C = ${C} channels, from ${source}`;
-  checkF32(engine, dy, 'dy', g.size, what);
-  checkF32(engine, x, 'x', g.size, what);
+  const dyv = checkF32(engine, dy, 'dy', g.size, what);
+  const xv = checkF32(engine, x, 'x', g.size, what);
   const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, () => `C = ${C} channels`);
   const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, saved);
   const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, saved);
-  return { g, weight, saveMean, saveInvStd };
+  return { g, dy: dyv, x: xv, weight, saveMean, saveInvStd };
 }
 
 export function backwardBatchNorm(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardOptions,
+  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardOptions,
 ): BackwardResult {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `training`, `saveMean`, `saveInvStd`', describe(opts));
-  const { g, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forward');
-  const training = checkBoolean(opts.training, 'opts.training');
-  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
-  const relu = checkActivation(opts.activation, 'opts.activation') === 'relu';
-  const y = relu ? checkF32(engine, opts.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', BACKWARD_KEYS, 'an options object with `training`, `saveMean`, `saveInvStd`');
+  const { g, dy, x, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forward');
+  const training = checkBoolean(o.training, 'opts.training');
+  const out = checkOptionalF32(engine, o.out, 'opts.out', g.size, 'same as x');
+  const relu = checkActivation(o.activation, 'opts.activation') === 'relu';
+  const y = relu ? checkF32(engine, o.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
   checkAliasing(
     [['opts.out', out]],
     [['dy', dy], ['x', x], ['opts.y', y], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
     BACKWARD_IN_PLACE,
   );
 
-  return runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
+  const result = runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
+  result.dx = callerOutput(result.dx, out, o.out);
+  return result;
 }
 
 /** A validated backward call: every argument checked, nothing touched yet. */

@@ -13,7 +13,7 @@
 // adds Bessel's correction for the kernel and removes it again for the moving average).
 // `momentum: null` is PyTorch's cumulative average (factor 1 / numBatchesTracked) in every convention.
 import { InvalidArgumentError, describe } from './errors.js';
-import { checkBoolean, checkEps, isObject } from './args.js';
+import { checkBoolean, checkEps, readOptions } from './args.js';
 
 export type Convention = 'pytorch' | 'onnx' | 'keras';
 
@@ -77,17 +77,17 @@ export interface ConventionOptions {
 export function functionalOptions(
   convention: Convention, overrides: ConventionOptions = {},
 ): { momentum: number; unbiasedRunningVar: boolean; eps: number } {
+  const o = readOptions(overrides, 'overrides', ['momentum', 'unbiasedRunningVar', 'eps', 'numBatchesTracked'] as const);
   const c = checkConvention(convention, 'convention');
-  if (!isObject(overrides)) throw new InvalidArgumentError('overrides', 'an options object', describe(overrides));
   const preset = CONVENTIONS[c];
-  const momentum = checkConventionMomentum(overrides.momentum, c, 'overrides.momentum');
-  const tracked: unknown = overrides.numBatchesTracked ?? 0;
+  const momentum = checkConventionMomentum(o.momentum, c, 'overrides.momentum');
+  const tracked: unknown = o.numBatchesTracked ?? 0;
   if (typeof tracked !== 'number' || !Number.isSafeInteger(tracked) || tracked < 0) {
     throw new InvalidArgumentError('overrides.numBatchesTracked', 'a non-negative integer', describe(tracked));
   }
   return {
     momentum: batchWeight(c, momentum, tracked),
-    unbiasedRunningVar: checkBoolean(overrides.unbiasedRunningVar, 'overrides.unbiasedRunningVar', preset.unbiasedRunningVar),
-    eps: overrides.eps === undefined ? preset.eps : checkEps(overrides.eps, 'overrides.eps'),
+    unbiasedRunningVar: checkBoolean(o.unbiasedRunningVar, 'overrides.unbiasedRunningVar', preset.unbiasedRunningVar),
+    eps: o.eps === undefined ? preset.eps : checkEps(o.eps, 'overrides.eps'),
   };
 }

@@ -1,6 +1,7 @@
 import { Arena } from './memory.js';
 import { InvalidArgumentError, MemoryError, describe } from './errors.js';
-import { checkNumbers } from './args.js';
+import { checkNumbers, readOptions } from './args.js';
+import { isArrayBufferLike, snapshotTyped } from './typed.js';
 import {
   forwardBatchNorm, backwardBatchNorm,
   type ForwardOptions, type ForwardResult, type BackwardOptions, type BackwardResult,
@@ -167,7 +168,7 @@ export class Tensor {
 
   /** Copies `values` in (copy-in helper): a typed array or an array of numbers, converted to float32. */
   set(values: ArrayLike<number>): this {
-    const source = checkNumbers(values, 'values');
+    const source = checkNumbers(values, 'values'); // read (and checked) before anything is written
     const data = this.data;
     if (source.length !== this.length) {
       throw new InvalidArgumentError('values', `length ${this.length}`, `length ${source.length}`);
@@ -251,11 +252,13 @@ export class Engine {
         throw new InvalidArgumentError('length', 'a positive integer (float32 values) or an array of numbers', describe(length));
       }
     } else {
+      // Every value is read (an array's element getters run) before the block is allocated, so a
+      // throwing getter cannot leak it; a typed array comes back as an engine-made view.
       source = checkNumbers(lengthOrValues, 'values');
       length = source.length;
       if (length < 1) throw new InvalidArgumentError('values', 'at least one value', 'length 0');
       // A view of this engine's memory would be detached by a growing allocation: copy it first.
-      if (ArrayBuffer.isView(source) && source.buffer === this.arena.buffer) source = Float32Array.from(source);
+      if (ArrayBuffer.isView(source) && source.buffer === this.arena.buffer) source = new Float32Array(source);
     }
     const ptr = this.arena.alloc(length * 4, source === null ? 'length' : 'values');
     const t = new Tensor(this.arena, ptr, length);
@@ -323,9 +326,7 @@ const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const SOURCE_EXPECTED = 'bytes (an ArrayBuffer or a view of one), a URL or URL string, or a WebAssembly.Module';
 
 function isBufferSource(value: unknown): value is ArrayBuffer | ArrayBufferView {
-  if (ArrayBuffer.isView(value)) return true;
-  const tag = Object.prototype.toString.call(value);
-  return tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]';
+  return ArrayBuffer.isView(value) || isArrayBufferLike(value);
 }
 
 function toBytes(source: ArrayBuffer | ArrayBufferView): Uint8Array<ArrayBuffer> {
@@ -452,21 +453,42 @@ async function load(build: Build, source: WasmSource | undefined): Promise<Loade
   return loaded;
 }
 
+/**
+ * options.wasm read once (own simd and scalar only; any other key rejected) and checked. Bytes
+ * are copied here, so nothing the caller does while the engine loads (awaits) changes them.
+ */
 function checkSources(wasm: unknown): WasmSources | undefined {
   if (wasm === undefined) return undefined;
-  if (wasm === null || typeof wasm !== 'object' || Array.isArray(wasm)) {
-    throw new InvalidArgumentError('options.wasm', 'an object { simd?, scalar? }', describe(wasm));
-  }
-  for (const [key, value] of Object.entries(wasm)) {
-    if (key !== 'simd' && key !== 'scalar') {
-      throw new InvalidArgumentError(`options.wasm.${key}`, 'no such key (simd or scalar)', describe(value));
-    }
-    if (value !== undefined && typeof value !== 'string' && !(value instanceof URL)
-      && !(value instanceof WebAssembly.Module) && !isBufferSource(value)) {
+  if (Array.isArray(wasm)) throw new InvalidArgumentError('options.wasm', 'an object { simd?, scalar? }', describe(wasm));
+  const o = readOptions(wasm, 'options.wasm', ['simd', 'scalar'] as const, 'an object { simd?, scalar? }');
+  const sources: WasmSources = {};
+  for (const key of ['simd', 'scalar'] as const) {
+    const value = o[key];
+    if (value === undefined) continue;
+    if (typeof value === 'string' || value instanceof URL || value instanceof WebAssembly.Module) {
+      sources[key] = value;
+    } else if (isBufferSource(value)) {
+      try {
+        sources[key] = copyBytes(value);
+      } catch (error) { // a detached buffer
+        throw withCause(new InvalidArgumentError(`options.wasm.${key}`, SOURCE_EXPECTED, 'a detached buffer'), error);
+      }
+    } else {
       throw new InvalidArgumentError(`options.wasm.${key}`, SOURCE_EXPECTED, describe(value));
     }
   }
-  return wasm as WasmSources;
+  return sources;
+}
+
+/** A copy of a buffer source's bytes, read through the intrinsic getters (views) or the buffer itself. */
+function copyBytes(source: ArrayBuffer | ArrayBufferView): Uint8Array<ArrayBuffer> {
+  const typed = snapshotTyped(source);
+  if (typed !== null) return new Uint8Array(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
+  if (ArrayBuffer.isView(source)) { // a DataView
+    const view = source as DataView;
+    return new Uint8Array(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  }
+  return new Uint8Array(new Uint8Array(source as ArrayBuffer));
 }
 
 /** Traps from a kernel (only the debug build has any) carry the module's message offsets. */
@@ -484,14 +506,12 @@ const imports = {
  * either. Modules loaded from URLs are compiled once and shared; every engine is a new instance.
  */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
-  if (options === null || typeof options !== 'object') {
-    throw new InvalidArgumentError('options', 'an object', describe(options));
-  }
-  const { simd } = options;
+  const o = readOptions(options, 'options', ['simd', 'wasm'] as const, 'an object');
+  const simd = o.simd;
+  const wasm = checkSources(o.wasm);
   if (simd !== undefined && typeof simd !== 'boolean') {
     throw new InvalidArgumentError('options.simd', 'a boolean or undefined', describe(simd));
   }
-  const wasm = checkSources(options.wasm);
   let build: Build = simd === false ? 'scalar' : 'simd';
   let loaded = await load(build, wasm?.[build]);
   let simdFeature: boolean | null = null;

@@ -1,3 +1,5 @@
+import { snapshotTyped } from './typed.js';
+
 /**
  * One error hierarchy for every public entry point. Every error names the
  * argument, what was expected and what was received, and is thrown before
@@ -26,17 +28,25 @@ export class ShapeError extends BatchNormError {}
 /** Wasm memory: a request beyond 4 GiB, a failed grow, a detached or foreign view. */
 export class MemoryError extends BatchNormError {}
 
-/** Renders a received value for an error message, briefly. */
+/**
+ * Renders a received value for an error message, briefly. Typed arrays are described through
+ * the intrinsic getters; for other objects a throwing getter (a hostile Proxy, say) cannot
+ * replace the error being built.
+ */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : String(value);
   if (typeof value === 'string') return JSON.stringify(value);
-  if (ArrayBuffer.isView(value)) {
-    const v = value as unknown as { length?: number; constructor: { name: string } };
-    return `${v.constructor.name}(${v.length ?? (value as ArrayBufferView).byteLength})`;
+  if (typeof value === 'bigint') return `${value}n (a BigInt)`;
+  const typed = snapshotTyped(value);
+  if (typed !== null) return `${typed.tag}(${typed.length})`;
+  try {
+    if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${value.byteLength})`;
+    if (Array.isArray(value)) return `Array(${value.length})`;
+    if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  } catch {
+    return 'an object whose properties throw';
   }
-  if (Array.isArray(value)) return `Array(${value.length})`;
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
   return typeof value;
 }

@@ -10,7 +10,7 @@
 // Everything is computed in float64 and rounded to float32 once, so each folded value is within
 // half an ulp of the exact one (PyTorch computes in the weights' own float32).
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
-import { checkEps, isObject } from './args.js';
+import { checkEps, checkNumberElements, readElements, readOptions, readRecord, type Options } from './args.js';
 
 /**
  * Where the output channel O sits in a conv weight. 'OIHW': O first (PyTorch Conv1d/2d/3d: OIL,
@@ -44,42 +44,57 @@ export interface FoldedWeights {
   bias: Float32Array;
 }
 
-function isNumbers(value: unknown): value is ArrayLike<number> {
-  return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+/** A batch norm to fold, read once (phase 1 of src/args.ts): own properties, arrays' elements copied. */
+interface ReadBatchNorm {
+  raw: unknown;
+  record: Options<'runningMean' | 'runningVar' | 'weight' | 'bias' | 'eps'> | null;
+  runningMean: unknown[] | null;
+  runningVar: unknown[] | null;
+  weight: unknown[] | null;
+  bias: unknown[] | null;
 }
 
-/** scale and shift in float64 for `bn`, validated. */
-function affine64(bn: unknown, name: string): { C: number; scale: Float64Array; mean: Float64Array; beta: Float64Array } {
-  if (!isObject(bn)) throw new InvalidArgumentError(name, 'a BatchNorm layer or { runningMean, runningVar, weight?, bias?, eps? }', describe(bn));
-  const rm = bn.runningMean, rv = bn.runningVar;
-  if (!isNumbers(rm) || !isNumbers(rv)) {
-    const which = isNumbers(rm) ? 'runningVar' : 'runningMean';
-    throw new InvalidArgumentError(`${name}.${which}`, 'running statistics (an array per channel; a layer needs trackRunningStats)', describe(bn[which]));
-  }
-  const C = rm.length;
-  if (C < 1) throw new ShapeError(`${name}.runningMean`, 'at least one channel', 'length 0');
-  const perChannel = (key: 'runningVar' | 'weight' | 'bias'): ArrayLike<number> | null => {
-    const v = bn[key];
-    if (v === undefined || v === null) return null;
-    if (!isNumbers(v)) throw new InvalidArgumentError(`${name}.${key}`, `an array of ${C} numbers or null`, describe(v));
-    if (v.length !== C) throw new ShapeError(`${name}.${key}`, `length ${C} (the channels of ${name}.runningMean)`, `length ${v.length}`);
-    return v;
+function readBatchNorm(bn: unknown): ReadBatchNorm {
+  const record = readRecord(bn, ['runningMean', 'runningVar', 'weight', 'bias', 'eps'] as const);
+  const elements = (key: 'runningMean' | 'runningVar' | 'weight' | 'bias') => (record === null ? null : readElements(record[key]));
+  return {
+    raw: bn, record,
+    runningMean: elements('runningMean'), runningVar: elements('runningVar'), weight: elements('weight'), bias: elements('bias'),
   };
-  perChannel('runningVar');
+}
+
+/** scale and shift in float64 for a batch norm read by readBatchNorm, every element checked. */
+function affine64(bn: ReadBatchNorm, name: string): { C: number; scale: Float64Array; mean: Float64Array; beta: Float64Array } {
+  const r = bn.record;
+  if (r === null) throw new InvalidArgumentError(name, 'a BatchNorm layer or { runningMean, runningVar, weight?, bias?, eps? }', describe(bn.raw));
+  if (bn.runningMean === null || bn.runningVar === null) {
+    const which = bn.runningMean !== null ? 'runningVar' : 'runningMean';
+    throw new InvalidArgumentError(`${name}.${which}`, 'running statistics (an array per channel; a layer needs trackRunningStats)', describe(r[which]));
+  }
+  const C = bn.runningMean.length;
+  if (C < 1) throw new ShapeError(`${name}.runningMean`, 'at least one channel', 'length 0');
+  const perChannel = (key: 'runningVar' | 'weight' | 'bias'): Float64Array | null => {
+    const v = r[key], elements = bn[key];
+    if (v === undefined || v === null) return null;
+    if (elements === null) throw new InvalidArgumentError(`${name}.${key}`, `an array of ${C} numbers or null`, describe(v));
+    if (elements.length !== C) throw new ShapeError(`${name}.${key}`, `length ${C} (the channels of ${name}.runningMean)`, `length ${elements.length}`);
+    return checkNumberElements(elements, `${name}.${key}`);
+  };
+  const rm = checkNumberElements(bn.runningMean, `${name}.runningMean`);
+  const rv = perChannel('runningVar')!;
   const gamma = perChannel('weight'), beta = perChannel('bias');
-  const eps = checkEps(bn.eps, `${name}.eps`);
-  const scale = new Float64Array(C), mean = new Float64Array(C), b = new Float64Array(C);
+  const eps = checkEps(r.eps, `${name}.eps`);
+  const scale = new Float64Array(C), b = new Float64Array(C);
   for (let c = 0; c < C; c++) {
     scale[c] = (gamma ? gamma[c] : 1) / Math.sqrt(rv[c] + eps);
-    mean[c] = rm[c];
     b[c] = beta ? beta[c] : 0;
   }
-  return { C, scale, mean, beta: b };
+  return { C, scale, mean: rm, beta: b };
 }
 
 /** Per-channel `{ scale, shift }` with y = x · scale + shift equal to bn's eval forward. */
 export function foldedAffine(bn: FoldableBatchNorm): FoldedAffine {
-  const { C, scale, mean, beta } = affine64(bn, 'bn');
+  const { C, scale, mean, beta } = affine64(readBatchNorm(bn), 'bn');
   const out = { scale: new Float32Array(C), shift: new Float32Array(C) };
   for (let c = 0; c < C; c++) {
     out.scale[c] = scale[c];
@@ -88,23 +103,33 @@ export function foldedAffine(bn: FoldableBatchNorm): FoldedAffine {
   return out;
 }
 
+/** A layer's weight and bias read once (phase 1), the raw values kept for messages. */
+interface ReadLayer { weight: unknown; bias: unknown; weightRead: unknown[] | null; biasRead: unknown[] | null }
+
+function readLayer(weight: unknown, bias: unknown): ReadLayer {
+  return { weight, bias, weightRead: readElements(weight), biasRead: bias === null || bias === undefined ? null : readElements(bias) };
+}
+
 function fold(
-  weight: unknown, bias: unknown, bn: unknown, outerOf: (C: number, size: number) => (i: number) => number,
+  layer: ReadLayer, bnRead: ReadBatchNorm, outerOf: (C: number, size: number) => (i: number) => number,
   names: { weight: string; bias: string; what: string },
 ): FoldedWeights {
-  const { C, scale, mean, beta } = affine64(bn, 'bn');
-  if (!isNumbers(weight)) throw new InvalidArgumentError(names.weight, `an array of numbers (${names.what})`, describe(weight));
-  if (weight.length === 0 || weight.length % C !== 0) {
-    throw new ShapeError(names.weight, `a positive multiple of ${C} values (${C} output channels = bn's channels, ${names.what})`, `length ${weight.length}`);
+  const { weight, bias, weightRead, biasRead } = layer;
+  const { C, scale, mean, beta } = affine64(bnRead, 'bn');
+  if (weightRead === null) throw new InvalidArgumentError(names.weight, `an array of numbers (${names.what})`, describe(weight));
+  if (weightRead.length === 0 || weightRead.length % C !== 0) {
+    throw new ShapeError(names.weight, `a positive multiple of ${C} values (${C} output channels = bn's channels, ${names.what})`, `length ${weightRead.length}`);
   }
+  let b: Float64Array | null = null;
   if (bias !== null && bias !== undefined) {
-    if (!isNumbers(bias)) throw new InvalidArgumentError(names.bias, `an array of ${C} numbers or null`, describe(bias));
-    if (bias.length !== C) throw new ShapeError(names.bias, `length ${C} (output channels)`, `length ${bias.length}`);
+    if (biasRead === null) throw new InvalidArgumentError(names.bias, `an array of ${C} numbers or null`, describe(bias));
+    if (biasRead.length !== C) throw new ShapeError(names.bias, `length ${C} (output channels)`, `length ${biasRead.length}`);
+    b = checkNumberElements(biasRead, names.bias);
   }
-  const b = (bias ?? null) as ArrayLike<number> | null;
-  const channel = outerOf(C, weight.length);
-  const w = new Float32Array(weight.length);
-  for (let i = 0; i < weight.length; i++) w[i] = weight[i] * scale[channel(i)];
+  const wv = checkNumberElements(weightRead, names.weight);
+  const channel = outerOf(C, wv.length);
+  const w = new Float32Array(wv.length);
+  for (let i = 0; i < wv.length; i++) w[i] = wv[i] * scale[channel(i)];
   const folded = new Float32Array(C);
   for (let c = 0; c < C; c++) folded[c] = ((b ? b[c] : 0) - mean[c]) * scale[c] + beta[c];
   return { weight: w, bias: folded };
@@ -125,12 +150,13 @@ export function foldIntoConv(
   convWeight: ArrayLike<number>, convBias: ArrayLike<number> | null, bn: FoldableBatchNorm,
   options: { layout?: ConvWeightLayout } = {},
 ): FoldedWeights {
-  if (!isObject(options)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-  const layout = options.layout ?? 'OIHW';
+  const o = readOptions(options, 'options', ['layout'] as const);
+  const layer = readLayer(convWeight, convBias), bnRead = readBatchNorm(bn);
+  const layout = o.layout ?? 'OIHW';
   if (layout !== 'OIHW' && layout !== 'OHWI' && layout !== 'HWIO') {
     throw new InvalidArgumentError('options.layout', `'OIHW', 'OHWI' or 'HWIO'`, describe(layout));
   }
-  return fold(convWeight, convBias, bn, layout === 'HWIO' ? oLast : oFirst,
+  return fold(layer, bnRead, layout === 'HWIO' ? oLast : oFirst,
     { weight: 'convWeight', bias: 'convBias', what: `${layout} conv weight` });
 }
 
@@ -142,9 +168,10 @@ export function foldIntoLinear(
   weight: ArrayLike<number>, bias: ArrayLike<number> | null, bn: FoldableBatchNorm,
   options: { layout?: LinearWeightLayout } = {},
 ): FoldedWeights {
-  if (!isObject(options)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-  const layout = options.layout ?? 'OI';
+  const o = readOptions(options, 'options', ['layout'] as const);
+  const layer = readLayer(weight, bias), bnRead = readBatchNorm(bn);
+  const layout = o.layout ?? 'OI';
   if (layout !== 'OI' && layout !== 'IO') throw new InvalidArgumentError('options.layout', `'OI' or 'IO'`, describe(layout));
-  return fold(weight, bias, bn, layout === 'IO' ? oLast : oFirst,
+  return fold(layer, bnRead, layout === 'IO' ? oLast : oFirst,
     { weight: 'weight', bias: 'bias', what: `linear weight [${layout === 'OI' ? 'out, in' : 'in, out'}]` });
 }

@@ -1,13 +1,16 @@
 import { Engine } from './engine.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from './layout.js';
-import { checkBoolean, checkEps, isDetached, isFloat32Array, isObject } from './args.js';
+import { checkBoolean, checkEps, checkF32, readOptions, readShape } from './args.js';
+import { forwardBatchNorm } from './batchnorm.js';
 import { CONVENTIONS, batchWeight, checkConvention, checkConventionMomentum, type Convention } from './conventions.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
 } from './statedict.js';
 import { foldedAffine, type FoldedAffine } from './fold.js';
 
+
+const LAYER_KEYS = ['convention', 'eps', 'momentum', 'unbiasedRunningVar', 'affine', 'trackRunningStats', 'layout'] as const;
 
 export interface BatchNormOptions {
   /**
@@ -58,22 +61,22 @@ export class BatchNorm {
   private saved: { x: Float32Array; shape: number[]; training: boolean; saveMean: Float32Array; saveInvStd: Float32Array } | null = null;
 
   constructor(engine: Engine, numFeatures: number, options: BatchNormOptions = {}) {
-    if (!isObject(options as unknown)) throw new InvalidArgumentError('options', 'an options object', describe(options));
+    const o = readOptions(options, 'options', LAYER_KEYS);
     if (!(engine instanceof Engine)) throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
     if (!Number.isInteger(numFeatures) || numFeatures < 1 || numFeatures > MAX_ELEMENTS) {
       throw new InvalidArgumentError('numFeatures', `an integer in [1, ${MAX_ELEMENTS}]`, describe(numFeatures));
     }
-    const convention = checkConvention(options.convention, 'options.convention');
+    const convention = checkConvention(o.convention, 'options.convention');
     const preset = CONVENTIONS[convention];
     this.engine = engine;
     this.numFeatures = numFeatures;
     this.convention = convention;
-    this.momentum = checkConventionMomentum(options.momentum, convention, 'options.momentum');
-    this.eps = options.eps === undefined ? preset.eps : checkEps(options.eps, 'options.eps');
-    this.unbiasedRunningVar = checkBoolean(options.unbiasedRunningVar, 'options.unbiasedRunningVar', preset.unbiasedRunningVar);
-    this.layout = checkLayout(options.layout, 'options.layout');
-    const affine = checkBoolean(options.affine, 'options.affine', true);
-    const track = checkBoolean(options.trackRunningStats, 'options.trackRunningStats', true);
+    this.momentum = checkConventionMomentum(o.momentum, convention, 'options.momentum');
+    this.eps = o.eps === undefined ? preset.eps : checkEps(o.eps, 'options.eps');
+    this.unbiasedRunningVar = checkBoolean(o.unbiasedRunningVar, 'options.unbiasedRunningVar', preset.unbiasedRunningVar);
+    this.layout = checkLayout(o.layout, 'options.layout');
+    const affine = checkBoolean(o.affine, 'options.affine', true);
+    const track = checkBoolean(o.trackRunningStats, 'options.trackRunningStats', true);
     this.weight = affine ? new Float32Array(numFeatures).fill(1) : null;
     this.bias = affine ? new Float32Array(numFeatures) : null;
     this.runningMean = track ? new Float32Array(numFeatures) : null;
@@ -91,23 +94,25 @@ export class BatchNorm {
 
   /** y for x of `shape` (channel axis per the layer's layout; C must equal numFeatures). */
   forward(x: Float32Array, shape: readonly number[]): Float32Array {
-    const g = geometry(shape, this.layout);
+    // The shape is read once; the engine gets this checked copy and an engine-made view of x.
+    const g = geometry(readShape(shape), this.layout);
     if (g.channels !== this.numFeatures) {
       throw new ShapeError('shape', `${this.numFeatures} channels (numFeatures) on the channel axis`, `[${g.shape.join(', ')}]`);
     }
+    const xv = checkF32(this.engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
     const tracking = this.training && this.runningMean !== null;
     // The functional primitive: weight of the new batch (ONNX/Keras: 1 − momentum). PyTorch:
     // num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
     const momentum = batchWeight(this.convention, this.momentum, this.numBatchesTracked);
-    const saved = isFloat32Array(x) && !isDetached(x) ? x.slice() : x; // backward's x; forward validates it
-    const { y, saveMean, saveInvStd } = this.engine.forward(x, shape, {
+    const saved = new Float32Array(xv); // backward's x, copied before memory can grow under a resident x
+    const { y, saveMean, saveInvStd } = forwardBatchNorm(this.engine, xv, g.shape, {
       layout: this.layout, training: this.training, weight: this.weight, bias: this.bias,
       runningMean: this.runningMean, runningVar: this.runningVar, momentum,
       unbiasedRunningVar: this.unbiasedRunningVar, eps: this.eps,
     });
     if (tracking) this.numBatchesTracked += 1;
     const usedBatchStats = this.training || this.runningMean === null;
-    this.saved = { x: saved, shape: [...g.shape], training: usedBatchStats, saveMean, saveInvStd };
+    this.saved = { x: saved, shape: g.shape.slice(), training: usedBatchStats, saveMean, saveInvStd };
     return y;
   }
 

@@ -39,7 +39,9 @@ export function geometry(shape: unknown, layout: Layout, argument = 'shape'): Ge
   if (!Array.isArray(shape) && !ArrayBuffer.isView(shape)) {
     throw new InvalidArgumentError(argument, 'an array of dimensions', describe(shape));
   }
-  const dims = Array.from(shape as ArrayLike<unknown>);
+  const source = shape as ArrayLike<unknown>;
+  const dims: unknown[] = [];
+  for (let i = 0; i < source.length; i++) dims.push(source[i]);
   if (dims.length < 2) {
     throw new ShapeError(argument, 'rank >= 2 (N, C, ...)', `rank ${dims.length} [${dims.join(', ')}]`);
   }

@@ -14,7 +14,8 @@
 // The running variance is stored as the layer holds it (its convention: PyTorch's unbiased
 // estimate, ONNX/Keras the biased one); loading never converts it.
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
-import { isObject } from './args.js';
+import { isObject, readElements, readOptions } from './args.js';
+import { hasOwn, isArray, snapshotTyped } from './typed.js';
 import type { Convention } from './conventions.js';
 
 export type StateDictFormat = 'pytorch' | 'keras';
@@ -108,9 +109,9 @@ function expectedKeys(target: StateDictTarget, format: StateDictFormat): Array<r
 }
 
 export function stateDict(target: StateDictTarget, options: StateDictOptions = {}): StateDict {
-  if (!isObject(options)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-  const format = (checkFormat(options.format, 'options.format', false) ?? defaultFormat(target)) as StateDictFormat;
-  const prefix = checkPrefix(options.prefix, 'options.prefix');
+  const o = readOptions(options, 'options', ['format', 'prefix'] as const);
+  const format = (checkFormat(o.format, 'options.format', false) ?? defaultFormat(target)) as StateDictFormat;
+  const prefix = checkPrefix(o.prefix, 'options.prefix');
   const dict: StateDict = {};
   for (const [key, slot] of expectedKeys(target, format)) {
     dict[prefix + key] = slot === 'numBatchesTracked' ? target.numBatchesTracked : Array.from(target[slot]!);
@@ -122,20 +123,18 @@ function keyList(keys: readonly string[]): string {
   return keys.length === 0 ? 'none' : keys.map((k) => JSON.stringify(k)).join(', ');
 }
 
-/** Per-channel values of a key: an array (or typed array) of C finite numbers in float32 range. */
-function checkValues(value: unknown, key: string, slot: Slot, C: number): Float32Array {
+/** Per-channel values of a key (its elements read once): C finite numbers in float32 range. */
+function checkValues(value: unknown, elements: unknown[] | null, key: string, slot: Slot, C: number): Float32Array {
   const name = `stateDict[${JSON.stringify(key)}]`;
-  const arrayLike = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
-  if (!arrayLike) {
+  if (elements === null) {
     throw new InvalidArgumentError(name, `an array of ${C} numbers (numFeatures)`, describe(value));
   }
-  const values = value as ArrayLike<unknown>;
-  if (values.length !== C) {
-    throw new ShapeError(name, `length ${C} (numFeatures)`, `length ${values.length}`);
+  if (elements.length !== C) {
+    throw new ShapeError(name, `length ${C} (numFeatures)`, `length ${elements.length}`);
   }
   const out = new Float32Array(C);
   for (let i = 0; i < C; i++) {
-    const v = values[i];
+    const v = elements[i];
     const f = typeof v === 'number' ? Math.fround(v) : NaN;
     if (typeof v !== 'number' || !Number.isFinite(f)) {
       throw new InvalidArgumentError(`${name}[${i}]`, 'a finite number within float32 range', describe(v));
@@ -148,22 +147,74 @@ function checkValues(value: unknown, key: string, slot: Slot, C: number): Float3
   return out;
 }
 
+const INTEGER_ARRAYS: ReadonlySet<string> = new Set([
+  'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array',
+]);
+
+const COUNTER_EXPECTED = 'a non-negative integer at most 2^53 − 1: a number, a bigint, or the one element of an integer typed array '
+  + '(BigInt64Array(1), Int32Array(1), ...) or of an array [n]';
+
 /**
- * Loads `dict` into `target`. Everything is validated first; a failed load changes nothing.
- * Errors: InvalidArgumentError for a non-object dict, missing/unexpected keys (strict) or bad
- * values, ShapeError for a length other than numFeatures; each names the key.
+ * num_batches_tracked, an int64 in PyTorch: a number, a bigint, or a one-element integer typed
+ * array or array of either (a tensor exported as such), non-negative and within 2^53 − 1 (the
+ * largest integer a number holds exactly).
+ */
+function checkCounter(value: unknown, elements: unknown[] | null, key: string): number {
+  const name = `stateDict[${JSON.stringify(key)}]`;
+  let n: unknown = value;
+  if (elements !== null) {
+    const typed = snapshotTyped(value);
+    if (typed !== null && !INTEGER_ARRAYS.has(typed.tag)) {
+      throw new InvalidArgumentError(name, COUNTER_EXPECTED, describe(value), 'a counter is an integer tensor');
+    }
+    if (elements.length !== 1) throw new InvalidArgumentError(name, COUNTER_EXPECTED, `${describe(value)} (length ${elements.length})`);
+    n = elements[0];
+  }
+  if (typeof n === 'bigint') {
+    if (n < 0n || n > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new InvalidArgumentError(name, COUNTER_EXPECTED, describe(n), n < 0n ? undefined : 'beyond 2^53 a number cannot hold the count exactly');
+    }
+    return Number(n);
+  }
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new InvalidArgumentError(name, COUNTER_EXPECTED, describe(n),
+      typeof n === 'number' && Number.isInteger(n) && n > 0 ? 'beyond 2^53 a number cannot hold the count exactly' : undefined);
+  }
+  return n;
+}
+
+const LOAD_KEYS = ['format', 'strict', 'prefix'] as const;
+
+/** Every key name of either format (only these are read from a dict). */
+const KNOWN_NAMES: ReadonlySet<string> = new Set([...NAMES.pytorch, ...NAMES.keras].map(([name]) => name));
+
+/**
+ * Loads `dict` into `target`. The options and the dict are read first (own properties only,
+ * each value and each element once), then everything is validated; a failed load changes
+ * nothing. Errors: InvalidArgumentError for a non-object dict, missing/unexpected keys (strict)
+ * or bad values, ShapeError for a length other than numFeatures; each names the key. A PyTorch
+ * dict without num_batches_tracked (an old checkpoint) loads in strict mode with the counter 0.
  */
 export function loadStateDict(target: StateDictTarget, dict: unknown, options: LoadStateDictOptions = {}): LoadStateDictResult {
-  if (!isObject(options)) throw new InvalidArgumentError('options', 'an options object', describe(options));
-  if (!isObject(dict) || Array.isArray(dict) || ArrayBuffer.isView(dict)) {
+  // Reading.
+  const o = readOptions(options, 'options', LOAD_KEYS);
+  if (!isObject(dict) || isArray(dict) || ArrayBuffer.isView(dict) || snapshotTyped(dict) !== null) {
     throw new InvalidArgumentError('stateDict', 'a plain object of named arrays (a state dict)', describe(dict));
   }
-  const requested = checkFormat(options.format, 'options.format', true) ?? 'auto';
-  const strict = options.strict === undefined ? true : options.strict;
-  if (typeof strict !== 'boolean') throw new InvalidArgumentError('options.strict', 'true or false', describe(strict));
-  const prefix = checkPrefix(options.prefix, 'options.prefix');
+  const readPrefix = typeof o.prefix === 'string' ? o.prefix : '';
+  const keys = Object.keys(dict).filter((k) => k.startsWith(readPrefix)).map((k) => k.slice(readPrefix.length));
+  const values = new Map<string, { value: unknown; elements: unknown[] | null }>();
+  for (const key of keys) {
+    if (!KNOWN_NAMES.has(key) || !hasOwn(dict, readPrefix + key)) continue;
+    const value: unknown = dict[readPrefix + key];
+    values.set(key, { value, elements: readElements(value) });
+  }
 
-  const keys = Object.keys(dict).filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  // Checking.
+  const requested = checkFormat(o.format, 'options.format', true) ?? 'auto';
+  const strict = o.strict === undefined ? true : o.strict;
+  if (typeof strict !== 'boolean') throw new InvalidArgumentError('options.strict', 'true or false', describe(strict));
+  const prefix = checkPrefix(o.prefix, 'options.prefix');
   let format: StateDictFormat;
   if (requested !== 'auto') format = requested;
   else {
@@ -173,7 +224,9 @@ export function loadStateDict(target: StateDictTarget, dict: unknown, options: L
   }
 
   const expected = expectedKeys(target, format);
-  const missing = expected.filter(([key]) => !keys.includes(key)).map(([key]) => prefix + key);
+  // PyTorch fills a missing num_batches_tracked with 0 (checkpoints from before it existed).
+  const counterDefault = strict && !values.has('num_batches_tracked') && expected.some(([, slot]) => slot === 'numBatchesTracked');
+  const missing = expected.filter(([key]) => !values.has(key) && !(counterDefault && key === 'num_batches_tracked')).map(([key]) => prefix + key);
   const unexpected = keys.filter((key) => !expected.some(([name]) => name === key)).map((key) => prefix + key);
   if (strict && (missing.length > 0 || unexpected.length > 0)) {
     throw new InvalidArgumentError(
@@ -188,21 +241,20 @@ export function loadStateDict(target: StateDictTarget, dict: unknown, options: L
   const writes: Array<() => void> = [];
   let runningLoaded = false;
   for (const [key, slot] of expected) {
+    const read = values.get(key);
+    if (read === undefined) continue;
     const full = prefix + key;
-    if (!Object.prototype.hasOwnProperty.call(dict, full)) continue;
-    const value = (dict as Record<string, unknown>)[full];
     if (slot === 'numBatchesTracked') {
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-        throw new InvalidArgumentError(`stateDict[${JSON.stringify(full)}]`, 'a non-negative integer', describe(value));
-      }
-      writes.push(() => { target.numBatchesTracked = value; });
+      const count = checkCounter(read.value, read.elements, full);
+      writes.push(() => { target.numBatchesTracked = count; });
     } else {
-      const values = checkValues(value, full, slot, target.numFeatures);
+      const checked = checkValues(read.value, read.elements, full, slot, target.numFeatures);
       const dest = target[slot]!;
-      writes.push(() => dest.set(values));
+      writes.push(() => dest.set(checked));
       if (slot === 'runningMean' || slot === 'runningVar') runningLoaded = true;
     }
   }
+  if (counterDefault) writes.push(() => { target.numBatchesTracked = 0; });
   // Keras has no batch counter: loading Keras moving statistics starts counting afresh.
   if (format === 'keras' && runningLoaded) {
     writes.push(() => { target.numBatchesTracked = 0; });

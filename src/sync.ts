@@ -21,12 +21,16 @@
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Engine } from './engine.js';
 import {
-  FORWARD_IN_PLACE, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward, type BackwardResult, type ForwardOptions, type ForwardResult,
+  FORWARD_IN_PLACE, FORWARD_KEYS, callerOutput, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward,
+  type BackwardResult, type ForwardOptions, type ForwardResult,
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
 import { CallScope, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
-import { checkAliasing, checkF32, checkOptionalF32, isObject } from './args.js';
+import {
+  checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
+} from './args.js';
+import { isArray } from './typed.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
 export interface Moments {
@@ -91,19 +95,14 @@ export interface BackwardWithSumsOptions {
 // ---------------------------------------------------------------------------------------
 // Argument checks for the JS-side per-channel inputs (moments, sums).
 
-function isNumberArray(value: unknown): value is ArrayLike<number> {
-  return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
-}
+/** A per-channel array of numbers read once (phase 1 of src/args.ts), or null if it is not one. */
+type Read = unknown[] | null;
 
-/** A float64 copy of a per-channel array of numbers of length C (taken before any allocation). */
-function channelF64(value: unknown, name: string, C: number, what: string): Float64Array {
-  if (!isNumberArray(value)) throw new InvalidArgumentError(name, `a Float64Array (or array of numbers) of length ${C} (${what})`, describe(value));
-  if (value.length !== C) throw new ShapeError(name, `length ${C} (${what})`, `length ${value.length}`);
-  if (Array.isArray(value)) {
-    const bad = value.findIndex((v) => typeof v !== 'number');
-    if (bad >= 0) throw new InvalidArgumentError(`${name}[${bad}]`, 'a number', describe(value[bad]));
-  }
-  return Float64Array.from(value);
+/** A float64 copy of a per-channel array of numbers of length C, every element checked. */
+function channelF64(read: Read, raw: unknown, name: string, C: number, what: string): Float64Array {
+  if (read === null) throw new InvalidArgumentError(name, `a Float64Array (or array of numbers) of length ${C} (${what})`, describe(raw));
+  if (read.length !== C) throw new ShapeError(name, `length ${C} (${what})`, `length ${read.length}`);
+  return checkNumberElements(read, name);
 }
 
 function checkCount(value: unknown, name: string, min: number, what: string): number {
@@ -113,13 +112,27 @@ function checkCount(value: unknown, name: string, min: number, what: string): nu
   return value;
 }
 
-/** Validated copy of moments with C channels. */
-function checkMoments(value: unknown, name: string, C: number | null, minCount: number, what: string): Moments {
-  if (!isObject(value)) throw new InvalidArgumentError(name, '{ count, mean, m2 } (from engine.moments / mergeMoments)', describe(value));
-  const count = checkCount(value.count, `${name}.count`, minCount, what);
-  const channels = C ?? (isNumberArray(value.mean) ? value.mean.length : 0);
-  const mean = channelF64(value.mean, `${name}.mean`, channels, C === null ? 'per channel' : `C = ${C} channels`);
-  const m2 = channelF64(value.m2, `${name}.m2`, channels, `the length of ${name}.mean`);
+/** Moments read once: the record's own count, mean, m2, the arrays' elements copied. */
+interface ReadMoments {
+  raw: unknown;
+  record: Options<'count' | 'mean' | 'm2'> | null;
+  mean: Read;
+  m2: Read;
+}
+
+function readMoments(value: unknown): ReadMoments {
+  const record = readRecord(value, ['count', 'mean', 'm2'] as const);
+  return { raw: value, record, mean: record && readElements(record.mean), m2: record && readElements(record.m2) };
+}
+
+/** Validated copy of moments read by readMoments, with C channels (null: as many as `name.mean` has). */
+function checkMoments(read: ReadMoments, name: string, C: number | null, minCount: number, what: string): Moments {
+  const { record } = read;
+  if (record === null) throw new InvalidArgumentError(name, '{ count, mean, m2 } (from engine.moments / mergeMoments)', describe(read.raw));
+  const count = checkCount(record.count, `${name}.count`, minCount, what);
+  const channels = C ?? (read.mean === null ? 0 : read.mean.length);
+  const mean = channelF64(read.mean, record.mean, `${name}.mean`, channels, C === null ? 'per channel' : `C = ${C} channels`);
+  const m2 = channelF64(read.m2, record.m2, `${name}.m2`, channels, `the length of ${name}.mean`);
   const negative = m2.findIndex((v) => v < 0);
   if (negative >= 0) throw new InvalidArgumentError(`${name}.m2[${negative}]`, 'a sum of squares >= 0', describe(m2[negative]));
   return { count, mean, m2 };
@@ -128,13 +141,8 @@ function checkMoments(value: unknown, name: string, C: number | null, minCount: 
 // ---------------------------------------------------------------------------------------
 // Merging (pure JS, float64).
 
-/** Chan et al.'s parallel update: the moments of the union of two disjoint batches. count 0 is the identity. */
-export function mergeMoments(a: MomentsLike, b: MomentsLike): Moments {
-  const ma = checkMoments(a, 'a', null, 0, 'values per channel');
-  const mb = checkMoments(b, 'b', null, 0, 'values per channel');
-  if (ma.mean.length !== mb.mean.length) {
-    throw new ShapeError('b.mean', `length ${ma.mean.length} (the channels of a)`, `length ${mb.mean.length}`);
-  }
+/** Chan's update of two validated moments (same channels). count 0 is the identity. */
+function merge(ma: Moments, mb: Moments): Moments {
   const na = ma.count, nb = mb.count, n = na + nb;
   if (na === 0) return mb;
   if (nb === 0) return ma;
@@ -149,20 +157,48 @@ export function mergeMoments(a: MomentsLike, b: MomentsLike): Moments {
   return { count: n, mean, m2 };
 }
 
-/** Merges any number of moments (pairwise tree, so the rounding grows with log2 of the count). */
+function checkSameChannels(first: Moments, firstName: string, m: Moments, name: string): void {
+  if (m.mean.length !== first.mean.length) {
+    throw new ShapeError(`${name}.mean`, `length ${first.mean.length} (the channels of ${firstName})`, `length ${m.mean.length}`);
+  }
+}
+
+/** Chan et al.'s parallel update: the moments of the union of two disjoint batches. count 0 is the identity. */
+export function mergeMoments(a: MomentsLike, b: MomentsLike): Moments {
+  const ra = readMoments(a), rb = readMoments(b);
+  const ma = checkMoments(ra, 'a', null, 0, 'values per channel');
+  const mb = checkMoments(rb, 'b', null, 0, 'values per channel');
+  checkSameChannels(ma, 'a', mb, 'b');
+  if (!Number.isSafeInteger(ma.count + mb.count)) {
+    throw new InvalidArgumentError('b.count', `at most ${Number.MAX_SAFE_INTEGER - ma.count} (a safe integer total)`, describe(mb.count));
+  }
+  return merge(ma, mb);
+}
+
+/**
+ * Merges any number of moments (pairwise tree, so the rounding grows with log2 of the count).
+ * Every part is read, then checked (errors name `parts[i]...`), before any is merged.
+ */
 export function reduceMoments(parts: readonly MomentsLike[]): Moments {
-  if (!Array.isArray(parts) || parts.length === 0) {
+  const elements = isArray(parts) ? readElements(parts) : null;
+  const read = elements === null ? null : elements.map(readMoments);
+  if (read === null || read.length === 0) {
     throw new InvalidArgumentError('parts', 'a non-empty array of moments', describe(parts));
   }
-  let level: MomentsLike[] = [...parts];
-  if (level.length === 1) return checkMoments(level[0], 'parts[0]', null, 0, 'values per channel');
+  let level = read.map((r, i) => checkMoments(r, `parts[${i}]`, null, 0, 'values per channel'));
+  let total = 0;
+  level.forEach((m, i) => {
+    checkSameChannels(level[0], 'parts[0]', m, `parts[${i}]`);
+    total += m.count;
+    if (!Number.isSafeInteger(total)) throw new InvalidArgumentError(`parts[${i}].count`, 'counts whose total is a safe integer', describe(m.count));
+  });
   while (level.length > 1) {
-    const next: MomentsLike[] = [];
-    for (let i = 0; i + 1 < level.length; i += 2) next.push(mergeMoments(level[i], level[i + 1]));
+    const next: Moments[] = [];
+    for (let i = 0; i + 1 < level.length; i += 2) next.push(merge(level[i], level[i + 1]));
     if (level.length % 2 === 1) next.push(level[level.length - 1]);
     level = next;
   }
-  return level[0] as Moments;
+  return level[0];
 }
 
 /** Elementwise sum of two shards' backward reductions (the all-reduce's SUM). */
@@ -170,11 +206,17 @@ export function mergeBackwardSums(
   a: { sumDy: ArrayLike<number>; sumDyXhat: ArrayLike<number> },
   b: { sumDy: ArrayLike<number>; sumDyXhat: ArrayLike<number> },
 ): BackwardSums {
-  if (!isObject(a)) throw new InvalidArgumentError('a', '{ sumDy, sumDyXhat }', describe(a));
-  if (!isObject(b)) throw new InvalidArgumentError('b', '{ sumDy, sumDyXhat }', describe(b));
-  const C = isNumberArray(a.sumDy) ? a.sumDy.length : 0;
-  const ad = channelF64(a.sumDy, 'a.sumDy', C, 'per channel'), ax = channelF64(a.sumDyXhat, 'a.sumDyXhat', C, 'the length of a.sumDy');
-  const bd = channelF64(b.sumDy, 'b.sumDy', C, 'the length of a.sumDy'), bx = channelF64(b.sumDyXhat, 'b.sumDyXhat', C, 'the length of a.sumDy');
+  const keys = ['sumDy', 'sumDyXhat'] as const;
+  const ra = readRecord(a, keys), rb = readRecord(b, keys);
+  const read = (r: Options<'sumDy' | 'sumDyXhat'> | null) => (r === null ? null : { sumDy: readElements(r.sumDy), sumDyXhat: readElements(r.sumDyXhat) });
+  const ea = read(ra), eb = read(rb);
+  if (ra === null || ea === null) throw new InvalidArgumentError('a', '{ sumDy, sumDyXhat }', describe(a));
+  if (rb === null || eb === null) throw new InvalidArgumentError('b', '{ sumDy, sumDyXhat }', describe(b));
+  const C = ea.sumDy === null ? 0 : ea.sumDy.length;
+  const ad = channelF64(ea.sumDy, ra.sumDy, 'a.sumDy', C, 'per channel');
+  const ax = channelF64(ea.sumDyXhat, ra.sumDyXhat, 'a.sumDyXhat', C, 'the length of a.sumDy');
+  const bd = channelF64(eb.sumDy, rb.sumDy, 'b.sumDy', C, 'the length of a.sumDy');
+  const bx = channelF64(eb.sumDyXhat, rb.sumDyXhat, 'b.sumDyXhat', C, 'the length of a.sumDy');
   for (let c = 0; c < C; c++) {
     ad[c] += bd[c];
     ax[c] += bx[c];
@@ -186,12 +228,13 @@ export function mergeBackwardSums(
 // Engine calls.
 
 /** Per-channel { count, mean, m2 } of x (f64, the training forward's own statistics kernel). */
-export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object', describe(opts));
-  const layout = checkLayout(opts.layout);
-  const g = geometry(shape, layout);
+export function momentsBatchNorm(engine: Engine, xInput: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', ['layout'] as const);
+  const layout = checkLayout(o.layout);
+  const g = geometry(dims, layout);
   const C = g.channels;
-  checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+  const x = checkF32(engine, xInput, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
 
   const k = engine.kernels;
   const last = channelsLast(g);
@@ -220,27 +263,36 @@ export function momentsBatchNorm(engine: Engine, x: Float32Array, shape: readonl
 export function forwardWithMomentsBatchNorm(
   engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions,
 ): ForwardResult {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `moments`', describe(opts));
-  const args = checkForwardArgs(engine, x, shape, opts);
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', FORWARD_WITH_MOMENTS_KEYS, 'an options object with `moments`');
+  const moments = readMoments(o.moments);
+  const args = checkForwardArgs(engine, x, dims, o);
   const { g, weight, bias, runningMean, runningVar, out } = args;
   const C = g.channels;
-  const global = checkMoments(opts.moments, 'opts.moments', C, Math.max(2, g.count),
+  const global = checkMoments(moments, 'opts.moments', C, Math.max(2, g.count),
     `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
   checkAliasing(
     [['opts.out', out], ['opts.runningMean', runningMean], ['opts.runningVar', runningVar]],
-    [['x', x], ['opts.weight', weight], ['opts.bias', bias]],
+    [['x', args.x], ['opts.weight', weight], ['opts.bias', bias]],
     FORWARD_IN_PLACE,
   );
 
-  return runForward(engine, forwardCall(args, x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count }));
+  const result = runForward(engine, forwardCall(args, args.x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count }));
+  result.y = callerOutput(result.y, out, o.out);
+  return result;
 }
+
+const FORWARD_WITH_MOMENTS_KEYS = [
+  ...FORWARD_KEYS.filter((k): k is Exclude<typeof k, 'training' | 'activation'> => k !== 'training' && k !== 'activation'), 'moments',
+] as const;
 
 /** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */
 export function backwardReduceBatchNorm(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
+  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
 ): BackwardSums {
-  if (!isObject(opts)) throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`', describe(opts));
-  const { g, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forwardWithMoments');
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', ['layout', 'saveMean', 'saveInvStd'] as const, 'an options object with `saveMean`, `saveInvStd`');
+  const { g, dy, x, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forwardWithMoments');
   const C = g.channels;
 
   const k = engine.kernels;
@@ -275,24 +327,27 @@ export function backwardReduceBatchNorm(
  * (float32): the whole batch's parameter gradients.
  */
 export function backwardWithSumsBatchNorm(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
+  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
 ): BackwardResult {
-  if (!isObject(opts)) {
-    throw new InvalidArgumentError('opts', 'an options object with `saveMean`, `saveInvStd`, `sumDy`, `sumDyXhat`, `count`', describe(opts));
-  }
-  const { g, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dy, x, shape, opts, 'forwardWithMoments');
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', ['layout', 'weight', 'saveMean', 'saveInvStd', 'sumDy', 'sumDyXhat', 'count', 'out'] as const,
+    'an options object with `saveMean`, `saveInvStd`, `sumDy`, `sumDyXhat`, `count`');
+  const sumDyRead = readElements(o.sumDy), sumDyXhatRead = readElements(o.sumDyXhat);
+  const { g, dy, x, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forwardWithMoments');
   const C = g.channels;
-  const sumDy = channelF64(opts.sumDy, 'opts.sumDy', C, `C = ${C} channels, all-reduced`);
-  const sumDyXhat = channelF64(opts.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
-  const n = checkCount(opts.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
-  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  const sumDy = channelF64(sumDyRead, o.sumDy, 'opts.sumDy', C, `C = ${C} channels, all-reduced`);
+  const sumDyXhat = channelF64(sumDyXhatRead, o.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
+  const n = checkCount(o.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
+  const out = checkOptionalF32(engine, o.out, 'opts.out', g.size, 'same as x');
   checkAliasing(
     [['opts.out', out]],
     [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
     new Set(['opts.out=dy', 'opts.out=x']),
   );
 
-  return runBackward(engine, {
+  const result = runBackward(engine, {
     g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n },
   });
+  result.dx = callerOutput(result.dx, out, o.out);
+  return result;
 }

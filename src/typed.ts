@@ -1,0 +1,97 @@
+// Typed arrays read through the intrinsic getters of %TypedArray%.prototype, captured once at
+// module load. A subclass cannot override what these return (they read the internal slots), a
+// Proxy has no slots (the tag getter yields undefined for it), and none of them runs user code.
+
+const TypedArrayPrototype = Object.getPrototypeOf(Int8Array.prototype) as object;
+
+function intrinsicGetter<T>(key: PropertyKey): (view: unknown) => T {
+  const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, key)!.get!;
+  const apply = Reflect.apply;
+  return (view) => apply(get, view, []) as T;
+}
+
+/** The element type's name ('Float32Array', ...) of a genuine typed array, else undefined. Never throws. */
+export const typedArrayTag = intrinsicGetter<string | undefined>(Symbol.toStringTag);
+const lengthOf = intrinsicGetter<number>('length');
+const byteOffsetOf = intrinsicGetter<number>('byteOffset');
+const byteLengthOf = intrinsicGetter<number>('byteLength');
+const bufferOf = intrinsicGetter<ArrayBufferLike>('buffer');
+const hasOwnProperty = Object.prototype.hasOwnProperty;
+const isArray = Array.isArray;
+
+/** `key` is an own property of `value` (for a Proxy: its getOwnPropertyDescriptor trap runs). */
+export function hasOwn(value: object, key: PropertyKey): boolean {
+  return Reflect.apply(hasOwnProperty, value, [key]) as boolean;
+}
+
+export { isArray };
+
+/**
+ * What a genuine typed array is, recorded once: its buffer, where it lies in it, and its length
+ * (the current one for a length-tracking view of a resizable buffer; 0 for a view gone out of
+ * bounds). `detached`: its buffer was detached (wasm memory grew after the view was taken).
+ */
+export interface TypedSnapshot {
+  readonly tag: string;
+  readonly buffer: ArrayBufferLike;
+  readonly byteOffset: number;
+  readonly byteLength: number;
+  readonly length: number;
+  readonly detached: boolean;
+}
+
+/** The snapshot of a genuine typed array, or null for anything else (Proxies, DataViews, arrays). */
+export function snapshotTyped(value: unknown): TypedSnapshot | null {
+  const tag = typedArrayTag(value);
+  if (tag === undefined) return null;
+  const buffer = bufferOf(value);
+  const byteOffset = byteOffsetOf(value), byteLength = byteLengthOf(value), length = lengthOf(value);
+  let detached = false;
+  if (byteLength === 0) {
+    try {
+      new Uint8Array(buffer, 0, 0);
+    } catch {
+      detached = true;
+    }
+  }
+  return { tag, buffer, byteOffset, byteLength, length, detached };
+}
+
+type NumericView = Exclude<ArrayBufferView, DataView | BigInt64Array | BigUint64Array>;
+type NumericConstructor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => NumericView;
+
+const NUMERIC: Readonly<Record<string, NumericConstructor>> = Object.freeze({
+  __proto__: null,
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array,
+} as unknown as Record<string, NumericConstructor>);
+
+/** An engine-made view of a snapshot of a typed array of numbers (not BigInts); null otherwise. */
+export function numericView(s: TypedSnapshot): ArrayLike<number> & NumericView | null {
+  const Ctor = NUMERIC[s.tag];
+  if (Ctor === undefined || s.detached) return null;
+  return new Ctor(s.buffer, s.byteOffset, s.length) as ArrayLike<number> & NumericView;
+}
+
+/** An engine-made Float32Array over exactly the snapshot's recorded bytes. */
+export function float32View(s: TypedSnapshot): Float32Array {
+  return new Float32Array(s.buffer, s.byteOffset, s.length);
+}
+
+const arrayBufferByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get!;
+const sharedByteLength = typeof SharedArrayBuffer === 'function'
+  ? Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength')!.get!
+  : null;
+
+/** A genuine ArrayBuffer or SharedArrayBuffer (the intrinsic getters throw for anything else). */
+export function isArrayBufferLike(value: unknown): value is ArrayBufferLike {
+  for (const get of [arrayBufferByteLength, sharedByteLength]) {
+    if (get === null) continue;
+    try {
+      Reflect.apply(get, value, []);
+      return true;
+    } catch {
+      // not this kind of buffer
+    }
+  }
+  return false;
+}
