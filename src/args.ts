@@ -277,11 +277,5 @@ export function checkNumbers(value: unknown, name: string): ArrayLike<number> {
     throw new InvalidArgumentError(name, 'a typed array or an array of numbers', describe(value),
       typeof value === 'object' && value !== null && !ArrayBuffer.isView(value) ? 'Proxies and array-likes are not accepted: pass the array itself' : undefined);
   }
-  const out = new Float32Array(elements.length);
-  for (let i = 0; i < elements.length; i++) {
-    const v = elements[i];
-    if (typeof v !== 'number') throw new InvalidArgumentError(`${name}[${i}]`, 'a number', describe(v));
-    out[i] = v;
-  }
-  return out;
+  return new Float32Array(checkNumberElements(elements, name));
 }
