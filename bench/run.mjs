@@ -65,7 +65,7 @@ const version = (pkg) => {
 // and the suites load it from there (bench/package-under-test.mjs): the kernels are rebuilt in
 // parallel while the benchmark runs, and a rebuild mid-run would otherwise mix two builds. The
 // copy is retried until no build file changed while it was taken.
-const BUILD_FILES = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/index.js', 'dist/engine.js', 'dist/batchnorm.js'];
+const BUILD_FILES = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/index.js', 'dist/engine.js', 'dist/ops/batchnorm.js'];
 async function snapshotPackage() {
   const dir = join(root, 'bench/results/tmp/package');
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -161,7 +161,7 @@ async function main() {
       engineInfo: first.engines,
       simdWasm: snapshot.files['build/batchnorm.simd.wasm'],
       scalarWasm: snapshot.files['build/batchnorm.scalar.wasm'],
-      dist: snapshot.files['dist/batchnorm.js'],
+      dist: snapshot.files['dist/ops/batchnorm.js'],
       floorWasm: fileInfo('bench/results/tmp/floor.wasm'),
       snapshot: 'bench/results/tmp/package/ (dist/ and build/*.wasm copied at start)',
       changedInTreeDuringRun: changed,

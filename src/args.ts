@@ -1,6 +1,6 @@
 // Argument checks shared by every public entry point. Each throws a BatchNormError naming
 // the argument, what was expected and what was received; all run before any buffer is touched.
-import type { Engine } from './engine.js';
+import type { Arena } from './memory.js';
 import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
 import { MAX_ELEMENTS, type Geometry } from './layout.js';
 import { hasOwn, isArray, numericView, snapshotTyped, typedArrayTag, float32View } from './typed.js';
@@ -101,16 +101,14 @@ export function readRecord<K extends string>(value: unknown, keys: readonly K[])
  * typed array by its intrinsic length (reading its elements runs no user code). Anything else
  * (including a Proxy around a typed array, DataViews, and arrays longer than MAX_ELEMENTS): null.
  */
-export function readElements(value: unknown): unknown[] | null {
+export function readElements(value: unknown): ArrayLike<unknown> | null {
   const typed = snapshotTyped(value);
   if (typed !== null) {
-    const view: ArrayLike<unknown> = typed.detached ? []
-      : typed.tag === 'BigInt64Array' ? new BigInt64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length)
-        : typed.tag === 'BigUint64Array' ? new BigUint64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length)
-          : numericView(typed) ?? [];
-    const out = new Array<unknown>(view.length);
-    for (let i = 0; i < view.length; i++) out[i] = view[i]; // by index: no iterator of anyone's
-    return out;
+    // An engine-made view: reading a typed array's elements runs no user code, so no copy.
+    if (typed.detached) return [];
+    if (typed.tag === 'BigInt64Array') return new BigInt64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length) as unknown as unknown[];
+    if (typed.tag === 'BigUint64Array') return new BigUint64Array(typed.buffer as ArrayBuffer, typed.byteOffset, typed.length) as unknown as unknown[];
+    return (numericView(typed) ?? []) as unknown as unknown[];
   }
   if (!isArray(value)) return null;
   const length: unknown = value.length;
@@ -133,7 +131,7 @@ export function readShape(value: unknown): unknown {
  * An array of numbers read in phase 1 and checked: every element a number (holes, strings,
  * BigInts, objects rejected, naming `${name}[i]`), as a Float64Array.
  */
-export function checkNumberElements(elements: readonly unknown[], name: string): Float64Array {
+export function checkNumberElements(elements: ArrayLike<unknown>, name: string): Float64Array {
   const out = new Float64Array(elements.length);
   for (let i = 0; i < elements.length; i++) {
     const v = elements[i];
@@ -165,7 +163,7 @@ function wrapsTypedArray(value: unknown): boolean {
  * view the engine made over exactly those bytes (see the reading layer above); views into this
  * engine's memory must lie in one tensor. A Proxy is rejected: pass the typed array itself.
  */
-export function checkF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array {
+export function checkF32(arena: Arena, value: unknown, name: string, length: number, what: What): Float32Array {
   const s = snapshotTyped(value);
   if (s === null || s.tag !== 'Float32Array') {
     throw new InvalidArgumentError(name, `a Float32Array of length ${length} (${text(what)})`, describe(value),
@@ -179,14 +177,14 @@ export function checkF32(engine: Engine, value: unknown, name: string, length: n
   if (s.length !== length) {
     throw new ShapeError(name, `length ${length} (${text(what)})`, `length ${s.length}`);
   }
-  if (s.buffer === engine.arena.buffer && !engine.arena.owns(s.byteOffset, s.byteLength)) {
+  if (s.buffer === arena.buffer && !arena.owns(s.byteOffset, s.byteLength)) {
     throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${s.byteOffset}, ${s.byteOffset + s.byteLength}) of its memory`);
   }
   return float32View(s);
 }
 
-export function checkOptionalF32(engine: Engine, value: unknown, name: string, length: number, what: What): Float32Array | null {
-  return value === undefined || value === null ? null : checkF32(engine, value, name, length, what);
+export function checkOptionalF32(arena: Arena, value: unknown, name: string, length: number, what: What): Float32Array | null {
+  return value === undefined || value === null ? null : checkF32(arena, value, name, length, what);
 }
 
 export function checkBoolean(value: unknown, name: string, fallback?: boolean): boolean {

@@ -48,10 +48,10 @@ export interface FoldedWeights {
 interface ReadBatchNorm {
   raw: unknown;
   record: Options<'runningMean' | 'runningVar' | 'weight' | 'bias' | 'eps'> | null;
-  runningMean: unknown[] | null;
-  runningVar: unknown[] | null;
-  weight: unknown[] | null;
-  bias: unknown[] | null;
+  runningMean: ArrayLike<unknown> | null;
+  runningVar: ArrayLike<unknown> | null;
+  weight: ArrayLike<unknown> | null;
+  bias: ArrayLike<unknown> | null;
 }
 
 function readBatchNorm(bn: unknown): ReadBatchNorm {
@@ -104,7 +104,7 @@ export function foldedAffine(bn: FoldableBatchNorm): FoldedAffine {
 }
 
 /** A layer's weight and bias read once (phase 1), the raw values kept for messages. */
-interface ReadLayer { weight: unknown; bias: unknown; weightRead: unknown[] | null; biasRead: unknown[] | null }
+interface ReadLayer { weight: unknown; bias: unknown; weightRead: ArrayLike<unknown> | null; biasRead: ArrayLike<unknown> | null }
 
 function readLayer(weight: unknown, bias: unknown): ReadLayer {
   return { weight, bias, weightRead: readElements(weight), biasRead: bias === null || bias === undefined ? null : readElements(bias) };

@@ -1,12 +1,12 @@
 export { createEngine, Engine, Tensor } from './engine.js';
 export type { EngineOptions, EngineInfo, EngineFeatures, Build, WasmSource, WasmSources, WasmOrigin } from './engine.js';
 export { BatchNorm } from './layer.js';
-export type { ForwardOptions, ForwardResult, BackwardOptions, BackwardResult, Activation } from './batchnorm.js';
+export type { ForwardOptions, ForwardResult, BackwardOptions, BackwardResult, Activation } from './ops/batchnorm.js';
 export type { BatchNormOptions } from './layer.js';
 export type { Layout } from './layout.js';
 export { BatchNormError, InvalidArgumentError, ShapeError, MemoryError } from './errors.js';
-export { oracleForward, oracleBackward, oracleMoments } from './oracle.js';
-export type { OracleForwardOptions, OracleForwardResult, OracleBackwardOptions } from './oracle.js';
+export { oracleForward, oracleBackward, oracleMoments } from './oracle/batchnorm.js';
+export type { OracleForwardOptions, OracleForwardResult, OracleBackwardOptions } from './oracle/batchnorm.js';
 export { CONVENTIONS, functionalOptions } from './conventions.js';
 export type { Convention, ConventionPreset, ConventionOptions } from './conventions.js';
 export type {
@@ -14,7 +14,7 @@ export type {
 } from './statedict.js';
 export { foldedAffine, foldIntoConv, foldIntoLinear } from './fold.js';
 export type { ConvWeightLayout, LinearWeightLayout, FoldableBatchNorm, FoldedAffine, FoldedWeights } from './fold.js';
-export { mergeMoments, reduceMoments, mergeBackwardSums } from './sync.js';
+export { mergeMoments, reduceMoments, mergeBackwardSums } from './ops/sync.js';
 export type {
   Moments, MomentsLike, MomentsOptions, ForwardWithMomentsOptions, BackwardSums, BackwardReduceOptions, BackwardWithSumsOptions,
-} from './sync.js';
+} from './ops/sync.js';

@@ -2,7 +2,7 @@ import { Engine } from './engine.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from './layout.js';
 import { checkBoolean, checkEps, checkF32, readOptions, readShape } from './args.js';
-import { forwardBatchNorm } from './batchnorm.js';
+import { forwardBatchNorm } from './ops/batchnorm.js';
 import { CONVENTIONS, batchWeight, checkConvention, checkConventionMomentum, type Convention } from './conventions.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
@@ -99,7 +99,7 @@ export class BatchNorm {
     if (g.channels !== this.numFeatures) {
       throw new ShapeError('shape', `${this.numFeatures} channels (numFeatures) on the channel axis`, `[${g.shape.join(', ')}]`);
     }
-    const xv = checkF32(this.engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+    const xv = checkF32(this.engine.arena, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
     const tracking = this.training && this.runningMean !== null;
     // The functional primitive: weight of the new batch (ONNX/Keras: 1 − momentum). PyTorch:
     // num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.

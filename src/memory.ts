@@ -22,7 +22,15 @@ export class Arena {
   private readonly base: number;
   private top: number;
   private readonly free: Block[] = [];
-  private readonly live = new Map<number, number>();
+  /**
+   * The live blocks, sorted by start (parallel arrays): lookups by binary search. Blocks are
+   * mostly taken and given back at the top, so keeping them sorted is a push or a pop. (A Map
+   * keyed by start was O(1) in theory, but its insert/delete churn cost ~1 µs per call with
+   * 10 000 live tensors in V8.)
+   */
+  private readonly starts: number[] = [];
+  private readonly sizes: number[] = [];
+  private inUse = 0;
 
   private cached: ArrayBuffer;
 
@@ -44,9 +52,7 @@ export class Arena {
 
   /** Bytes currently handed out (live allocations). */
   get bytesInUse(): number {
-    let sum = 0;
-    for (const bytes of this.live.values()) sum += bytes;
-    return sum;
+    return this.inUse;
   }
 
   /** Allocates `bytes` (rounded up to ALIGN), growing memory if needed. Throws MemoryError. */
@@ -58,14 +64,38 @@ export class Arena {
       const ptr = block.ptr;
       if (block.bytes === size) this.free.splice(i, 1);
       else { block.ptr += size; block.bytes -= size; }
-      this.live.set(ptr, size);
+      this.track(ptr, size);
       return ptr;
     }
     const ptr = this.top;
     this.ensure(ptr + size, what, size);
     this.top = ptr + size;
-    this.live.set(ptr, size);
+    this.track(ptr, size);
     return ptr;
+  }
+
+  private track(ptr: number, size: number): void {
+    this.inUse += size;
+    const i = this.startIndex(ptr) + 1; // blocks at the top (the common case) go at the end: no move
+    if (i === this.starts.length) {
+      this.starts.push(ptr);
+      this.sizes.push(size);
+    } else {
+      this.starts.splice(i, 0, ptr);
+      this.sizes.splice(i, 0, size);
+    }
+  }
+
+  /** Index of the last live start <= ptr, or -1 (binary search). */
+  private startIndex(ptr: number): number {
+    const a = this.starts;
+    let lo = 0, hi = a.length - 1, found = -1;
+    if (hi >= 0 && a[hi] <= ptr) return hi;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (a[mid] <= ptr) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found;
   }
 
   /**
@@ -100,9 +130,17 @@ export class Arena {
 
   /** Returns a block from alloc() to the free list. */
   release(ptr: number): void {
-    const bytes = this.live.get(ptr);
-    if (bytes === undefined) throw new MemoryError('ptr', 'a live allocation of this engine', String(ptr));
-    this.live.delete(ptr);
+    const at = this.startIndex(ptr);
+    if (at < 0 || this.starts[at] !== ptr) throw new MemoryError('ptr', 'a live allocation of this engine', String(ptr));
+    const bytes = this.sizes[at];
+    this.inUse -= bytes;
+    if (at === this.starts.length - 1) {
+      this.starts.pop();
+      this.sizes.pop();
+    } else {
+      this.starts.splice(at, 1);
+      this.sizes.splice(at, 1);
+    }
     let i = 0;
     while (i < this.free.length && this.free[i].ptr < ptr) i++;
     this.free.splice(i, 0, { ptr, bytes });
@@ -118,16 +156,17 @@ export class Arena {
 
   /** @internal Copies of the bookkeeping (for tests and diagnostics): blocks sorted by ptr. */
   layout(): { base: number; top: number; free: Block[]; live: Block[] } {
-    const live = [...this.live].map(([ptr, bytes]) => ({ ptr, bytes })).sort((a, b) => a.ptr - b.ptr);
+    const live = this.starts.map((ptr, i) => ({ ptr, bytes: this.sizes[i] }));
     return { base: this.base, top: this.top, free: this.free.map((b) => ({ ...b })), live };
   }
 
-  /** True when [ptr, ptr + bytes) lies inside one live allocation. */
+  /**
+   * True when [ptr, ptr + bytes) lies inside one live allocation: the block starting at or
+   * before ptr (binary search, O(log n) in the live blocks; O(1) for the newest).
+   */
   owns(ptr: number, bytes: number): boolean {
-    for (const [start, size] of this.live) {
-      if (ptr >= start && ptr + bytes <= start + size) return true;
-    }
-    return false;
+    const i = this.startIndex(ptr);
+    return i >= 0 && ptr + bytes <= this.starts[i] + this.sizes[i];
   }
 
   /** Grows memory so that byte `end` is addressable; a failed grow leaves everything as it was. */

@@ -124,7 +124,7 @@ function keyList(keys: readonly string[]): string {
 }
 
 /** Per-channel values of a key (its elements read once): C finite numbers in float32 range. */
-function checkValues(value: unknown, elements: unknown[] | null, key: string, slot: Slot, C: number): Float32Array {
+function checkValues(value: unknown, elements: ArrayLike<unknown> | null, key: string, slot: Slot, C: number): Float32Array {
   const name = `stateDict[${JSON.stringify(key)}]`;
   if (elements === null) {
     throw new InvalidArgumentError(name, `an array of ${C} numbers (numFeatures)`, describe(value));
@@ -159,7 +159,7 @@ const COUNTER_EXPECTED = 'a non-negative integer at most 2^53 − 1: a number, a
  * array or array of either (a tensor exported as such), non-negative and within 2^53 − 1 (the
  * largest integer a number holds exactly).
  */
-function checkCounter(value: unknown, elements: unknown[] | null, key: string): number {
+function checkCounter(value: unknown, elements: ArrayLike<unknown> | null, key: string): number {
   const name = `stateDict[${JSON.stringify(key)}]`;
   let n: unknown = value;
   if (elements !== null) {
@@ -203,7 +203,7 @@ export function loadStateDict(target: StateDictTarget, dict: unknown, options: L
   }
   const readPrefix = typeof o.prefix === 'string' ? o.prefix : '';
   const keys = Object.keys(dict).filter((k) => k.startsWith(readPrefix)).map((k) => k.slice(readPrefix.length));
-  const values = new Map<string, { value: unknown; elements: unknown[] | null }>();
+  const values = new Map<string, { value: unknown; elements: ArrayLike<unknown> | null }>();
   for (const key of keys) {
     if (!KNOWN_NAMES.has(key) || !hasOwn(dict, readPrefix + key)) continue;
     const value: unknown = dict[readPrefix + key];

@@ -5,7 +5,7 @@
 // helpers/tolerance.ts. The largest error seen per category, relative to its bound, is printed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine.js';
-import { oracleBackward, oracleForward } from '../src/oracle.js';
+import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { U32, gauss, rng, ulp32 } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolY } from './helpers/tolerance.js';

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Engine } from '../src/engine.js';
 import { ShapeError } from '../src/errors.js';
-import { oracleBackward, oracleForward } from '../src/oracle.js';
+import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { expectClose, gauss, product, rng } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolSaveInvStd, tolSaveMean, tolY, type BackwardFacts, type ChannelFacts } from './helpers/tolerance.js';

@@ -22,7 +22,8 @@ import {
 } from '../src/index.js';
 import { readFile } from 'node:fs/promises';
 import loader from '@assemblyscript/loader';
-import { Engine, type KernelExports } from '../src/engine.js';
+import { Engine } from '../src/engine.js';
+import type { KernelExports } from '../src/wasm/kernels.js';
 import { ALIGN } from '../src/memory.js';
 import type { BuildName } from './helpers/engines.js';
 import { gauss, product, rng, ulp32 } from './helpers/numeric.js';

@@ -20,7 +20,7 @@ import { BatchNormError, InvalidArgumentError, MemoryError, ShapeError } from '.
 import { BatchNorm } from '../src/layer.js';
 import { functionalOptions } from '../src/conventions.js';
 import { foldIntoConv, foldIntoLinear, foldedAffine } from '../src/fold.js';
-import { mergeBackwardSums, mergeMoments, reduceMoments } from '../src/sync.js';
+import { mergeBackwardSums, mergeMoments, reduceMoments } from '../src/ops/sync.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 
 type ErrorClass = typeof InvalidArgumentError | typeof ShapeError | typeof MemoryError;

@@ -9,7 +9,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Engine, Tensor } from '../src/engine.js';
 import { MemoryError } from '../src/errors.js';
-import { oracleBackward, oracleForward } from '../src/oracle.js';
+import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { U32, gauss, rng, ulp32 } from './helpers/numeric.js';
 import { tolY } from './helpers/tolerance.js';

@@ -22,7 +22,7 @@ import { BatchNorm } from '../src/layer.js';
 import { InvalidArgumentError, ShapeError } from '../src/errors.js';
 import { CONVENTIONS, functionalOptions, type Convention } from '../src/conventions.js';
 import { foldIntoConv, foldIntoLinear, foldedAffine, type ConvWeightLayout } from '../src/fold.js';
-import { oracleForward } from '../src/oracle.js';
+import { oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { U32, U64, expectClose, gamma64, gauss, product, rng, ulp32 } from './helpers/numeric.js';
 import { meanErr, m2Err, tolY, type ChannelFacts } from './helpers/tolerance.js';

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm } from '../src/layer.js';
 import type { Engine } from '../src/engine.js';
 import { ShapeError } from '../src/errors.js';
-import { oracleBackward, oracleForward } from '../src/oracle.js';
+import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { expectClose, gauss, product, rng, ulp32 } from './helpers/numeric.js';
 import { tolY } from './helpers/tolerance.js';

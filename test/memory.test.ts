@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createEngine, BatchNorm, BatchNormError, InvalidArgumentError, MemoryError, ShapeError, type Engine, type Tensor } from '../src/index.js';
 import { ALIGN, MAX_MEMORY_BYTES } from '../src/memory.js';
-import { workspaceBytes } from '../src/call.js';
+import { workspaceBytes } from '../src/exec.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { gauss, product, rng } from './helpers/numeric.js';
 
@@ -312,11 +312,12 @@ describe('requests beyond 4 GiB fail with MemoryError before any allocation', ()
     expectError(() => engine.tensor(headroom / 4 + 1), MemoryError, 'length', /^length: expected at most 6291456 more bytes \(wasm32 memory is 4 GiB\), got 6291520 bytes$/);
     same();
 
-    // Forward, copy path: the x copy (6 MiB − 64 B) fits, the statistics after it do not.
+    // Forward, copy path: the x copy (6 MiB − 64 B) fits, the plan's workspace (statistics,
+    // parameters, partials: one allocation) after it does not.
     const size = headroom / 4 - 16;
     const x = data(size, 3), rm = new Float32Array(16), rv = new Float32Array(16).fill(1), out = new Float32Array(size);
     const xBefore = x.slice();
-    expectError(() => engine.forward(x, [size / 16, 16], { training: true, runningMean: rm, runningVar: rv, out }), MemoryError, 'statistics', /wasm32 memory is 4 GiB/);
+    expectError(() => engine.forward(x, [size / 16, 16], { training: true, runningMean: rm, runningVar: rv, out }), MemoryError, 'workspace', /wasm32 memory is 4 GiB/);
     same();
     sameBytes(x, xBefore, 'x');
     expect(rm).toEqual(new Float32Array(16));
@@ -331,7 +332,7 @@ describe('requests beyond 4 GiB fail with MemoryError before any allocation', ()
 
     // A layer: its state is untouched by the failure.
     const bn = new BatchNorm(engine, 16);
-    expectError(() => bn.forward(x, [size / 16, 16]), MemoryError, 'statistics');
+    expectError(() => bn.forward(x, [size / 16, 16]), MemoryError, 'workspace');
     expect(bn.numBatchesTracked).toBe(0);
     expect(bn.runningMean).toEqual(new Float32Array(16));
     same();

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { oracleBackward, oracleForward, oracleMoments } from '../src/oracle.js';
+import { oracleBackward, oracleForward, oracleMoments } from '../src/oracle/batchnorm.js';
 
 const EPS = Number.EPSILON; // 2^-52, twice the unit roundoff of float64
 /** Absolute floor for tolerances on squares: fast-check picks values like 1e-160, whose squares underflow. */

@@ -113,7 +113,7 @@ describe('npm package', () => {
     expect(packed).toContain('dist/engine.js');
     expect(packed).toContain('build/batchnorm.simd.wasm');
     expect(packed).toContain('build/batchnorm.scalar.wasm');
-    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|LICENSE.*|dist\/[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)\.wasm)$/.test(f));
+    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)\.wasm)$/.test(f));
     expect(unexpected, 'files that should not be in the tarball').toEqual([]);
   });
 

@@ -28,7 +28,7 @@
 //   summation bounds that test/api.test.ts checks.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/engine.js';
-import { oracleBackward, oracleForward } from '../src/oracle.js';
+import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
 import { expectClose, gauss, product, rng, U32, ulp32 } from './helpers/numeric.js';

@@ -1,23 +1,27 @@
-// The engines every test body runs against: the SIMD and scalar release builds through the
-// public createEngine(), and the debug build (SIMD kernels with bounds/alignment/count
-// assertions) through @assemblyscript/loader, whose abort handler turns a kernel assertion
-// into an Error with the assertion's message, file and line.
+// The engines every test body runs against: each build of the build table (src/wasm/builds.ts)
+// through the public createEngine(), and the debug build (SIMD kernels with bounds/alignment/
+// count assertions) through @assemblyscript/loader, whose abort handler turns a kernel assertion
+// into an Error with the assertion's message, file and line; its exports are also wrapped by the
+// kernel registry's checks (src/wasm/kernels.ts: every pointer range, alignment and count).
 import { readFile } from 'node:fs/promises';
 import { instantiate } from '@assemblyscript/loader';
-import { createEngine, Engine, type KernelExports } from '../../src/engine.js';
+import { createEngine, Engine } from '../../src/engine.js';
+import { BUILD_NAMES, type Build } from '../../src/wasm/builds.js';
+import { checkedKernels, type KernelExports } from '../../src/wasm/kernels.js';
 
-export type BuildName = 'simd' | 'scalar' | 'debug';
-export const BUILDS: readonly BuildName[] = ['simd', 'scalar', 'debug'];
+export type BuildName = Build | 'debug';
+export const BUILDS: readonly BuildName[] = [...BUILD_NAMES, 'debug'];
 
-export async function loadDebugEngine(): Promise<Engine> {
+/** The debug build; `checked` (default): its exports wrapped by the registry's checks too. */
+export async function loadDebugEngine(checked = true): Promise<Engine> {
   const bytes = await readFile(new URL('../../build/batchnorm.debug.wasm', import.meta.url));
-  const { exports } = await instantiate<Record<string, unknown>>(bytes, {});
-  return new Engine(exports as unknown as KernelExports, 'simd');
+  const kernels = (await instantiate<Record<string, unknown>>(bytes, {})).exports as unknown as KernelExports;
+  return new Engine(checked ? checkedKernels(kernels) : kernels, 'simd');
 }
 
 export async function makeEngine(build: BuildName): Promise<Engine> {
   if (build === 'debug') return loadDebugEngine();
-  const engine = await createEngine({ simd: build === 'simd' });
+  const engine = await createEngine({ build });
   if (engine.build !== build) throw new Error(`asked for the ${build} build, got ${engine.build}`);
   return engine;
 }

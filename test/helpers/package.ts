@@ -43,9 +43,10 @@ export async function compileDist(outDir: string): Promise<void> {
   await runOk(process.execPath, [TSC, '-p', path.join(REPO, 'tsconfig.json'), '--outDir', outDir], { cwd: REPO, timeoutMs: 60_000 });
 }
 
-/** The modules of src/ (names without .ts). */
+/** The modules of src/, folders included (paths relative to src/, without .ts). */
 async function sourceModules(): Promise<string[]> {
-  return (await readdir(path.join(REPO, 'src'))).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => f.slice(0, -3));
+  const entries = await readdir(path.join(REPO, 'src'), { recursive: true });
+  return entries.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => f.slice(0, -3));
 }
 
 /**
@@ -77,6 +78,7 @@ export async function buildDist(dir: string): Promise<boolean> {
   }
   await mkdir(dir, { recursive: true });
   for (const name of await sourceModules()) {
+    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
     for (const out of [`${name}.js`, `${name}.d.ts`, `${name}.js.map`]) {
       await cp(path.join(REPO, 'dist', out), path.join(dir, out)).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT' || !out.endsWith('.map')) throw error;

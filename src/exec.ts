@@ -1,6 +1,14 @@
-// Kernel plumbing: where each tensor of one call lives in wasm memory.
-import type { Engine, KernelExports } from './engine.js';
+// Executing a call: where each tensor of one call lives in wasm memory, its scratch, and the
+// statistics and backward-sum steps shared by the ops.
+import type { Arena } from './memory.js';
 import type { Geometry } from './layout.js';
+import { blocksNchw, blocksRows, type KernelExports } from './wasm/kernels.js';
+
+/** What an op runs on: one instance's kernels and the arena over its memory (an Engine is one). */
+export interface Core {
+  readonly kernels: KernelExports;
+  readonly arena: Arena;
+}
 
 /** Where a tensor argument's values are for the kernels: its own bytes, or scratch. */
 export interface Pinned {
@@ -19,7 +27,7 @@ export interface Pinned {
  */
 export class CallScope {
   private readonly held: number[] = [];
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: Core) {}
   pin(a: Float32Array): Pinned {
     return { ptr: a.byteOffset, length: a.length, resident: a.buffer === this.engine.arena.buffer };
   }
@@ -81,34 +89,18 @@ export const STATS_BLOCK = 2048;
 
 /** Blocks per channel of the statistics partition (assembly/stats.ts), for `block` values per block. */
 export function statsBlocks(g: Geometry, block = STATS_BLOCK): number {
-  if (channelsLast(g)) return Math.ceil(g.count / block);
-  const segments = g.inner > block ? Math.ceil(g.inner / block) : 1;
-  const planes = g.inner >= block ? 1 : Math.floor(block / g.inner);
-  return segments * Math.ceil(g.outer / planes);
+  return channelsLast(g) ? blocksRows(g.count, block) : blocksNchw(g.outer, g.inner, block);
 }
 
-/** Bytes of the partials of every block: count | pivot | offset | m2, f64[C] each, per block. */
-export function partialsBytes(g: Geometry): number {
-  return 32 * g.channels * statsBlocks(g);
-}
-
-/**
- * Bytes of scratch a channel-last kernel needs (assembly/period.ts): 3 f64 arrays of the period
- * L = lcm(C, 4) (statistics, reductions) or 4 f32 arrays of the apply loops' super-row (the
- * period repeated to at least 64 values).
- */
-export function workspaceBytes(C: number): number {
-  const L = C % 4 === 0 ? C : C % 2 === 0 ? 2 * C : 4 * C;
-  const row = L >= 64 ? L : L * Math.floor((63 + L) / L);
-  return Math.max(24 * L, 16 * row);
-}
+export { workspaceBytes } from './wasm/kernels.js';
 
 /**
  * Per-channel mean and m2 of x (f64[C] at stats and stats + 8·C): the layout's statistics
- * kernel writes every block's partial, mergeMomentsF64 folds them in block order.
+ * kernel writes the partial of each of the `blocks` blocks (statsBlocks(g)), mergeMomentsF64
+ * folds them in block order.
  */
-export function batchStats(k: KernelExports, g: Geometry, x: number, partials: number, stats: number, work: number): void {
-  const C = g.channels, blocks = statsBlocks(g);
+export function batchStats(k: KernelExports, g: Geometry, blocks: number, x: number, partials: number, stats: number, work: number): void {
+  const C = g.channels;
   if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, STATS_BLOCK, 0, blocks, partials, work);
   else k.statsNchwF32(x, g.outer, C, g.inner, STATS_BLOCK, 0, blocks, partials);
   k.mergeMomentsF64(partials, blocks, C, stats, stats + 8 * C);

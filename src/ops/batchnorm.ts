@@ -1,11 +1,12 @@
-import type { Engine } from './engine.js';
-import { InvalidArgumentError, describe } from './errors.js';
-import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
-import { CallScope, STATS_BLOCK, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
+import type { Core } from '../exec.js';
+import { InvalidArgumentError, describe } from '../errors.js';
+import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
+import { CallScope, STATS_BLOCK, backwardSums, batchStats } from '../exec.js';
+import { backwardPlan, forwardPlan } from '../plan.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
   type Options,
-} from './args.js';
+} from '../args.js';
 
 export interface ForwardOptions {
   /** 'NCHW' (default): channel axis 1, any rank >= 2. 'NHWC': channel axis last. */
@@ -110,15 +111,15 @@ export interface ForwardArgs {
 type ForwardKey = 'layout' | 'weight' | 'bias' | 'runningMean' | 'runningVar' | 'momentum' | 'unbiasedRunningVar' | 'eps' | 'out';
 
 /** Checks what was read (`dims` from readShape, `opts` from readOptions); runs no user code. */
-export function checkForwardArgs(engine: Engine, x: unknown, dims: unknown, opts: Options<ForwardKey>): ForwardArgs {
+export function checkForwardArgs(engine: Core, x: unknown, dims: unknown, opts: Options<ForwardKey>): ForwardArgs {
   const g = geometry(dims, checkLayout(opts.layout));
   const C = g.channels;
   const channels = () => `C = ${C} channels`;
-  const xv = checkF32(engine, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, channels);
-  const bias = checkOptionalF32(engine, opts.bias, 'opts.bias', C, channels);
-  const runningMean = checkOptionalF32(engine, opts.runningMean, 'opts.runningMean', C, channels);
-  const runningVar = checkOptionalF32(engine, opts.runningVar, 'opts.runningVar', C, channels);
+  const xv = checkF32(engine.arena, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+  const weight = checkOptionalF32(engine.arena, opts.weight, 'opts.weight', C, channels);
+  const bias = checkOptionalF32(engine.arena, opts.bias, 'opts.bias', C, channels);
+  const runningMean = checkOptionalF32(engine.arena, opts.runningMean, 'opts.runningMean', C, channels);
+  const runningVar = checkOptionalF32(engine.arena, opts.runningVar, 'opts.runningVar', C, channels);
   if ((runningMean === null) !== (runningVar === null)) {
     const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
     throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
@@ -126,7 +127,7 @@ export function checkForwardArgs(engine: Engine, x: unknown, dims: unknown, opts
   const momentum = checkMomentum(opts.momentum, 'opts.momentum');
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
   const eps = checkEps(opts.eps, 'opts.eps');
-  const out = checkOptionalF32(engine, opts.out, 'opts.out', g.size, 'same as x');
+  const out = checkOptionalF32(engine.arena, opts.out, 'opts.out', g.size, 'same as x');
   return { g, x: xv, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out };
 }
 
@@ -138,7 +139,7 @@ export function callerOutput(result: Float32Array, view: Float32Array | null, ca
   return view !== null && result === view ? caller as Float32Array : result;
 }
 
-export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
+export function forwardBatchNorm(engine: Core, x: Float32Array, shape: readonly number[], opts: ForwardOptions): ForwardResult {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', FORWARD_KEYS, 'an options object with `training`');
   const args = checkForwardArgs(engine, x, dims, o);
@@ -160,14 +161,6 @@ export function forwardBatchNorm(engine: Engine, x: Float32Array, shape: readonl
   return result;
 }
 
-/**
- * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
- * measured here: separate passes win at 784 values (28×28), fused ones at 3136 (56×56).
- * Their win is reading a channel twice while it is in cache; their cost is jumping C·inner·4
- * bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's N,C,L with
- * short L) turn into a latency-bound walk. Below this, the separate passes stream in memory order.
- */
-const FUSED_MIN_INNER = 1024;
 
 /** A validated forward call: every argument checked, nothing touched yet. */
 export interface ForwardCall {
@@ -201,14 +194,13 @@ export function forwardCall(a: ForwardArgs, x: Float32Array, lower: number, stat
  * forwardTrainNchwF32 (one channel at a time); otherwise the statistics (computed, running or given) are folded by foldF32 and
  * applied by the normalize kernel.
  */
-export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
+export function runForward(engine: Core, f: ForwardCall): ForwardResult {
   const { g, eps, lower } = f;
   const C = g.channels;
   const k = engine.kernels;
-  const last = channelsLast(g);
   const given = typeof f.stats === 'object' ? f.stats : null;
+  const plan = forwardPlan(g, given ? 'given' : f.stats as 'batch' | 'running');
   const n = given ? given.count : g.count;
-  const fused = f.stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER;
   const update = f.stats !== 'running' && f.runningMean !== null;
   const scope = new CallScope(engine);
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
@@ -217,13 +209,11 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
   const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
-    const [xCopy, yScratch, stats, params, partials, work] = scope.allocate([
-      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
-      [24 * C, 'statistics'], // f64 mean | m2 (or var) | invStd
-      [36 * C, 'parameters'], // f32 meanHi | scale | shift | gamma | beta | runningMean | runningVar | saveMean | saveInvStd
-      [f.stats === 'batch' && !fused ? partialsBytes(g) : 0, 'statistics partials'],
-      [last ? workspaceBytes(C) : 0, 'workspace'],
+    const [xCopy, yScratch, ws] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'], [plan.workspace.bytes, 'workspace'],
     ]);
+    const stats = ws + plan.workspace.stats, params = ws + plan.workspace.params;
+    const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(f.x);
@@ -236,11 +226,11 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
       scope.f32(runVar, C).set(rv!);
     }
 
-    if (fused) {
+    if (plan.path === 'fused') {
       k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
       if (f.stats === 'batch') {
-        batchStats(k, g, xPtr, partials, stats, work);
+        batchStats(k, g, plan.blocks, xPtr, partials, stats, work);
       } else if (given) {
         scope.f64(stats, C).set(given.mean);
         scope.f64(stats + 8 * C, C).set(given.m2);
@@ -250,7 +240,7 @@ export function runForward(engine: Engine, f: ForwardCall): ForwardResult {
       }
       // v / divisor is the variance: m2 / n for batch or given moments, the running var / 1.
       k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, scale, shift, stats + 16 * C);
-      if (last) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, scale, shift, work, lower);
+      if (plan.channelsLast) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, scale, shift, work, lower);
       else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, meanHi, scale, shift, lower);
     }
     k.narrowF64(stats, C, saved);
@@ -284,29 +274,29 @@ type BackwardKey = 'layout' | 'weight' | 'saveMean' | 'saveInvStd';
 
 /** The arguments every backward entry point shares, checked (engine-made views); `source` names what saved the statistics. */
 export function checkBackwardArgs(
-  engine: Engine, dy: unknown, x: unknown, dims: unknown, opts: Options<BackwardKey>, source: string,
+  engine: Core, dy: unknown, x: unknown, dims: unknown, opts: Options<BackwardKey>, source: string,
 ): { g: Geometry; dy: Float32Array; x: Float32Array; weight: Float32Array | null; saveMean: Float32Array; saveInvStd: Float32Array } {
   const g = geometry(dims, checkLayout(opts.layout));
   const C = g.channels;
   const what = () => `shape [${g.shape.join(', ')}]`, saved = () => `C = ${C} channels, from ${source}`;
-  const dyv = checkF32(engine, dy, 'dy', g.size, what);
-  const xv = checkF32(engine, x, 'x', g.size, what);
-  const weight = checkOptionalF32(engine, opts.weight, 'opts.weight', C, () => `C = ${C} channels`);
-  const saveMean = checkF32(engine, opts.saveMean, 'opts.saveMean', C, saved);
-  const saveInvStd = checkF32(engine, opts.saveInvStd, 'opts.saveInvStd', C, saved);
+  const dyv = checkF32(engine.arena, dy, 'dy', g.size, what);
+  const xv = checkF32(engine.arena, x, 'x', g.size, what);
+  const weight = checkOptionalF32(engine.arena, opts.weight, 'opts.weight', C, () => `C = ${C} channels`);
+  const saveMean = checkF32(engine.arena, opts.saveMean, 'opts.saveMean', C, saved);
+  const saveInvStd = checkF32(engine.arena, opts.saveInvStd, 'opts.saveInvStd', C, saved);
   return { g, dy: dyv, x: xv, weight, saveMean, saveInvStd };
 }
 
 export function backwardBatchNorm(
-  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardOptions,
+  engine: Core, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardOptions,
 ): BackwardResult {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', BACKWARD_KEYS, 'an options object with `training`, `saveMean`, `saveInvStd`');
   const { g, dy, x, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forward');
   const training = checkBoolean(o.training, 'opts.training');
-  const out = checkOptionalF32(engine, o.out, 'opts.out', g.size, 'same as x');
+  const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
   const relu = checkActivation(o.activation, 'opts.activation') === 'relu';
-  const y = relu ? checkF32(engine, o.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
+  const y = relu ? checkF32(engine.arena, o.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
   checkAliasing(
     [['opts.out', out]],
     [['dy', dy], ['x', x], ['opts.y', y], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
@@ -339,12 +329,12 @@ export interface BackwardCall {
  * channel at a time); otherwise the sums (reduced here or given) are folded into k1, k2, k3 per channel and
  * applied by the dx kernel.
  */
-export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
+export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
   const { g, training } = b;
   const C = g.channels;
   const k = engine.kernels;
-  const last = channelsLast(g);
   const given = typeof b.sums === 'object' ? b.sums : null;
+  const plan = backwardPlan(g, given ? 'given' : 'local');
   const n = given ? given.count : g.count;
   const scope = new CallScope(engine);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
@@ -352,13 +342,11 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
   const w = scope.stable(b.weight), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
-    const [dyCopy, xCopy, yCopy, dxScratch, sums, params, work] = scope.allocate([
+    const [dyCopy, xCopy, yCopy, dxScratch, ws] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [scope.copyBytes(yPin), 'y'],
-      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'],
-      [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean), or the given Σdy | Σdy·xhat
-      [32 * C, 'parameters'], // f32 mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias
-      [last ? workspaceBytes(C) : 0, 'workspace'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [plan.workspace.bytes, 'workspace'],
     ]);
+    const sums = ws + plan.workspace.sums, params = ws + plan.workspace.params, work = ws + plan.workspace.work;
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = yPin === null ? 0 : yPin.resident ? yPin.ptr : yCopy; // 0: no ReLU mask
@@ -372,7 +360,7 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
     scope.f32(invStdPtr, C).set(invStd);
     if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
 
-    if (given === null && !last && g.inner >= FUSED_MIN_INNER) {
+    if (plan.path === 'fused') {
       k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
@@ -383,7 +371,7 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
         scope.f64(sums + 8 * C, C).set(given.sumDyXhat);
       }
       k.foldBackwardF32(C, sums, sums + 8 * C, given === null, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
-      if (last) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
+      if (plan.channelsLast) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
       else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, training, yPtr);
     }
 

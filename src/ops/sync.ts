@@ -19,18 +19,19 @@
 //   mean = mean_a + δ·nb/n,   m2 = m2_a + m2_b + δ²·na·nb/n.
 // Statistics stay in float64 end to end, so merging k shards costs a few f64 roundings, far
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
-import type { Engine } from './engine.js';
+import type { Core } from '../exec.js';
 import {
   FORWARD_IN_PLACE, FORWARD_KEYS, callerOutput, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward,
   type BackwardResult, type ForwardOptions, type ForwardResult,
 } from './batchnorm.js';
-import { InvalidArgumentError, ShapeError, describe } from './errors.js';
-import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
+import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
+import { checkLayout, geometry, type Layout } from '../layout.js';
+import { CallScope, backwardSums, batchStats } from '../exec.js';
+import { momentsPlan, reducePlan } from '../plan.js';
 import {
   checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
-} from './args.js';
-import { isArray } from './typed.js';
+} from '../args.js';
+import { isArray } from '../typed.js';
 
 /** Per-channel moments of a batch (or of a merged set of shards). */
 export interface Moments {
@@ -96,7 +97,7 @@ export interface BackwardWithSumsOptions {
 // Argument checks for the JS-side per-channel inputs (moments, sums).
 
 /** A per-channel array of numbers read once (phase 1 of src/args.ts), or null if it is not one. */
-type Read = unknown[] | null;
+type Read = ArrayLike<unknown> | null;
 
 /** A float64 copy of a per-channel array of numbers of length C, every element checked. */
 function channelF64(read: Read, raw: unknown, name: string, C: number, what: string): Float64Array {
@@ -181,7 +182,7 @@ export function mergeMoments(a: MomentsLike, b: MomentsLike): Moments {
  */
 export function reduceMoments(parts: readonly MomentsLike[]): Moments {
   const elements = isArray(parts) ? readElements(parts) : null;
-  const read = elements === null ? null : elements.map(readMoments);
+  const read = elements === null ? null : Array.from(elements, readMoments);
   if (read === null || read.length === 0) {
     throw new InvalidArgumentError('parts', 'a non-empty array of moments', describe(parts));
   }
@@ -228,26 +229,24 @@ export function mergeBackwardSums(
 // Engine calls.
 
 /** Per-channel { count, mean, m2 } of x (f64, the training forward's own statistics kernel). */
-export function momentsBatchNorm(engine: Engine, xInput: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
+export function momentsBatchNorm(engine: Core, xInput: Float32Array, shape: readonly number[], opts: MomentsOptions = {}): Moments {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', ['layout'] as const);
   const layout = checkLayout(o.layout);
   const g = geometry(dims, layout);
   const C = g.channels;
-  const x = checkF32(engine, xInput, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
+  const x = checkF32(engine.arena, xInput, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
 
   const k = engine.kernels;
-  const last = channelsLast(g);
+  const plan = momentsPlan(g);
   const scope = new CallScope(engine);
   const xPin = scope.pin(x);
   try {
-    const [xCopy, stats, partials, work] = scope.allocate([
-      [scope.copyBytes(xPin), 'x'], [16 * C, 'statistics'], [partialsBytes(g), 'statistics partials'],
-      [last ? workspaceBytes(C) : 0, 'workspace'],
-    ]);
+    const [xCopy, ws] = scope.allocate([[scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace']]);
+    const stats = ws + plan.workspace.stats;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    batchStats(k, g, xPtr, partials, stats, work);
+    batchStats(k, g, plan.blocks, xPtr, ws + plan.workspace.partials, stats, ws + plan.workspace.work);
     const s = scope.f64(stats, 2 * C);
     return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
   } finally {
@@ -261,7 +260,7 @@ export function momentsBatchNorm(engine: Engine, xInput: Float32Array, shape: re
  * (if given) updated as engine.forward does, with the global count.
  */
 export function forwardWithMomentsBatchNorm(
-  engine: Engine, x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions,
+  engine: Core, x: Float32Array, shape: readonly number[], opts: ForwardWithMomentsOptions,
 ): ForwardResult {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', FORWARD_WITH_MOMENTS_KEYS, 'an options object with `moments`');
@@ -288,7 +287,7 @@ const FORWARD_WITH_MOMENTS_KEYS = [
 
 /** This shard's Σdy and Σdy·xhat per channel (xhat with the saved global mean and invStd). */
 export function backwardReduceBatchNorm(
-  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
+  engine: Core, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardReduceOptions,
 ): BackwardSums {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', ['layout', 'saveMean', 'saveInvStd'] as const, 'an options object with `saveMean`, `saveInvStd`');
@@ -296,15 +295,15 @@ export function backwardReduceBatchNorm(
   const C = g.channels;
 
   const k = engine.kernels;
-  const last = channelsLast(g);
+  const plan = reducePlan(g);
   const scope = new CallScope(engine);
   const dyPin = scope.pin(dy), xPin = scope.pin(x);
   const mean = new Float32Array(saveMean), invStd = new Float64Array(saveInvStd);
   try {
-    const [dyCopy, xCopy, sums, meanPtr, work] = scope.allocate([
-      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [16 * C, 'sums'], [4 * C, 'mean'],
-      [last ? workspaceBytes(C) : 0, 'workspace'],
+    const [dyCopy, xCopy, ws] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace'],
     ]);
+    const sums = ws + plan.workspace.sums, meanPtr = ws + plan.workspace.mean, work = ws + plan.workspace.work;
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
@@ -327,7 +326,7 @@ export function backwardReduceBatchNorm(
  * (float32): the whole batch's parameter gradients.
  */
 export function backwardWithSumsBatchNorm(
-  engine: Engine, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
+  engine: Core, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
 ): BackwardResult {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', ['layout', 'weight', 'saveMean', 'saveInvStd', 'sumDy', 'sumDyXhat', 'count', 'out'] as const,
@@ -338,7 +337,7 @@ export function backwardWithSumsBatchNorm(
   const sumDy = channelF64(sumDyRead, o.sumDy, 'opts.sumDy', C, `C = ${C} channels, all-reduced`);
   const sumDyXhat = channelF64(sumDyXhatRead, o.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
   const n = checkCount(o.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
-  const out = checkOptionalF32(engine, o.out, 'opts.out', g.size, 'same as x');
+  const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
   checkAliasing(
     [['opts.out', out]],
     [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],

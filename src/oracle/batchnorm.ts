@@ -21,7 +21,7 @@
  * Every per-channel sum is compensated (Neumaier), so results stay accurate to a few
  * ulps even for millions of values whose mean is far larger than their spread.
  */
-import { geometry, type Layout } from './layout.js';
+import { geometry, type Layout } from '../layout.js';
 
 export interface OracleForwardOptions {
   layout?: Layout;

@@ -1,0 +1,135 @@
+// Plans: everything about a call that depends only on (op, shape, layout, flags), computed once
+// and cached: the geometry, the kernel path, the statistics partition, and the layout of the
+// call's workspace (byte offsets into one allocation). A call then checks its arguments, pins
+// them, allocates the workspace (and copies of non-resident inputs) and runs the plan's path.
+// Folded per-channel parameters are not cached: folding is O(C) in wasm, less than copying the
+// parameters in, and a cache would have to compare the caller's arrays (which they may change in
+// place) at the same O(C) cost.
+import type { Geometry } from './layout.js';
+import { STATS_BLOCK, channelsLast, statsBlocks, workspaceBytes } from './exec.js';
+
+/**
+ * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
+ * measured here: separate passes win at 784 values (28×28), fused ones at 3136 (56×56).
+ * Their win is reading a channel twice while it is in cache; their cost is jumping C·inner·4
+ * bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's N,C,L with
+ * short L) turn into a latency-bound walk. Below this, the separate passes stream in memory order.
+ */
+export const FUSED_MIN_INNER = 1024;
+
+/** Regions of one workspace: name -> byte offset, plus the total. Every region 64-byte aligned. */
+export type Regions<K extends string> = { readonly [P in K]: number } & { readonly bytes: number };
+
+function regions<K extends string>(sizes: ReadonlyArray<readonly [K, number]>): Regions<K> {
+  const out: Record<string, number> = {};
+  let at = 0;
+  for (const [name, bytes] of sizes) {
+    out[name] = at;
+    at += Math.ceil(bytes / 64) * 64;
+  }
+  out.bytes = at;
+  return out as Regions<K>;
+}
+
+/** Where the statistics come from: computed from x, the running ones, or merged moments given by the caller. */
+export type StatsSource = 'batch' | 'running' | 'given';
+
+export interface ForwardPlan {
+  readonly g: Geometry;
+  /** 'fused': forwardTrainNchwF32, one channel at a time; 'separate': statistics, fold, apply. */
+  readonly path: 'fused' | 'separate';
+  readonly channelsLast: boolean;
+  readonly stats: StatsSource;
+  /** Statistics blocks per channel (batch statistics on the separate path), else 0. */
+  readonly blocks: number;
+  /**
+   * f64 stats: mean | m2 (or var) | invStd; f32 params: meanHi | scale | shift | gamma | beta |
+   * runningMean | runningVar | saveMean | saveInvStd; f64 partials; the channels-last workspace.
+   */
+  readonly workspace: Regions<'stats' | 'params' | 'partials' | 'work'>;
+}
+
+export interface BackwardPlan {
+  readonly g: Geometry;
+  /** 'fused': backwardNchwF32 (local sums, NCHW, large planes); 'separate': reduce, fold, dx. */
+  readonly path: 'fused' | 'separate';
+  readonly channelsLast: boolean;
+  /** Sums reduced here, or all-reduced sums given by the caller (synchronized BN). */
+  readonly sums: 'local' | 'given';
+  /** f64 sums: Σdy | Σdy·(x − mean); f32 params: mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias. */
+  readonly workspace: Regions<'sums' | 'params' | 'work'>;
+}
+
+export interface MomentsPlan {
+  readonly g: Geometry;
+  readonly channelsLast: boolean;
+  readonly blocks: number;
+  /** f64 stats: mean | m2; partials; the channels-last workspace. */
+  readonly workspace: Regions<'stats' | 'partials' | 'work'>;
+}
+
+export interface ReducePlan {
+  readonly g: Geometry;
+  readonly channelsLast: boolean;
+  /** f64 sums: Σdy | Σdy·(x − mean); f32 mean; the channels-last workspace. */
+  readonly workspace: Regions<'sums' | 'mean' | 'work'>;
+}
+
+/** Plans by key; the oldest is dropped beyond PLAN_CACHE_SIZE (a Map keeps insertion order). */
+const PLAN_CACHE_SIZE = 64;
+const cache = new Map<string, ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan>();
+
+function cached<P extends ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan>(key: string, make: () => P): P {
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit as P;
+  const plan = make();
+  if (cache.size >= PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  cache.set(key, plan);
+  return plan;
+}
+
+function keyOf(op: string, g: Geometry, flag: string): string {
+  return `${op} ${g.layout} ${flag} ${g.shape.join(',')}`;
+}
+
+export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
+  return cached(keyOf('forward', g, stats), () => {
+    const C = g.channels, last = channelsLast(g);
+    const path = stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
+    const blocks = stats === 'batch' && path === 'separate' ? statsBlocks(g) : 0;
+    return {
+      g, path, channelsLast: last, stats, blocks,
+      workspace: regions([['stats', 24 * C], ['params', 36 * C], ['partials', 32 * C * blocks], ['work', last ? workspaceBytes(C) : 0]]),
+    };
+  });
+}
+
+export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan {
+  return cached(keyOf('backward', g, sums), () => {
+    const C = g.channels, last = channelsLast(g);
+    return {
+      g, channelsLast: last, sums,
+      path: sums === 'local' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate',
+      workspace: regions([['sums', 16 * C], ['params', 32 * C], ['work', last ? workspaceBytes(C) : 0]]),
+    };
+  });
+}
+
+export function momentsPlan(g: Geometry): MomentsPlan {
+  return cached(keyOf('moments', g, ''), () => {
+    const C = g.channels, last = channelsLast(g), blocks = statsBlocks(g);
+    return {
+      g, channelsLast: last, blocks,
+      workspace: regions([['stats', 16 * C], ['partials', 32 * C * blocks], ['work', last ? workspaceBytes(C) : 0]]),
+    };
+  });
+}
+
+export function reducePlan(g: Geometry): ReducePlan {
+  return cached(keyOf('reduce', g, ''), () => {
+    const C = g.channels, last = channelsLast(g);
+    return { g, channelsLast: last, workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['work', last ? workspaceBytes(C) : 0]]) };
+  });
+}
+
+export { STATS_BLOCK };
