@@ -1,4 +1,4 @@
-// `npm run bench` (= npm run build && node bench/run.mjs): the benchmark of issue 3.
+// `npm run bench` (= npm run build && node bench/run.mjs [args]): the benchmark of issue 3.
 //
 //   node bench/run.mjs [--quick] [--suite inference,training,backward] [--shapes resnet50,1x960]
 //                      [--layout NCHW|NHWC] [--contenders ours-zero-copy,tfjs-wasm] [--name NAME]
@@ -10,7 +10,12 @@
 //   full run    bench/results/full.{json,md,svg}
 //   --quick     bench/results/quick.{json,md,svg}
 //   filtered    bench/results/tmp/partial.{json,md,svg}   (--suite/--shapes/--layout/--contenders)
-// Raw per-case benny output goes to bench/results/tmp/benny/.
+// Raw per-case benny output goes to bench/results/tmp/benny/. A full run (no --quick, no filter)
+// then runs bench/relu.mjs (fused ReLU), as `npm run bench` always did.
+//
+// The peers (benny, tfjs-backend-wasm, onnxruntime-web, onnxruntime-node, onnx-proto) are
+// bench/package.json's: bench/deps.mjs runs `npm ci --prefix bench` first when bench/node_modules
+// is missing or stale, so `npm run bench -- --quick` works right after the root `npm ci`.
 import os from 'node:os';
 import { spawnSync, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -22,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { buildFloor } from './floor/build.mjs';
 import { writeReport, OPS } from './report.mjs';
 import { WRONG_ABOVE } from './data.mjs';
+import { ensureBenchDeps } from './deps.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values: args } = parseArgs({
@@ -57,8 +63,9 @@ function fileInfo(rel) {
 function readOnlyGit(argv) {
   try { return execFileSync('git', argv, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
 }
+/** A peer's installed version: the peers live in bench/node_modules (bench/package.json). */
 const version = (pkg) => {
-  try { return JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return null; }
+  try { return JSON.parse(readFileSync(join(root, 'bench/node_modules', pkg, 'package.json'), 'utf8')).version; } catch { return null; }
 };
 
 // The package under test is copied at start (dist/ + build/*.wasm) into bench/results/tmp/package/
@@ -110,6 +117,7 @@ async function smokeTest(dir, attempt) {
 
 async function main() {
   const t0 = performance.now();
+  ensureBenchDeps(); // bench/package.json's peers into bench/node_modules, when missing or stale
   const loadavg = os.loadavg();
   const snapshot = await snapshotPackage();
   await buildFloor();
@@ -183,6 +191,11 @@ async function main() {
   console.log(`\n${paths.markdown}`);
   console.log(`\nwrote ${paths.json}\n      ${paths.md}\n      ${paths.svg}`);
   console.log(`wall time ${wallSeconds.toFixed(1)} s (${runs.map((r) => `${r.op} ${r.seconds.toFixed(0)} s`).join(', ')})`);
+  if (!args.quick && !filtered && process.exitCode !== 1) {
+    console.log('\n=== fused ReLU (bench/relu.mjs, child process) ===');
+    const relu = spawnSync(process.execPath, [join(root, 'bench/relu.mjs')], { stdio: 'inherit', cwd: root });
+    if (relu.status !== 0) process.exitCode = 1;
+  }
 }
 
 main().catch((error) => {

@@ -10,11 +10,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import b from 'benny';
 import { selectCases } from './shapes.mjs';
 import { makeInputs, reference, compare, EPS } from './data.mjs';
-import { CONTENDERS } from './contenders/index.mjs';
 import { simdEngine, scalarEngine } from './contenders/engines.mjs';
+import { ensureBenchDeps } from './deps.mjs';
+
+// The peers (benny, tfjs, onnxruntime) resolve from bench/node_modules: installed first if needed,
+// then imported (a static import would fail at link time, before the install could run).
+ensureBenchDeps();
+const { default: b } = await import('benny');
+const { CONTENDERS } = await import('./contenders/index.mjs');
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const OPS = ['inference', 'training', 'backward'];

@@ -18,3 +18,5 @@ export { mergeMoments, reduceMoments, mergeBackwardSums } from './ops/sync.js';
 export type {
   Moments, MomentsLike, MomentsOptions, ForwardWithMomentsOptions, BackwardSums, BackwardReduceOptions, BackwardWithSumsOptions,
 } from './ops/sync.js';
+export { readSafetensors, SafetensorsError, MAX_HEADER_BYTES } from './safetensors.js';
+export type { SafetensorsFile, SafetensorsDtype, SafetensorsArray } from './safetensors.js';

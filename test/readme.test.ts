@@ -1,6 +1,7 @@
 // The README's examples, run as a user runs them. Every ```ts / ```js / ```html block of README.md
 // is marked on the line before its fence:
-//   <!-- runnable -->              a whole program: compiled and run here;
+//   <!-- runnable -->              a whole program: compiled and run here (cwd: the project, which
+//                                  also holds test/fixtures/model.safetensors as model.safetensors);
 //   <!-- not runnable: <why> -->   a fragment, or browser-only (the package test runs a Vite app in chromium).
 // The runnable blocks are compiled together by tsc (strict, skipLibCheck false) in a project made
 // the way the README's TypeScript note says (`npm init -y`, then "type": "module", "module":
@@ -9,7 +10,7 @@
 // README line (tsc diagnostics and stack frames are mapped back to README lines).
 import { beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO, TSC, installTarball, npmEnv, packPackage, run, runOk } from './helpers/package.js';
@@ -69,6 +70,8 @@ beforeAll(async () => {
   await runOk('npm', ['init', '-y'], { cwd: project, env: npmEnv(), timeoutMs: 30_000 });
   initType = JSON.parse(await readFile(path.join(project, 'package.json'), 'utf8')).type;
   await installTarball(project, tarball);
+  // The file the safetensors example reads, as a user would have it next to their script.
+  await copyFile(path.join(REPO, 'test/fixtures/model.safetensors'), path.join(project, 'model.safetensors'));
   for (const b of programs) await writeFile(path.join(project, fileOf(b)), `${b.code}\n`);
   const tsconfig = (files: string[]) => JSON.stringify({
     compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, skipLibCheck: false, outDir: 'out', sourceMap: true },

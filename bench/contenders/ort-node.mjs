@@ -1,7 +1,7 @@
 // ONNX Runtime for Node 1.30 (onnxruntime-node), native CPU execution provider, 1 thread.
-// Its install script (which would download CUDA binaries) is skipped (package.json allowScripts
-// "onnxruntime-node": false; ONNXRUNTIME_NODE_INSTALL=skip in .ci/run); the CPU binaries ship in
-// the package (bin/napi-v6/<os>/<arch>/).
+// Its install script (which would download CUDA binaries) never runs: bench/package.json's
+// allowScripts has "onnxruntime-node": false, and bench/deps.mjs installs with
+// ONNXRUNTIME_NODE_INSTALL=skip; the CPU binaries ship in the package (bin/napi-v6/<os>/<arch>/).
 import { ortContender } from './onnx-model.mjs';
 
 export const id = 'ort-node';
