@@ -11,7 +11,8 @@
 //   --quick     bench/results/quick.{json,md,svg}
 //   filtered    bench/results/tmp/partial.{json,md,svg}   (--suite/--shapes/--layout/--contenders)
 // Raw per-case benny output goes to bench/results/tmp/benny/. A full run (no --quick, no filter)
-// then runs bench/relu.mjs (fused ReLU), as `npm run bench` always did.
+// then runs bench/relu.mjs (fused ReLU), bench/fixed-cost.mjs (a repeated call's fixed cost with
+// 0 to 10 000 live tensors) and bench/kernels.mjs (every registry kernel alone).
 //
 // The peers (benny, tfjs-backend-wasm, onnxruntime-web, onnxruntime-node, onnx-proto) are
 // bench/package.json's: bench/deps.mjs runs `npm ci --prefix bench` first when bench/node_modules
@@ -192,9 +193,11 @@ async function main() {
   console.log(`\nwrote ${paths.json}\n      ${paths.md}\n      ${paths.svg}`);
   console.log(`wall time ${wallSeconds.toFixed(1)} s (${runs.map((r) => `${r.op} ${r.seconds.toFixed(0)} s`).join(', ')})`);
   if (!args.quick && !filtered && process.exitCode !== 1) {
-    console.log('\n=== fused ReLU (bench/relu.mjs, child process) ===');
-    const relu = spawnSync(process.execPath, [join(root, 'bench/relu.mjs')], { stdio: 'inherit', cwd: root });
-    if (relu.status !== 0) process.exitCode = 1;
+    for (const [title, script] of [['fused ReLU', 'relu.mjs'], ['fixed cost of a repeated call', 'fixed-cost.mjs'], ['kernels alone', 'kernels.mjs']]) {
+      console.log(`\n=== ${title} (bench/${script}, child process) ===`);
+      const child = spawnSync(process.execPath, [join(root, 'bench', script)], { stdio: 'inherit', cwd: root });
+      if (child.status !== 0) process.exitCode = 1;
+    }
   }
 }
 

@@ -55,6 +55,26 @@ export class CallScope {
   f64(ptr: number, length: number): Float64Array {
     return new Float64Array(this.engine.arena.buffer, ptr, length);
   }
+  /** Copies values in at a byte offset (through the arena's cached view: no view per copy). */
+  setF32(ptr: number, values: ArrayLike<number>): void {
+    this.engine.arena.heapF32.set(values, ptr >>> 2);
+  }
+  setF64(ptr: number, values: ArrayLike<number>): void {
+    this.engine.arena.heapF64.set(values, ptr >>> 3);
+  }
+  fillF32(ptr: number, length: number, value: number): void {
+    const i = ptr >>> 2;
+    this.engine.arena.heapF32.fill(value, i, i + length);
+  }
+  /** A copy out of wasm memory. */
+  readF32(ptr: number, length: number): Float32Array {
+    const i = ptr >>> 2;
+    return this.engine.arena.heapF32.slice(i, i + length);
+  }
+  readF64(ptr: number, length: number): Float64Array {
+    const i = ptr >>> 3;
+    return this.engine.arena.heapF64.slice(i, i + length);
+  }
   /** A per-channel argument that stays readable whatever memory does: a copy if it lives in wasm memory. */
   stable(a: Float32Array | null): Float32Array | null {
     return a !== null && a.buffer === this.engine.arena.buffer ? new Float32Array(a) : a;

@@ -33,10 +33,14 @@ export class Arena {
   private inUse = 0;
 
   private cached: ArrayBuffer;
+  private f32view: Float32Array;
+  private f64view: Float64Array;
 
   constructor(memory: WebAssembly.Memory, heapBase: number) {
     this.memory = memory;
     this.cached = memory.buffer;
+    this.f32view = new Float32Array(this.cached);
+    this.f64view = new Float64Array(this.cached);
     this.base = roundUp(heapBase, ALIGN);
     this.top = this.base;
   }
@@ -46,8 +50,24 @@ export class Arena {
    * which is what refreshes the cache, whoever grew the memory.
    */
   get buffer(): ArrayBuffer {
-    if (this.cached.byteLength === 0) this.cached = this.memory.buffer;
+    if (this.cached.byteLength === 0) this.refresh();
     return this.cached;
+  }
+
+  /** Views of the whole memory (index = byte offset / 4 or / 8), current like `buffer`. */
+  get heapF32(): Float32Array {
+    if (this.cached.byteLength === 0) this.refresh();
+    return this.f32view;
+  }
+  get heapF64(): Float64Array {
+    if (this.cached.byteLength === 0) this.refresh();
+    return this.f64view;
+  }
+
+  private refresh(): void {
+    this.cached = this.memory.buffer;
+    this.f32view = new Float32Array(this.cached);
+    this.f64view = new Float64Array(this.cached);
   }
 
   /** Bytes currently handed out (live allocations). */
@@ -107,7 +127,8 @@ export class Arena {
    * list, so a group that fits in freed blocks needs no growth at all.
    */
   reserve(requests: ReadonlyArray<readonly [bytes: number, what: string]>): void {
-    const free = this.free.map((b) => ({ ...b }));
+    // No free blocks (the common case: scratch comes and goes at the top): nothing to simulate.
+    const free = this.free.length === 0 ? this.free : this.free.map((b) => ({ ...b }));
     let top = this.top;
     let grower: [string, number] | null = null;
     for (const [bytes, what] of requests) {

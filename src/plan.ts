@@ -77,23 +77,36 @@ export interface ReducePlan {
 
 /** Plans by key; the oldest is dropped beyond PLAN_CACHE_SIZE (a Map keeps insertion order). */
 const PLAN_CACHE_SIZE = 64;
-const cache = new Map<string, ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan>();
+const cache = new Map<string, AnyPlan>();
 
-function cached<P extends ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan>(key: string, make: () => P): P {
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit as P;
-  const plan = make();
-  if (cache.size >= PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
-  cache.set(key, plan);
+type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan;
+
+/** The last plan of each (op, flag), checked first: a repeated call builds no key. */
+const last = new Map<string, { g: Geometry; plan: AnyPlan }>();
+
+function sameShape(a: Geometry, b: Geometry): boolean {
+  if (a.layout !== b.layout || a.shape.length !== b.shape.length) return false;
+  for (let i = 0; i < a.shape.length; i++) if (a.shape[i] !== b.shape[i]) return false;
+  return true;
+}
+
+function cached<P extends AnyPlan>(op: string, g: Geometry, flag: string, make: () => P): P {
+  const slot = op + flag;
+  const recent = last.get(slot);
+  if (recent !== undefined && sameShape(recent.g, g)) return recent.plan as P;
+  const key = `${op} ${g.layout} ${flag} ${g.shape.join(',')}`;
+  let plan = cache.get(key) as P | undefined;
+  if (plan === undefined) {
+    plan = make();
+    if (cache.size >= PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    cache.set(key, plan);
+  }
+  last.set(slot, { g, plan });
   return plan;
 }
 
-function keyOf(op: string, g: Geometry, flag: string): string {
-  return `${op} ${g.layout} ${flag} ${g.shape.join(',')}`;
-}
-
 export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
-  return cached(keyOf('forward', g, stats), () => {
+  return cached('forward', g, stats, () => {
     const C = g.channels, last = channelsLast(g);
     const path = stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
     const blocks = stats === 'batch' && path === 'separate' ? statsBlocks(g) : 0;
@@ -105,7 +118,7 @@ export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
 }
 
 export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan {
-  return cached(keyOf('backward', g, sums), () => {
+  return cached('backward', g, sums, () => {
     const C = g.channels, last = channelsLast(g);
     return {
       g, channelsLast: last, sums,
@@ -116,7 +129,7 @@ export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan
 }
 
 export function momentsPlan(g: Geometry): MomentsPlan {
-  return cached(keyOf('moments', g, ''), () => {
+  return cached('moments', g, '', () => {
     const C = g.channels, last = channelsLast(g), blocks = statsBlocks(g);
     return {
       g, channelsLast: last, blocks,
@@ -126,7 +139,7 @@ export function momentsPlan(g: Geometry): MomentsPlan {
 }
 
 export function reducePlan(g: Geometry): ReducePlan {
-  return cached(keyOf('reduce', g, ''), () => {
+  return cached('reduce', g, '', () => {
     const C = g.channels, last = channelsLast(g);
     return { g, channelsLast: last, workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['work', last ? workspaceBytes(C) : 0]]) };
   });

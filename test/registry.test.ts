@@ -5,7 +5,8 @@
 // arguments and changes nothing it only reads (canary bytes around every range). Generated from
 // the registry: a new kernel is covered by adding its entry.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Engine } from '../src/engine.js';
+import { createEngine, type Engine } from '../src/engine.js';
+import { InvalidArgumentError } from '../src/errors.js';
 import { BUILDS as BUILD_TABLE, BUILD_NAMES } from '../src/wasm/builds.js';
 import { KERNELS, KERNEL_NAMES, blocksNchw, blocksRows, type ArgSpec, type ArgValues, type KernelName } from '../src/wasm/kernels.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
@@ -25,6 +26,17 @@ const CANARY = 64; // bytes of 0xA5 before and after every range
 const pointerArgs = (name: KernelName) => (KERNELS[name].args as readonly ArgSpec[]).filter((a) => a.kind === 'f32[]' || a.kind === 'f64[]');
 
 describe('the build table and the registry agree with the modules', () => {
+  it('createEngine({ build }) pins each build of the table; other values and a contradicting simd are typed errors', async () => {
+    for (const build of BUILD_NAMES) {
+      const engine = await createEngine({ build });
+      expect(engine.info()).toMatchObject({ build, simd: BUILD_TABLE[build].simdFlag === 1 });
+    }
+    await expect(createEngine({ build: 'relaxed' as never })).rejects.toThrow(InvalidArgumentError);
+    await expect(createEngine({ build: 'relaxed' as never })).rejects.toMatchObject({ argument: 'options.build' });
+    await expect(createEngine({ build: 'scalar', simd: true })).rejects.toMatchObject({ argument: 'options.simd' });
+    expect((await createEngine({ build: 'simd', simd: true })).build).toBe('simd');
+  });
+
   it.each(BUILD_NAMES)('%s: exports exactly the registry\'s kernels, with their arity, and its simdEnabled flag', async (build) => {
     const engine = await makeEngine(build);
     const exports = Object.keys(engine.kernels).sort();

@@ -216,14 +216,14 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(f.x);
+    if (!xPin.resident) scope.setF32(xPtr, f.x);
     const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, gamma = params + 12 * C, beta = params + 16 * C;
     const runMean = params + 20 * C, runVar = params + 24 * C, saved = params + 28 * C;
-    if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
-    if (b) scope.f32(beta, C).set(b); else scope.f32(beta, C).fill(0);
+    if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
+    if (b) scope.setF32(beta, b); else scope.fillF32(beta, C, 0);
     if (rm) {
-      scope.f32(runMean, C).set(rm);
-      scope.f32(runVar, C).set(rv!);
+      scope.setF32(runMean, rm);
+      scope.setF32(runVar, rv!);
     }
 
     if (plan.path === 'fused') {
@@ -232,8 +232,8 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
       if (f.stats === 'batch') {
         batchStats(k, g, plan.blocks, xPtr, partials, stats, work);
       } else if (given) {
-        scope.f64(stats, C).set(given.mean);
-        scope.f64(stats + 8 * C, C).set(given.m2);
+        scope.setF64(stats, given.mean);
+        scope.setF64(stats + 8 * C, given.m2);
       } else {
         k.widenF32(runMean, C, stats);
         k.widenF32(runVar, C, stats + 8 * C);
@@ -248,7 +248,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     if (update) k.updateRunningF32(C, stats, stats + 8 * C, f.unbiased ? n - 1 : n, f.momentum, runMean, runVar);
     // Fresh views from here on: the kernels do not grow memory, but the allocation above may have.
     // saveMean and saveInvStd share one new buffer (one allocation instead of two).
-    const savedCopy = scope.f32(saved, 2 * C).slice();
+    const savedCopy = scope.readF32(saved, 2 * C);
     const saveMean = savedCopy.subarray(0, C), saveInvStd = savedCopy.subarray(C);
     const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
@@ -351,14 +351,14 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = yPin === null ? 0 : yPin.resident ? yPin.ptr : yCopy; // 0: no ReLU mask
     const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
-    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(b.dy);
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(b.x);
-    if (yPin !== null && !yPin.resident) scope.f32(yPtr, g.size).set(b.y!);
+    if (!dyPin.resident) scope.setF32(dyPtr, b.dy);
+    if (!xPin.resident) scope.setF32(xPtr, b.x);
+    if (yPin !== null && !yPin.resident) scope.setF32(yPtr, b.y!);
     const meanPtr = params, invStdPtr = params + 4 * C, gamma = params + 8 * C;
     const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C, dweight = params + 24 * C, dbias = params + 28 * C;
-    scope.f32(meanPtr, C).set(mean);
-    scope.f32(invStdPtr, C).set(invStd);
-    if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
+    scope.setF32(meanPtr, mean);
+    scope.setF32(invStdPtr, invStd);
+    if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
 
     if (plan.path === 'fused') {
       k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
@@ -367,8 +367,8 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
       if (given === null) {
         backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, yPtr);
       } else {
-        scope.f64(sums, C).set(given.sumDy);
-        scope.f64(sums + 8 * C, C).set(given.sumDyXhat);
+        scope.setF64(sums, given.sumDy);
+        scope.setF64(sums + 8 * C, given.sumDyXhat);
       }
       k.foldBackwardF32(C, sums, sums + 8 * C, given === null, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
       if (plan.channelsLast) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
@@ -377,7 +377,7 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
 
     const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
     if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
-    const grads = scope.f32(dweight, 2 * C).slice(); // dweight | dbias, one allocation
+    const grads = scope.readF32(dweight, 2 * C); // dweight | dbias, one allocation
     return { dx, dweight: grads.subarray(0, C), dbias: grads.subarray(C) };
   } finally {
     scope.release();

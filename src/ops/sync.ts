@@ -245,7 +245,7 @@ export function momentsBatchNorm(engine: Core, xInput: Float32Array, shape: read
     const [xCopy, ws] = scope.allocate([[scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace']]);
     const stats = ws + plan.workspace.stats;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
+    if (!xPin.resident) scope.setF32(xPtr, x);
     batchStats(k, g, plan.blocks, xPtr, ws + plan.workspace.partials, stats, ws + plan.workspace.work);
     const s = scope.f64(stats, 2 * C);
     return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
@@ -306,9 +306,9 @@ export function backwardReduceBatchNorm(
     const sums = ws + plan.workspace.sums, meanPtr = ws + plan.workspace.mean, work = ws + plan.workspace.work;
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
-    if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
-    if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
-    scope.f32(meanPtr, C).set(mean);
+    if (!dyPin.resident) scope.setF32(dyPtr, dy);
+    if (!xPin.resident) scope.setF32(xPtr, x);
+    scope.setF32(meanPtr, mean);
     backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, 0);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
