@@ -82,7 +82,7 @@ const cache = new Map<string, AnyPlan>();
 type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan;
 
 /** The last plan of each (op, flag), checked first: a repeated call builds no key. */
-const last = new Map<string, { g: Geometry; plan: AnyPlan }>();
+const last: Record<string, { g: Geometry; plan: AnyPlan } | undefined> = Object.create(null);
 
 function sameShape(a: Geometry, b: Geometry): boolean {
   if (a.layout !== b.layout || a.shape.length !== b.shape.length) return false;
@@ -90,9 +90,9 @@ function sameShape(a: Geometry, b: Geometry): boolean {
   return true;
 }
 
-function cached<P extends AnyPlan>(op: string, g: Geometry, flag: string, make: () => P): P {
-  const slot = op + flag;
-  const recent = last.get(slot);
+/** `slot` names (op, flag) as one literal, so the memo lookup builds no string. */
+function cached<P extends AnyPlan>(slot: string, op: string, g: Geometry, flag: string, make: () => P): P {
+  const recent = last[slot];
   if (recent !== undefined && sameShape(recent.g, g)) return recent.plan as P;
   const key = `${op} ${g.layout} ${flag} ${g.shape.join(',')}`;
   let plan = cache.get(key) as P | undefined;
@@ -101,12 +101,13 @@ function cached<P extends AnyPlan>(op: string, g: Geometry, flag: string, make: 
     if (cache.size >= PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
     cache.set(key, plan);
   }
-  last.set(slot, { g, plan });
+  last[slot] = { g, plan };
   return plan;
 }
 
 export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
-  return cached('forward', g, stats, () => {
+  const slot = stats === 'batch' ? 'forward batch' : stats === 'running' ? 'forward running' : 'forward given';
+  return cached(slot, 'forward', g, stats, () => {
     const C = g.channels, last = channelsLast(g);
     const path = stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
     const blocks = stats === 'batch' && path === 'separate' ? statsBlocks(g) : 0;
@@ -118,7 +119,7 @@ export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
 }
 
 export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan {
-  return cached('backward', g, sums, () => {
+  return cached(sums === 'local' ? 'backward local' : 'backward given', 'backward', g, sums, () => {
     const C = g.channels, last = channelsLast(g);
     return {
       g, channelsLast: last, sums,
@@ -129,7 +130,7 @@ export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan
 }
 
 export function momentsPlan(g: Geometry): MomentsPlan {
-  return cached('moments', g, '', () => {
+  return cached('moments', 'moments', g, '', () => {
     const C = g.channels, last = channelsLast(g), blocks = statsBlocks(g);
     return {
       g, channelsLast: last, blocks,
@@ -139,7 +140,7 @@ export function momentsPlan(g: Geometry): MomentsPlan {
 }
 
 export function reducePlan(g: Geometry): ReducePlan {
-  return cached('reduce', g, '', () => {
+  return cached('reduce', 'reduce', g, '', () => {
     const C = g.channels, last = channelsLast(g);
     return { g, channelsLast: last, workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['work', last ? workspaceBytes(C) : 0]]) };
   });
