@@ -9,22 +9,13 @@
 // channels has exactly the expected values of those channels; this keeps the check cheap on the
 // 25.7M-value shapes while every value of the checked channels is compared.
 import { oracleForward, oracleBackward } from './package-under-test.mjs';
+import { mulberry32 } from './prng.mjs';
 
 export const EPS = 1e-5;
 export const MOMENTUM = 0.1; // PyTorch convention (ONNX: 1 − 0.1 = 0.9)
 const CHECK_CHANNELS = 8;
 /** Relative error (max |err| / max |expected| per output) above which a result is marked wrong. */
 export const WRONG_ABOVE = 1e-3;
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const POOL_SIZE = (1 << 20) + 7; // not a power of two, so the pool does not line up with planes
 let pool = null;

@@ -8,7 +8,7 @@ import type { Engine } from '../src/engine.js';
 import { ShapeError } from '../src/errors.js';
 import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
-import { expectClose, gauss, product, rng } from './helpers/numeric.js';
+import { channelOf as channelOfShape, expectClose, gauss, product, rng } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolSaveInvStd, tolSaveMean, tolY, type BackwardFacts, type ChannelFacts } from './helpers/tolerance.js';
 
 type Layout = 'NCHW' | 'NHWC';
@@ -48,12 +48,8 @@ function channelAxis(k: { layout: Layout; shape: number[] }): number {
   return k.layout === 'NCHW' ? 1 : k.shape.length - 1;
 }
 
-function channelOf(k: { layout: Layout; shape: number[] }): (i: number) => number {
-  const axis = channelAxis(k);
-  const stride = product(k.shape.slice(axis + 1));
-  const C = k.shape[axis];
-  return (i) => Math.floor(i / stride) % C;
-}
+const channelOf = (k: { layout: Layout; shape: number[] }) => channelOfShape(k.shape, k.layout);
+
 
 /** x with per-channel offsets up to 1e3 std and spreads over six decades; params; dy. */
 function makeData(k: Case) {

@@ -18,6 +18,7 @@ import {
   createEngine, BatchNorm, BatchNormError, InvalidArgumentError, ShapeError, MemoryError,
   type Engine,
 } from '../src/index.js';
+import { rng as mulberry32 } from './helpers/numeric.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -30,15 +31,6 @@ const BUILDS = [
   { name: 'scalar', simd: false },
 ] as const;
 
-function mulberry32(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Deterministic values in [lo, hi); element 0 is -0 when lo < 0 so sign-of-zero changes show up. */
 function f32(n: number, seed = 1, lo = -4, hi = 4): Float32Array {

@@ -26,7 +26,7 @@ import { Engine } from '../src/engine.js';
 import type { KernelExports } from '../src/wasm/kernels.js';
 import { ALIGN } from '../src/memory.js';
 import type { BuildName } from './helpers/engines.js';
-import { gauss, product, rng, ulp32 } from './helpers/numeric.js';
+import { channelOf as channelFn, gauss, product, rng, ulp32 } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolSaveInvStd, tolSaveMean, tolY, type BackwardFacts, type ChannelFacts } from './helpers/tolerance.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
@@ -298,11 +298,6 @@ function must(condition: boolean, message: string | (() => string)): void {
 
 function shapeOf(d: { n: number; C: number; spatial: number[] }, layout: Layout): number[] {
   return layout === 'NCHW' ? [d.n, d.C, ...d.spatial] : [d.n, ...d.spatial, d.C];
-}
-function channelFn(shape: number[], layout: Layout): (i: number) => number {
-  const axis = layout === 'NCHW' ? 1 : shape.length - 1;
-  const stride = product(shape.slice(axis + 1));
-  return (i) => Math.floor(i / stride) % shape[axis];
 }
 
 /** Values with per-channel offsets, sometimes a constant channel, at a random overall scale. */

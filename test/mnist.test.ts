@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, createEngine, type Engine } from '../src/index.js';
 import { CLASSES, gaussian, loadSplit, rng, subset, type Dataset } from '../examples/mnist/data.js';
-import { DEFAULTS, percentile, runExperiment } from '../examples/mnist/experiment.js';
+import { DEFAULTS, evaluationSteps, percentile, runExperiment } from '../examples/mnist/experiment.js';
 import { Network, softmaxCrossEntropy, type NormLayer } from '../examples/mnist/net.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -186,6 +186,15 @@ describe('MNIST experiment', () => {
     expect(percentile([0, 10], 0.85)).toBeCloseTo(8.5, 12);
   });
 
+  it('evaluates densely before denseUntil: the default 3000-step schedule', () => {
+    const at = evaluationSteps(DEFAULTS);
+    expect(at.slice(0, 12)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125]);
+    expect(at.filter((s) => s > 100 && s <= 1000).every((s) => s % 25 === 0)).toBe(true);
+    expect(at.filter((s) => s > 1000)).toEqual(Array.from({ length: 20 }, (_, i) => 1100 + 100 * i));
+    expect(at.length).toBe(67);
+    expect(evaluationSteps({ steps: 250, evalEvery: 100, denseUntil: 0 })).toEqual([0, 100, 200, 250]);
+  });
+
   it('is deterministic for a seed', async () => {
     const engine = await createEngine();
     const small = { train: data.train, test: subset(data.test, Array.from({ length: 300 }, (_, i) => i)) };
@@ -198,7 +207,7 @@ describe('MNIST experiment', () => {
   it('smoke run, default settings: both losses decrease and BN is far ahead after 150 steps', async () => {
     const engine = await createEngine();
     const steps = 150;
-    const result = runExperiment(engine, data, { ...DEFAULTS, steps, evalEvery: steps });
+    const result = runExperiment(engine, data, { ...DEFAULTS, steps, evalEvery: steps, denseUntil: 0 });
     const mean = (xs: Float64Array) => xs.reduce((a, b) => a + b, 0) / xs.length;
     for (const k of ['plain', 'bn'] as const) {
       const first = mean(result.losses[k].subarray(0, 50)), last = mean(result.losses[k].subarray(steps - 50));

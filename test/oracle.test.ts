@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { oracleBackward, oracleForward, oracleMoments } from '../src/oracle/batchnorm.js';
+import { rng as mulberry32 } from './helpers/numeric.js';
 
 const EPS = Number.EPSILON; // 2^-52, twice the unit roundoff of float64
 /** Absolute floor for tolerances on squares: fast-check picks values like 1e-160, whose squares underflow. */
@@ -43,15 +44,6 @@ function naiveMoments(values: readonly number[]): { mean: number; variance: numb
   return { mean, variance };
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Hand-computed cases

@@ -106,6 +106,7 @@ async function expectViteAppWorks(url: string): Promise<Record<string, unknown>>
 
 describe('npm package', () => {
   it('the tarball ships dist/ (JS + declarations, no source maps) and the two release wasm builds, nothing else', () => {
+    expect(packed).toContain('CHANGELOG.md');
     expect(packed).toContain('package.json');
     expect(packed).toContain('README.md');
     expect(packed).toContain('dist/index.js');
@@ -113,8 +114,26 @@ describe('npm package', () => {
     expect(packed).toContain('dist/engine.js');
     expect(packed).toContain('build/batchnorm.simd.wasm');
     expect(packed).toContain('build/batchnorm.scalar.wasm');
-    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)\.wasm)$/.test(f));
+    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)\.wasm)$/.test(f));
     expect(unexpected, 'files that should not be in the tarball').toEqual([]);
+  });
+
+  it('no JS file in the tarball points at a source map (the maps do not ship, so neither do sourceMappingURL comments)', async () => {
+    const root = path.join(consumer, 'node_modules', NAME);
+    const js = packed.filter((f) => f.endsWith('.js'));
+    expect(js.length).toBeGreaterThan(5);
+    const dangling: string[] = [];
+    for (const f of js) if (/sourceMappingURL/.test(await readFile(path.join(root, f), 'utf8'))) dangling.push(f);
+    expect(dangling).toEqual([]);
+    expect(packed.filter((f) => f.endsWith('.map'))).toEqual([]);
+  });
+
+  it('package.json names the repository, homepage, issue tracker and keywords (shown on the npm page)', async () => {
+    const pkg = JSON.parse(await readFile(path.join(consumer, 'node_modules', NAME, 'package.json'), 'utf8'));
+    expect(pkg.repository?.url).toMatch(/^git\+https:\/\/github\.com\/[\w.-]+\/[\w.-]+\.git$/);
+    expect(pkg.homepage).toMatch(/^https:\/\//);
+    expect(pkg.bugs?.url).toMatch(/^https:\/\/.*\/issues$/);
+    expect(pkg.keywords).toEqual(expect.arrayContaining(['batchnorm', 'webassembly']));
   });
 
   it('installs offline and resolves to its own files (exports map: ".", the wasm builds, package.json)', async () => {

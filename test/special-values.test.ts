@@ -31,7 +31,7 @@ import type { Engine } from '../src/engine.js';
 import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
-import { expectClose, gauss, product, rng, U32, ulp32 } from './helpers/numeric.js';
+import { channelOf as channelFn, channelIndices as indicesOf, expectClose, gauss, product, rng, U32, ulp32 } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolSaveInvStd, tolSaveMean, tolY, type BackwardFacts, type ChannelFacts } from './helpers/tolerance.js';
 
 type Layout = 'NCHW' | 'NHWC';
@@ -40,18 +40,6 @@ const TINY = 2 ** -149; // the smallest subnormal float32
 
 function axisOf(shape: readonly number[], layout: Layout): number {
   return layout === 'NCHW' ? 1 : shape.length - 1;
-}
-function channelFn(shape: readonly number[], layout: Layout): (i: number) => number {
-  const axis = axisOf(shape, layout);
-  const stride = product(shape.slice(axis + 1));
-  const C = shape[axis];
-  return (i) => Math.floor(i / stride) % C;
-}
-function indicesOf(shape: readonly number[], layout: Layout, c: number): number[] {
-  const ch = channelFn(shape, layout);
-  const out: number[] = [];
-  for (let i = 0; i < product(shape); i++) if (ch(i) === c) out.push(i);
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

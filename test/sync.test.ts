@@ -30,7 +30,7 @@ import { BatchNormError, InvalidArgumentError, ShapeError } from '../src/errors.
 import { mergeBackwardSums, mergeMoments, reduceMoments, type Moments } from '../src/ops/sync.js';
 import { oracleBackward, oracleForward, oracleMoments } from '../src/oracle/batchnorm.js';
 import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
-import { U64, expectClose, gamma64, gauss, product, rng, ulp32 } from './helpers/numeric.js';
+import { U64, channelOf, expectClose, gamma64, gauss, product, rng, ulp32 } from './helpers/numeric.js';
 import { tolDbias, tolDweight, tolDx, tolY, type BackwardFacts, type ChannelFacts } from './helpers/tolerance.js';
 import { runSyncExample } from '../examples/sync-bn/main.js';
 
@@ -43,12 +43,6 @@ function m2ErrMerged(f: ChannelFacts, k: number): number {
   return gamma64(f.n + 4) * (8 * f.m2 + 64 * f.n * f.maxDev ** 2) + k * (2 * f.n * f.maxDev * meanErrMerged(f, k) + 5 * U64 * f.m2);
 }
 
-function channelOf(shape: readonly number[], layout: Layout): (i: number) => number {
-  const axis = layout === 'NCHW' ? 1 : shape.length - 1;
-  const stride = product(shape.slice(axis + 1));
-  const C = shape[axis];
-  return (i) => Math.floor(i / stride) % C;
-}
 
 function channelsOf(shape: readonly number[], layout: Layout): number {
   return shape[layout === 'NCHW' ? 1 : shape.length - 1];

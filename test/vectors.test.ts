@@ -23,9 +23,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, createEngine, ShapeError, type Engine } from '../src/index.js';
 import {
-  VECTOR_FOLDERS, compareOutput, listVectorFiles, loadVectorFile, mapVector, product, toleranceFor,
+  VECTOR_FOLDERS, compareOutput, listVectorFiles, loadVectorFile, mapVector, toleranceFor,
   vectorsRootExists, type EngineCase, type LoadedVector, type Vector,
 } from './helpers/vectors.js';
+import { channelOf as channelOfShape } from './helpers/numeric.js';
 
 const VECTORS_ROOT = new URL('../../shared/vectors/', import.meta.url);
 const ROOT_EXISTS = vectorsRootExists(VECTORS_ROOT);
@@ -55,12 +56,6 @@ const ALL: LoadedVector[] = FOLDERS.flatMap((f) => f.loaded);
 
 type Outputs = Record<string, ArrayLike<number>>;
 
-/** Channel (of the engine's view) of each flat index. */
-function channelIndex(c: EngineCase): (i: number) => number {
-  const C = c.layout === 'NCHW' ? c.shape[1] : c.shape[c.shape.length - 1];
-  const inner = c.layout === 'NCHW' ? product(c.shape.slice(2)) : 1;
-  return (i) => Math.floor(i / inner) % C;
-}
 
 function runInference(engine: Engine, c: EngineCase): Outputs {
   let x = c.x;
@@ -109,7 +104,7 @@ function runBackwardInference(engine: Engine, c: EngineCase): Outputs {
   const dmeanPer = new Float64Array(channels);
   if (c.elementwise) dx.forEach((v, i) => { dmeanPer[i] = -v; });
   else {
-    const channelOf = channelIndex(c);
+    const channelOf = channelOfShape(c.shape, c.layout); // channel of each flat index of the engine's view
     dx.forEach((v, i) => { dmeanPer[channelOf(i)] -= v; });
   }
   const dvarPer = Float64Array.from(dweight, (g, k) => -0.5 * (weight ? weight[k] : 1) * invStd64[k] ** 2 * g);

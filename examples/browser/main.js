@@ -9,6 +9,7 @@
 // ?runs=5 (timed runs per bar).
 import { createEngine, oracleForward, oracleBackward } from '../../dist/index.js';
 import { plainForwardEval, plainForwardTrain, plainBackwardTrain } from '../../bench/plain-js.mjs';
+import { mulberry32 } from '../../bench/prng.mjs';
 
 const params = new URLSearchParams(location.search);
 const SIMD = params.get('simd') === '1' ? true : params.get('simd') === '0' ? false : undefined;
@@ -61,17 +62,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seeded data (mulberry32 uniforms, Box-Muller normals), as in bench/start.mjs.
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded data (mulberry32 uniforms from bench/prng.mjs, Box-Muller normals), as in bench/start.mjs.
 
 function makeData(seed) {
   const rand = mulberry32(seed);

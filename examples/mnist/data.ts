@@ -2,6 +2,11 @@
 // training and a held-out set with a seeded shuffle. (The package's own `set()` shuffles with
 // Math.random, so it is not used: every run with the same seed sees the same split and order.)
 import { createRequire } from 'node:module';
+import { mulberry32 as rng } from '../../bench/prng.mjs';
+
+// The seeded PRNG that the tests, benchmarks and examples share (bench/prng.mjs).
+export { rng };
+export { gaussian } from '../../bench/prng.mjs';
 
 export const PIXELS = 28 * 28;
 export const CLASSES = 10;
@@ -15,23 +20,6 @@ export interface Dataset {
 }
 
 interface MnistDigit { raw: number[]; length: number }
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal deviates (Box-Muller) from a uniform source. */
-export function gaussian(next: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-}
 
 /** Fisher-Yates shuffle of 0..n-1. */
 export function permutation(n: number, next: () => number): Uint32Array {

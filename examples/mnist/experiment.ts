@@ -1,14 +1,19 @@
 // Ioffe & Szegedy (2015), section 4.1: the same 784-100-100-100-10 sigmoid network trained with
 // and without batch normalization, in lockstep on the same mini-batches from the same initial
-// weights, evaluated on held-out digits every `evalEvery` steps.
-import { BatchNorm, type Engine } from '../../src/index.js';
-import { Batches, CLASSES, PIXELS, type Dataset } from './data.js';
+// weights, evaluated on held-out digits at the steps of evaluationSteps() (denser early on).
+import { BatchNorm, createEngine, type Engine } from '../../src/index.js';
+import { Batches, CLASSES, PIXELS, loadSplit, type Dataset } from './data.js';
 import { Network } from './net.js';
 
 export interface ExperimentOptions {
   steps: number;
   seed: number;
   evalEvery: number;
+  /**
+   * Evaluate more often before this step (where the networks change fastest): every evalEvery/10
+   * steps up to evalEvery, then every evalEvery/4 up to denseUntil; 0 for a uniform schedule.
+   */
+  denseUntil: number;
   /** SGD learning rate (both networks). */
   lr: number;
   /** Standard deviation of the Gaussian initial weights (both networks). */
@@ -20,7 +25,7 @@ export interface ExperimentOptions {
 }
 
 export const DEFAULTS: ExperimentOptions = {
-  steps: 3000, seed: 1, evalEvery: 100, lr: 1, initStd: 0.01, unit: 0, batchSize: 60, hidden: [100, 100, 100],
+  steps: 3000, seed: 1, evalEvery: 100, denseUntil: 1000, lr: 1, initStd: 0.01, unit: 0, batchSize: 60, hidden: [100, 100, 100],
 };
 
 /** The 15th, 50th and 85th percentiles the paper plots. */
@@ -54,6 +59,18 @@ export interface ExperimentResult {
 export function percentile(sorted: ArrayLike<number>, q: number): number {
   const pos = q * (sorted.length - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, sorted.length - 1);
   return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
+}
+
+/** The steps after which the networks are evaluated: 0, the schedule of `denseUntil`, and the last step. */
+export function evaluationSteps(opts: Pick<ExperimentOptions, 'steps' | 'evalEvery' | 'denseUntil'>): number[] {
+  const { steps, evalEvery: k, denseUntil } = opts;
+  const fine = Math.max(1, Math.round(k / 10)), medium = Math.max(1, Math.round(k / 4));
+  const out = [0];
+  for (let s = 1; s <= steps; s++) {
+    const every = s <= Math.min(k, denseUntil) ? fine : s <= denseUntil ? medium : k;
+    if (s % every === 0 || s === steps) out.push(s);
+  }
+  return out;
 }
 
 export function buildNetworks(engine: Engine, opts: ExperimentOptions): { plain: Network; bn: Network } {
@@ -92,12 +109,28 @@ export function runExperiment(engine: Engine, data: { train: Dataset; test: Data
     onRecord(rec);
   };
 
+  const evalAt = new Set(evaluationSteps(opts));
   record(0);
   for (let step = 1; step <= opts.steps; step++) {
     batches.fill();
     losses.plain[step - 1] = plain.step(batches.x, batches.y, opts.batchSize, opts.lr);
     losses.bn[step - 1] = bn.step(batches.x, batches.y, opts.batchSize, opts.lr);
-    if (step % opts.evalEvery === 0 || step === opts.steps) record(step);
+    if (evalAt.has(step)) record(step);
   }
   return { records, losses, seconds: (performance.now() - start) / 1000 };
+}
+
+export interface SeedRun extends ExperimentResult {
+  /** The wasm build the run used, and the sizes of its split. */
+  build: string;
+  trainCount: number;
+  testCount: number;
+}
+
+/** One seed's whole experiment in the calling thread: its own engine, split, networks and batches. */
+export async function runSeed(opts: ExperimentOptions, testCount: number, onRecord?: (r: EvalRecord) => void): Promise<SeedRun> {
+  const engine = await createEngine();
+  const data = loadSplit(opts.seed, testCount);
+  const result = runExperiment(engine, data, opts, onRecord);
+  return { ...result, build: engine.build, trainCount: data.train.count, testCount: data.test.count };
 }

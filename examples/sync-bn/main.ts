@@ -8,6 +8,7 @@
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { createEngine, type Layout } from '../../src/index.js';
+import { gaussian, mulberry32 } from '../../bench/prng.mjs';
 import type { ShardJob, ShardResult, StepResult } from './worker.js';
 
 export interface SyncExampleOptions {
@@ -37,16 +38,6 @@ export interface SyncExampleResult {
   single: StepResult;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function runWorker(job: ShardJob, transfer: MessagePort[]): Promise<{ worker: Worker; result: ShardResult }> {
   // The worker is TypeScript: worker-entry.mjs loads it through tsx.
   const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: job, transferList: transfer });
@@ -73,7 +64,7 @@ export async function runSyncExample(options: SyncExampleOptions = {}): Promise<
   const size = shape.reduce((a, b) => a * b, 1);
   const row = size / shape[0];
   const next = mulberry32(options.seed ?? 42);
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
+  const gauss = gaussian(next);
   const center = Array.from({ length: C }, () => (next() - 0.5) * 20);
   const spread = Array.from({ length: C }, () => 0.1 + 3 * next());
   const channel = (i: number) => (layout === 'NCHW' ? Math.floor(i / (row / C)) % C : i % C);

@@ -3,6 +3,11 @@
 // operation returns op(a, b) · (1 + δ) with |δ| <= u. ulp32(v) is the gap between |v| and the
 // next float32 away from zero; u·|v| < ulp32(v) for normal v.
 
+import type { Layout } from '../../src/index.js';
+
+// The seeded PRNG shared with the benchmarks and examples (bench/prng.mjs); fast-check supplies the seeds.
+export { mulberry32 as rng, gaussian as gauss } from '../../bench/prng.mjs';
+
 export const U32 = 2 ** -24;
 /** Unit roundoff of float64. */
 export const U64 = 2 ** -53;
@@ -19,35 +24,24 @@ export function gamma64(n: number): number {
   return (n * U64) / (1 - n * U64);
 }
 
-/** Small seeded PRNG (mulberry32) for data; fast-check supplies the seeds. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal deviates from a uniform source (Box-Muller). */
-export function gauss(next: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
-}
-
 export function product(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Flat indices of channel c's values, for either layout. */
-export function channelIndices(shape: readonly number[], layout: 'NCHW' | 'NHWC', c: number): number[] {
+/** Channel of each flat index of a tensor of `shape` in `layout` (channel axis 1, or the last one for NHWC). */
+export function channelOf(shape: readonly number[], layout: Layout): (i: number) => number {
   const axis = layout === 'NCHW' ? 1 : shape.length - 1;
-  const C = shape[axis];
   const stride = product(shape.slice(axis + 1));
+  const C = shape[axis];
+  return (i) => Math.floor(i / stride) % C;
+}
+
+/** Flat indices of channel c's values, for either layout. */
+export function channelIndices(shape: readonly number[], layout: Layout, c: number): number[] {
+  const ch = channelOf(shape, layout);
   const out: number[] = [];
   const size = product(shape);
-  for (let i = 0; i < size; i++) if (Math.floor(i / stride) % C === c) out.push(i);
+  for (let i = 0; i < size; i++) if (ch(i) === c) out.push(i);
   return out;
 }
 
