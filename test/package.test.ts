@@ -170,6 +170,24 @@ describe('npm package', () => {
     expect(out.exports).toEqual(expect.arrayContaining(['createEngine', 'Engine', 'BatchNorm', 'oracleForward', 'oracleBackward', 'InvalidArgumentError']));
   });
 
+  it('wasm-batchnorm/tfjs imports without any @tensorflow package installed (tfjs is an optional peer, passed in by the caller)', async () => {
+    const script = `
+      import * as adapter from '${NAME}/tfjs';
+      import { createEngine } from '${NAME}';
+      const engine = await createEngine();
+      let message = '';
+      try { adapter.batchNormalization(engine, {}); } catch (e) { message = e.message; }
+      console.log(JSON.stringify({ url: import.meta.resolve('${NAME}/tfjs'), exports: Object.keys(adapter).sort(), message }));`;
+    const r = await runOk(process.execPath, ['--input-type=module', '-e', script], { cwd: consumer, timeoutMs: 30_000 });
+    const out = JSON.parse(r.stdout);
+    expect(out.url).toMatch(/node_modules\/wasm-batchnorm\/dist\/tfjs\/index\.js$/);
+    expect(out.exports).toEqual(expect.arrayContaining(['registerTfjsKernels', 'useTfjs', 'batchNormalization']));
+    expect(out.message).toMatch(/useTfjs/);
+    const pkg = JSON.parse(await readFile(path.join(consumer, 'node_modules', NAME, 'package.json'), 'utf8'));
+    expect(pkg.peerDependenciesMeta).toEqual({ '@tensorflow/tfjs-core': { optional: true }, '@tensorflow/tfjs-layers': { optional: true } });
+    await expect(readdir(path.join(consumer, 'node_modules', '@tensorflow')), 'an optional peer was installed').rejects.toThrow();
+  });
+
   it('CommonJS: require() works through Node\'s require(esm) where Node has it (ESM-only package, no CJS build)', async () => {
     const file = path.join(consumer, 'cjs.cjs');
     await writeFile(file, `const bn = require('${NAME}');\n(async () => {${FORWARD_CHECK}})().catch((e) => { console.error(e); process.exit(1); });`);
@@ -190,6 +208,8 @@ describe('npm package', () => {
     const consumerTs = `
       import { createEngine, BatchNorm, InvalidArgumentError, oracleForward,
         type EngineInfo, type EngineOptions, type WasmSource, type ForwardResult } from '${NAME}';
+      import { registerTfjsKernels, useTfjs, batchNormalization, type TfjsKernelRegistration,
+        type TfjsBatchNormalizationConfig, type TfjsKernelRegistry } from '${NAME}/tfjs';
       const sources: WasmSource[] = [new Uint8Array(8), new ArrayBuffer(8), 'batchnorm.simd.wasm', new URL('https://cdn.example/b.wasm')];
       const options: EngineOptions = { simd: true, wasm: { simd: sources[0], scalar: sources[2] } };
       const engine = await createEngine(options);
@@ -205,7 +225,13 @@ describe('npm package', () => {
       await createEngine({ wasm: { simd: 42 } });
       // @ts-expect-error -- not a wasm source either (simd: true belongs one level up)
       await createEngine({ wasm: { simd: true } });
-      export const used = [info, simdSupported, r.y, ref.y, InvalidArgumentError];
+      // The adapter's declarations compile with no @tensorflow package installed (this consumer has none).
+      const registry: TfjsKernelRegistry = { getKernel: () => undefined, registerKernel: () => {}, unregisterKernel: () => {} };
+      const registration: TfjsKernelRegistration = registerTfjsKernels(registry, engine, { backends: ['cpu'], wasmTransfer: 'heap' });
+      const bnConfig: TfjsBatchNormalizationConfig = { axis: 1, momentum: 0.99, epsilon: 1e-3, gammaInitializer: 'ones' };
+      // @ts-expect-error -- webgl is not a backend we replace
+      registerTfjsKernels(registry, engine, { backends: ['webgl'] });
+      export const used = [info, simdSupported, r.y, ref.y, InvalidArgumentError, registration.stats, bnConfig, useTfjs, batchNormalization];
     `;
     const configs = {
       'browser (lib DOM)': { lib: ['ES2022', 'DOM'], types: [], skipLibCheck: false },
