@@ -1,7 +1,7 @@
 import type { Engine } from './engine.js';
 import { InvalidArgumentError, describe } from './errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from './layout.js';
-import { CallScope, STATS_BLOCK, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
+import { CallScope, STATS_BLOCK, backwardSums, batchStats, channelsLast, partialsBytes, sumsPartialsBytes, workspaceBytes } from './call.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
   type Options,
@@ -350,12 +350,14 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const yPin = b.y === null ? null : scope.pin(b.y);
   const w = scope.stable(b.weight), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  const fused = given === null && !last && g.inner >= FUSED_MIN_INNER;
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
-    const [dyCopy, xCopy, yCopy, dxScratch, sums, params, work] = scope.allocate([
+    const [dyCopy, xCopy, yCopy, dxScratch, sums, partials, params, work] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [scope.copyBytes(yPin), 'y'],
       [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'],
       [16 * C, 'sums'], // f64 Σdy | Σdy·(x − mean), or the given Σdy | Σdy·xhat
+      [given === null && !fused ? sumsPartialsBytes(g) : 0, 'backward partials'],
       [32 * C, 'parameters'], // f32 mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias
       [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
@@ -372,12 +374,12 @@ export function runBackward(engine: Engine, b: BackwardCall): BackwardResult {
     scope.f32(invStdPtr, C).set(invStd);
     if (w) scope.f32(gamma, C).set(w); else scope.f32(gamma, C).fill(1);
 
-    if (given === null && !last && g.inner >= FUSED_MIN_INNER) {
-      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
+    if (fused) {
+      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
-        backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, yPtr);
+        backwardSums(k, g, dyPtr, xPtr, meanPtr, partials, sums, work, yPtr);
       } else {
         scope.f64(sums, C).set(given.sumDy);
         scope.f64(sums + 8 * C, C).set(given.sumDyXhat);

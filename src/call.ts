@@ -92,6 +92,11 @@ export function partialsBytes(g: Geometry): number {
   return 32 * g.channels * statsBlocks(g);
 }
 
+/** Bytes of the backward partials of every block: Σg | Σg·(x − mean), f64[C] each, per block. */
+export function sumsPartialsBytes(g: Geometry): number {
+  return 16 * g.channels * statsBlocks(g);
+}
+
 /**
  * Bytes of scratch a channel-last kernel needs (assembly/period.ts): 3 f64 arrays of the period
  * L = lcm(C, 4) (statistics, reductions) or 4 f32 arrays of the apply loops' super-row (the
@@ -115,13 +120,15 @@ export function batchStats(k: KernelExports, g: Geometry, x: number, partials: n
 }
 
 /**
- * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C) by the layout's backward
- * reduction kernel; g = dy, masked by the fused ReLU's output y unless y is 0.
+ * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C): the layout's backward
+ * reduction kernel writes every block's partial (sumsPartialsBytes(g) bytes), mergeSumsF64 adds
+ * them in block order; g = dy, masked by the fused ReLU's output y unless y is 0.
  */
 export function backwardSums(
-  k: KernelExports, g: Geometry, dy: number, x: number, mean: number, sums: number, work: number, y: number,
+  k: KernelExports, g: Geometry, dy: number, x: number, mean: number, partials: number, sums: number, work: number, y: number,
 ): void {
-  const C = g.channels;
-  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, sums, sums + 8 * C, work, y);
-  else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, sums, sums + 8 * C, y);
+  const C = g.channels, blocks = statsBlocks(g);
+  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, STATS_BLOCK, 0, blocks, partials, work, y);
+  else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, STATS_BLOCK, 0, blocks, partials, y);
+  k.mergeSumsF64(partials, blocks, C, sums, sums + 8 * C);
 }

@@ -27,18 +27,23 @@ export interface KernelExports {
     meanHi: number, scale: number, shift: number, lower: number): void;
   normalizeNhwcF32(x: number, y: number, rows: number, C: number,
     meanHi: number, scale: number, shift: number, work: number, lower: number): void;
-  /** `y`: the fused ReLU's forward output masking dy, or 0 (assembly/backward.ts). */
-  backwardReduceNchwF32(dy: number, x: number, outer: number, C: number, inner: number,
-    mean: number, sumDy: number, sumDyXmu: number, y: number): void;
-  backwardReduceNhwcF32(dy: number, x: number, rows: number, C: number,
-    mean: number, sumDy: number, sumDyXmu: number, work: number, y: number): void;
+  /**
+   * Partials (Σg | Σg·(x − mean), f64[C] each) of blocks [b0, b1) of the statistics partition;
+   * `y`: the fused ReLU's forward output masking dy, or 0 (assembly/backward.ts).
+   */
+  backwardReduceNchwF32(dy: number, x: number, outer: number, C: number, inner: number, mean: number,
+    block: number, b0: number, b1: number, partials: number, y: number): void;
+  backwardReduceNhwcF32(dy: number, x: number, rows: number, C: number, mean: number,
+    block: number, b0: number, b1: number, partials: number, work: number, y: number): void;
+  /** Each channel's backward partials added in block order into f64 sumDy[C], sumDyXmu[C]. */
+  mergeSumsF64(partials: number, blocks: number, C: number, sumDy: number, sumDyXmu: number): void;
   backwardDxNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
     mean: number, k1: number, k2: number, k3: number, training: boolean, y: number): void;
   backwardDxNhwcF32(dy: number, x: number, dx: number, rows: number, C: number,
     mean: number, k1: number, k2: number, k3: number, work: number, training: boolean, y: number): void;
   forwardTrainNchwF32(x: number, y: number, outer: number, C: number, inner: number, block: number,
     gamma: number, beta: number, eps: number, mean: number, m2: number, invStd: number, lower: number): void;
-  backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number,
+  backwardNchwF32(dy: number, x: number, dx: number, outer: number, C: number, inner: number, block: number,
     mean: number, invStd: number, gamma: number, training: boolean, sumDy: number, sumDyXmu: number, y: number): void;
   foldF32(C: number, mean: number, v: number, divisor: number, eps: number, gamma: number, beta: number,
     meanHi: number, scale: number, shift: number, invStd: number): void;

@@ -26,7 +26,7 @@ import {
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { checkLayout, geometry, type Layout } from './layout.js';
-import { CallScope, backwardSums, batchStats, channelsLast, partialsBytes, workspaceBytes } from './call.js';
+import { CallScope, backwardSums, batchStats, channelsLast, partialsBytes, sumsPartialsBytes, workspaceBytes } from './call.js';
 import {
   checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
 } from './args.js';
@@ -301,8 +301,9 @@ export function backwardReduceBatchNorm(
   const dyPin = scope.pin(dy), xPin = scope.pin(x);
   const mean = new Float32Array(saveMean), invStd = new Float64Array(saveInvStd);
   try {
-    const [dyCopy, xCopy, sums, meanPtr, work] = scope.allocate([
-      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [16 * C, 'sums'], [4 * C, 'mean'],
+    const [dyCopy, xCopy, sums, partials, meanPtr, work] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [16 * C, 'sums'],
+      [sumsPartialsBytes(g), 'backward partials'], [4 * C, 'mean'],
       [last ? workspaceBytes(C) : 0, 'workspace'],
     ]);
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
@@ -310,7 +311,7 @@ export function backwardReduceBatchNorm(
     if (!dyPin.resident) scope.f32(dyPtr, g.size).set(dy);
     if (!xPin.resident) scope.f32(xPtr, g.size).set(x);
     scope.f32(meanPtr, C).set(mean);
-    backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, 0);
+    backwardSums(k, g, dyPtr, xPtr, meanPtr, partials, sums, work, 0);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
     const sumDyXhat = new Float64Array(C);
