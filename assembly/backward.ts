@@ -19,10 +19,11 @@
 // computes the same per-block sums in the same order and adds them in the same order: its sums
 // are bit-identical to backwardReduceNchwF32 + mergeSumsF64 for the same `block`.
 // Within a block: NCHW plane by plane (a run of at most `block` contiguous values per plane and
-// channel, f64x2 chains in the SIMD builds), each run's sums added to the block's (stored +
-// run); channels-last as statsNhwcF32Simd (period accumulators, see period.ts). x − mean and
-// g·(x − mean) round at most once each in f64, every addition once: whatever the order, each
-// sum of m terms is within γ_{m+2}·Σ|terms| of the exact sum (Higham 4.2).
+// channel, f64x2 chains in the SIMD builds), each run's sums added to the block's (slot + run,
+// the slots zeroed at the block's first plane); channels-last as statsNhwcF32Simd (period
+// accumulators, see period.ts). x − mean and g·(x − mean) round at most once each in f64,
+// every addition once: whatever the order, each sum of m terms is within γ_{m+2}·Σ|terms| of
+// the exact sum (Higham 4.2).
 //
 // Contract: dy, x, y read-only f32, 4-byte aligned (y = 0: no ReLU); dx may equal dy or x (in
 // place), no other overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds
@@ -46,79 +47,94 @@ import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
 }
 
 /**
- * Σg and Σg·(x − m) over one run of `n` contiguous values (dy, x, y at pdy, px, py; py = 0: no
- * mask), stored at s1At and s2At, or with `add` added to the values there (stored + run): the
- * results go straight into the caller's partial slots. Two f64x2 chains per sum over 4-value
- * steps, folded pairwise, then the scalar tail.
+ * Σg and Σg·(x − m) over one run of `n` contiguous values (dy, x, y at pdy, px, py; y is read
+ * only when `masked`), added to the f64 values at s1At and s2At (slot + run): the results go
+ * straight into the caller's partial slots, zeroed by the caller at a block's first plane
+ * (0 + s is s: a run's sums start from +0, so they are never −0). Four f64x2 chains per sum over 8-value
+ * steps, then one 4-value step, folded pairwise, then the scalar tail.
  */
 // @ts-ignore: decorator
 @inline export function reduceRunSimd(
-  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, add: bool,
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
 ): void {
-  const masked = py != 0;
   const mm = f64x2.splat(m);
-  let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
+  let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
   let t1 = 0.0, t2 = 0.0;
   let i = 0;
-  for (; i + 4 <= n; i += 4) {
+  for (; i + 8 <= n; i += 8) {
     const k = <usize>i << 2;
     const gp = pdy + k, xp = px + k, yp = py + k; // immediate offsets below
-    let h0 = v128.load64_zero(gp), h1 = v128.load64_zero(gp, 8);
-    if (masked) {
-      h0 = v128.andnot(h0, f32x4.le(v128.load64_zero(yp), f32x4.splat(0)));
-      h1 = v128.andnot(h1, f32x4.le(v128.load64_zero(yp, 8), f32x4.splat(0)));
-    }
-    const g0 = f64x2.promote_low_f32x4(h0), g1 = f64x2.promote_low_f32x4(h1);
+    const g = grad4(gp, yp, 0, masked), h = grad4(gp, yp, 16, masked);
+    const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), g2 = f64x2.promote_low_f32x4(h), g3 = promoteHigh(h);
     const d0 = f64x2.sub(loadF32x2AsF64(xp), mm);
     const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
+    const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 16)), mm);
+    const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 24)), mm);
     a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
     a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
+    a2 = f64x2.add(a2, g2); b2 = f64x2.add(b2, f64x2.mul(g2, d2));
+    a3 = f64x2.add(a3, g3); b3 = f64x2.add(b3, f64x2.mul(g3, d3));
+  }
+  if (i + 4 <= n) {
+    const k = <usize>i << 2;
+    const g0 = grad2AsF64(pdy, py, k, masked), g1 = grad2AsF64(pdy, py, k + 8, masked);
+    a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(px + k), mm)));
+    a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(px + k + 8), mm)));
+    i += 4;
   }
   for (; i < n; i++) {
     const k = <usize>i << 2;
     const g = <f64>grad1(pdy, py, k, masked);
     t1 += g; t2 += g * (<f64>load<f32>(px + k) - m);
   }
-  const a = f64x2.add(a0, a1), b = f64x2.add(b0, b1);
+  const a = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3)), b = f64x2.add(f64x2.add(b0, b1), f64x2.add(b2, b3));
   const s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
   const s2 = f64x2.extract_lane(b, 0) + f64x2.extract_lane(b, 1) + t2;
-  store<f64>(s1At, add ? load<f64>(s1At) + s1 : s1);
-  store<f64>(s2At, add ? load<f64>(s2At) + s2 : s2);
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
 /** The scalar twin: the same contract, one chain per sum in index order. */
 // @ts-ignore: decorator
 @inline export function reduceRunScalar(
-  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, add: bool,
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
 ): void {
-  const masked = py != 0;
   let s1 = 0.0, s2 = 0.0;
   for (let i = 0; i < n; i++) {
     const k = <usize>i << 2;
     const g = <f64>grad1(pdy, py, k, masked);
     s1 += g; s2 += g * (<f64>load<f32>(px + k) - m);
   }
-  store<f64>(s1At, add ? load<f64>(s1At) + s1 : s1);
-  store<f64>(s2At, add ? load<f64>(s2At) + s2 : s2);
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
 /** The build's own run sums (the SIMD twin in the SIMD builds). */
 // @ts-ignore: decorator
 @inline export function reduceRun(
-  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, add: bool,
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
 ): void {
-  if (ASC_FEATURE_SIMD) reduceRunSimd(pdy, px, py, n, m, s1At, s2At, add);
-  else reduceRunScalar(pdy, px, py, n, m, s1At, s2At, add);
+  if (ASC_FEATURE_SIMD) reduceRunSimd(pdy, px, py, n, m, s1At, s2At, masked);
+  else reduceRunScalar(pdy, px, py, n, m, s1At, s2At, masked);
 }
 
 /**
  * NCHW partials of blocks [b0, b1), in memory order as statsNchwF32: plane by plane ((n, c)
- * order), each segment's run sums stored (first plane of its block) or added (later planes)
- * into the block's two slots. One source for both builds.
+ * order), each segment's run sums added into the block's two slots (zeroed at the block's first
+ * plane). One source for both builds; the body is specialized for y = 0 and y != 0.
  */
 export function backwardReduceNchwF32(
   dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize,
   block: i32, b0: i32, b1: i32, partials: usize, y: usize,
+): void {
+  if (y) reduceNchwAs(dy, x, outer, C, inner, mean, block, b0, b1, partials, y, true);
+  else reduceNchwAs(dy, x, outer, C, inner, mean, block, b0, b1, partials, 0, false);
+}
+
+// @ts-ignore: decorator
+@inline function reduceNchwAs(
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, y: usize, masked: bool,
 ): void {
   if (b1 <= b0) return;
   const S = segmentsOf(inner, block), P = planesOf(inner, block);
@@ -135,7 +151,11 @@ export function backwardReduceNchwF32(
         const i0 = s * block, len = min(block, inner - i0);
         const at = off + (<usize>i0 << 2);
         const part = partials + <usize>(g * S + s) * 2 * row + (<usize>c << 3);
-        reduceRun(dy + at, x + at, y ? y + at : 0, len, m, part, part + row, o != first);
+        if (o == first) {
+          store<f64>(part, 0);
+          store<f64>(part + row, 0);
+        }
+        reduceRun(dy + at, x + at, y + at, len, m, part, part + row, masked);
       }
     }
   }

@@ -47,7 +47,9 @@ export function forwardTrainNchwF32(
         const at = plane * c + (<usize>i0 << 2);
         const k = referenceOf(load<f32>(x + at + stride * first));
         // The block's s1, s2 accumulate in this channel's mean and m2 slots (written last).
-        for (let o = first; o <= last; o++) sumShiftedRun(x + at + stride * o, len, k, mean + oc, m2 + oc, o != first);
+        store<f64>(mean + oc, 0);
+        store<f64>(m2 + oc, 0);
+        for (let o = first; o <= last; o++) sumShiftedRun(x + at + stride * o, len, k, mean + oc, m2 + oc);
         const t1 = load<f64>(mean + oc), t2 = load<f64>(m2 + oc);
         const nb = <f64>(last - first + 1) * <f64>len;
         const off = blockOffset(t1, nb), qb = blockM2(t1, t2, nb);
@@ -104,9 +106,11 @@ export function backwardNchwF32(
         const i0 = sg * block, len = min(block, inner - i0);
         const at = base + (<usize>i0 << 2);
         // The block's sums accumulate in this channel's output slots (written last).
+        store<f64>(sumDy + oc, 0);
+        store<f64>(sumDyXmu + oc, 0);
         for (let o = first; o <= last; o++) {
           const off = at + stride * o;
-          reduceRun(dy + off, x + off, y ? y + off : 0, len, <f64>m, sumDy + oc, sumDyXmu + oc, o != first);
+          reduceRun(dy + off, x + off, y + off, len, <f64>m, sumDy + oc, sumDyXmu + oc, y != 0);
         }
         const t1 = load<f64>(sumDy + oc), t2 = load<f64>(sumDyXmu + oc);
         if (first == 0 && sg == 0) { s1 = t1; s2 = t2; } else { s1 += t1; s2 += t2; }

@@ -30,8 +30,8 @@
 //
 // Contract: x is f32, read-only, 4-byte aligned; partials f64; channels-last kernels use `work`
 // (workspace, see period.ts), both twins alike. SIMD main loops, scalar tails; each build
-// computes a block's sums in its own fixed order (the NCHW runs store their sums straight into
-// the block's partial slots: s1 and s2 of the first plane, then slot + run for later planes).
+// computes a block's sums in its own fixed order (the NCHW runs add their sums straight into
+// the block's partial slots, zeroed at its first plane: slot + run, plane by plane).
 import { periodOf, BLOCK_BYTES, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
 import { loadF32x2AsF64 } from './simd';
 
@@ -78,13 +78,14 @@ import { loadF32x2AsF64 } from './simd';
 }
 
 /**
- * The shifted sums s1 = Σ (x − k), s2 = Σ (x − k)² of `n` contiguous values at p, stored at s1At
- * and s2At, or with `add` added to the values there (stored + run, in that order): the results
- * go straight into the caller's partial slots. Four independent f64x2 chains per sum over
- * 8-value steps, then one 4-value step, folded pairwise, then the scalar tail.
+ * The shifted sums s1 = Σ (x − k), s2 = Σ (x − k)² of `n` contiguous values at p, added to the
+ * f64 values at s1At and s2At (slot + run): the results go straight into the caller's partial
+ * slots, zeroed by the caller at a block's first plane (0 + s is s: a run's sums start from +0,
+ * so they are never −0). Four independent f64x2 chains per sum over 8-value steps, then one
+ * 4-value step, folded pairwise, then the scalar tail.
  */
 // @ts-ignore: decorator
-@inline export function sumShiftedRunSimd(p: usize, n: i32, k: f64, s1At: usize, s2At: usize, add: bool): void {
+@inline export function sumShiftedRunSimd(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
   const kk = f64x2.splat(k);
   let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let q0 = a0, q1 = a0, q2 = a0, q3 = a0;
@@ -117,27 +118,27 @@ import { loadF32x2AsF64 } from './simd';
   const q = f64x2.add(f64x2.add(q0, q1), f64x2.add(q2, q3));
   const s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
   const s2 = f64x2.extract_lane(q, 0) + f64x2.extract_lane(q, 1) + t2;
-  store<f64>(s1At, add ? load<f64>(s1At) + s1 : s1);
-  store<f64>(s2At, add ? load<f64>(s2At) + s2 : s2);
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
 /** The scalar twin: the same contract, one chain per sum in index order. */
 // @ts-ignore: decorator
-@inline export function sumShiftedRunScalar(p: usize, n: i32, k: f64, s1At: usize, s2At: usize, add: bool): void {
+@inline export function sumShiftedRunScalar(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
   let s1 = 0.0, s2 = 0.0;
   for (let i = 0; i < n; i++) {
     const d = <f64>load<f32>(p + (<usize>i << 2)) - k;
     s1 += d; s2 += d * d;
   }
-  store<f64>(s1At, add ? load<f64>(s1At) + s1 : s1);
-  store<f64>(s2At, add ? load<f64>(s2At) + s2 : s2);
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
 /** The build's own run sums (the SIMD twin in the SIMD builds). */
 // @ts-ignore: decorator
-@inline export function sumShiftedRun(p: usize, n: i32, k: f64, s1At: usize, s2At: usize, add: bool): void {
-  if (ASC_FEATURE_SIMD) sumShiftedRunSimd(p, n, k, s1At, s2At, add);
-  else sumShiftedRunScalar(p, n, k, s1At, s2At, add);
+@inline export function sumShiftedRun(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
+  if (ASC_FEATURE_SIMD) sumShiftedRunSimd(p, n, k, s1At, s2At);
+  else sumShiftedRunScalar(p, n, k, s1At, s2At);
 }
 
 /**
@@ -164,7 +165,11 @@ export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, block: i3
         const at = <usize>i0 << 2;
         const k = shiftOf(load<f32>(pk + at));
         const part = partials + <usize>(g * S + s) * 4 * row + (<usize>c << 3);
-        sumShiftedRun(p + at, len, k, part + 2 * row, part + 3 * row, o != first);
+        if (o == first) {
+          store<f64>(part + 2 * row, 0);
+          store<f64>(part + 3 * row, 0);
+        }
+        sumShiftedRun(p + at, len, k, part + 2 * row, part + 3 * row);
         if (o == last) {
           const n = <f64>(last - first + 1) * <f64>len;
           const t1 = load<f64>(part + 2 * row), t2 = load<f64>(part + 3 * row);
