@@ -64,8 +64,14 @@ import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
   for (; i + 8 <= n; i += 8) {
     const k = <usize>i << 2;
     const gp = pdy + k, xp = px + k, yp = py + k; // immediate offsets below
-    const g = grad4(gp, yp, 0, masked), h = grad4(gp, yp, 16, masked);
-    const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), g2 = f64x2.promote_low_f32x4(h), g3 = promoteHigh(h);
+    let g0: v128, g1: v128, g2: v128, g3: v128;
+    if (masked) { // one mask per 4 values, then the high halves by a shuffle
+      const g = grad4(gp, yp, 0, true), h = grad4(gp, yp, 16, true);
+      g0 = f64x2.promote_low_f32x4(g); g1 = promoteHigh(g); g2 = f64x2.promote_low_f32x4(h); g3 = promoteHigh(h);
+    } else { // two values per load, no shuffle
+      g0 = loadF32x2AsF64(gp); g1 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 8));
+      g2 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 16)); g3 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 24));
+    }
     const d0 = f64x2.sub(loadF32x2AsF64(xp), mm);
     const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
     const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 16)), mm);
