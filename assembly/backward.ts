@@ -1,44 +1,38 @@
 // Backward of batch normalization (PyTorch's batch_norm_backward), per channel c over its n
 // values, with mean and invStd as saved by the forward pass, and g = dy, or with a fused ReLU
-// g = (y <= 0 ? 0 : dy) for the forward output y (PyTorch's threshold_backward):
+// g = (y <= 0 ? 0 : dy) for the forward output y (PyTorch's threshold_backward, simd.ts):
 //   reduce:  sumDy[c] = Σ g,   sumDyXmu[c] = Σ g · (x − mean[c])          (f64 accumulators)
-//   then, folded once per channel by the caller:
+//   then, folded once per channel by the caller (fold.ts, foldBackwardF32):
 //            k1 = sumDy / n,   k2 = sumDyXmu · invStd² / n,   k3 = gamma · invStd
 //   dx, training:  dx = ((g − k1[c]) − (x − mean[c]) · k2[c]) · k3[c]
 //       (= gamma·invStd·(g − mean(g) − xhat·mean(g·xhat)); dgamma = sumDyXmu·invStd, dbeta = sumDy)
 //   dx, eval (mean and invStd constants, k1 = 0): dx = (g − k1[c]) · k3[c]; x is not read.
 //
-// Contract: dy, x, y read-only f32 (y = 0: no ReLU); dx may equal dy or x (in place), no other
-// overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
-//   mean, k1, k2, k3 are f32[C]; sumDy, sumDyXmu are f64[C] outputs.
-// SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical dx.
+// The reduce is a mergeable block reduction on the statistics partition of stats.ts (the same
+// `block` argument, the same block numbering: NCHW segments of long planes or groups of short
+// planes, channels-last groups of `block` rows; a function of the shape and `block` alone).
+// Block b of every channel is one partial, f64 at partials + ((2b + f)·C + c)·8 for field
+// f = 0 Σg, 1 Σg·(x − mean) over the block's values. A call computes the partials of blocks
+// [b0, b1) for all channels, so a range split over several calls (threads) gives the same bits
+// as one call; mergeSumsF64 then adds each channel's partials in block order
+// (sum = p_0 + p_1 + … + p_{B−1}, left to right) in both builds alike. backwardNchwF32 (fused.ts)
+// computes the same per-block sums in the same order and adds them in the same order: its sums
+// are bit-identical to backwardReduceNchwF32 + mergeSumsF64 for the same `block`.
+// Within a block: NCHW plane by plane (a run of at most `block` contiguous values per plane and
+// channel, f64x2 chains in the SIMD builds), each run's sums added to the block's (slot + run,
+// the slots zeroed at the block's first plane); channels-last as statsNhwcF32Simd (period
+// accumulators, see period.ts). x − mean and g·(x − mean) round at most once each in f64,
+// every addition once: whatever the order, each sum of m terms is within γ_{m+2}·Σ|terms| of
+// the exact sum (Higham 4.2).
+//
+// Contract: dy, x, y read-only f32, 4-byte aligned (y = 0: no ReLU); dx may equal dy or x (in
+// place), no other overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds
+// workspaceBytes(C) bytes (the scalar twins take it too, for one argument list; the scalar dx
+// ignores it). mean, k1, k2, k3 are f32[C]; partials f64[blocks][2][C]; sumDy, sumDyXmu f64[C].
+// dx: SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical.
 import { periodOf, rowPeriodOf, BLOCK_BYTES, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
-import { loadF32x2AsF64 } from './stats';
-
-// @ts-ignore: decorator
-@inline function grad1(pdy: usize, py: usize, k: usize, masked: bool): f32 {
-  const g = load<f32>(pdy + k);
-  return masked && load<f32>(py + k) <= 0 ? 0 : g;
-}
-
-// @ts-ignore: decorator
-@inline function grad4(pdy: usize, py: usize, k: usize, masked: bool): v128 {
-  const g = v128.load(pdy + k);
-  return masked ? v128.andnot(g, f32x4.le(v128.load(py + k), f32x4.splat(0))) : g;
-}
-
-/** grad4's first two lanes at offset k, promoted to f64x2 (two f32 loads, no shuffle). */
-// @ts-ignore: decorator
-@inline function grad2AsF64(pdy: usize, py: usize, k: usize, masked: bool): v128 {
-  const g = v128.load64_zero(pdy + k);
-  return f64x2.promote_low_f32x4(masked ? v128.andnot(g, f32x4.le(v128.load64_zero(py + k), f32x4.splat(0))) : g);
-}
-
-/** High two f32 lanes of v promoted to f64x2. */
-// @ts-ignore: decorator
-@inline function promoteHigh(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
+import { segmentsOf, planesOf } from './stats';
+import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
 
 // @ts-ignore: decorator
 @inline function dx1(g: f32, px: usize, k: usize, m: f32, k1: f32, k2: f32, k3: f32, training: bool): f32 {
@@ -52,158 +46,257 @@ import { loadF32x2AsF64 } from './stats';
     : f32x4.mul(f32x4.sub(g, k1), k3);
 }
 
-/** Results of the inline channel reductions below (AssemblyScript has no tuples). */
-export let sumDyRun: f64 = 0;
-export let sumDyXmuRun: f64 = 0;
-
-/** Σg and Σg·(x − m) over one channel's `outer` planes of `inner` values, `stride` bytes apart. */
+/**
+ * Σg and Σg·(x − m) over one run of `n` contiguous values (dy, x, y at pdy, px, py; y is read
+ * only when `masked`), added to the f64 values at s1At and s2At (slot + run): the results go
+ * straight into the caller's partial slots, zeroed by the caller at a block's first plane
+ * (0 + s is s: a run's sums start from +0, so they are never −0). Four f64x2 chains per sum over 8-value
+ * steps, then one 4-value step, folded pairwise, then the scalar tail.
+ */
 // @ts-ignore: decorator
-@inline export function reducePlanesSimd(
-  pdy: usize, px: usize, py: usize, outer: i32, stride: usize, inner: i32, m: f64,
+@inline export function reduceRunSimd(
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
 ): void {
-  const masked = py != 0;
   const mm = f64x2.splat(m);
-  let a0 = f64x2.splat(0), a1 = a0, b0 = a0, b1 = a0;
+  let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
   let t1 = 0.0, t2 = 0.0;
-  for (let o = 0; o < outer; o++) {
-    const off = stride * o;
-    let i = 0;
-    for (; i + 4 <= inner; i += 4) {
-      const k = off + (<usize>i << 2);
-      const gp = pdy + k, xp = px + k, yp = py + k; // immediate offsets below
-      let h0 = v128.load64_zero(gp), h1 = v128.load64_zero(gp, 8);
-      if (masked) {
-        h0 = v128.andnot(h0, f32x4.le(v128.load64_zero(yp), f32x4.splat(0)));
-        h1 = v128.andnot(h1, f32x4.le(v128.load64_zero(yp, 8), f32x4.splat(0)));
-      }
-      const g0 = f64x2.promote_low_f32x4(h0), g1 = f64x2.promote_low_f32x4(h1);
-      const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp)), mm);
-      const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
-      a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
-      a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const k = <usize>i << 2;
+    const gp = pdy + k, xp = px + k, yp = py + k; // immediate offsets below
+    let g0: v128, g1: v128, g2: v128, g3: v128;
+    if (masked) { // one mask per 4 values, then the high halves by a shuffle
+      const g = grad4(gp, yp, 0, true), h = grad4(gp, yp, 16, true);
+      g0 = f64x2.promote_low_f32x4(g); g1 = promoteHigh(g); g2 = f64x2.promote_low_f32x4(h); g3 = promoteHigh(h);
+    } else { // two values per load, no shuffle
+      g0 = loadF32x2AsF64(gp); g1 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 8));
+      g2 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 16)); g3 = f64x2.promote_low_f32x4(v128.load64_zero(gp, 24));
     }
-    for (; i < inner; i++) {
-      const k = off + (<usize>i << 2);
-      const g = <f64>grad1(pdy, py, k, masked);
-      t1 += g; t2 += g * (<f64>load<f32>(px + k) - m);
-    }
+    const d0 = f64x2.sub(loadF32x2AsF64(xp), mm);
+    const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
+    const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 16)), mm);
+    const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 24)), mm);
+    a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
+    a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
+    a2 = f64x2.add(a2, g2); b2 = f64x2.add(b2, f64x2.mul(g2, d2));
+    a3 = f64x2.add(a3, g3); b3 = f64x2.add(b3, f64x2.mul(g3, d3));
   }
-  const a = f64x2.add(a0, a1), b = f64x2.add(b0, b1);
-  sumDyRun = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
-  sumDyXmuRun = f64x2.extract_lane(b, 0) + f64x2.extract_lane(b, 1) + t2;
+  if (i + 4 <= n) {
+    const k = <usize>i << 2;
+    const g0 = grad2AsF64(pdy, py, k, masked), g1 = grad2AsF64(pdy, py, k + 8, masked);
+    a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(px + k), mm)));
+    a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(px + k + 8), mm)));
+    i += 4;
+  }
+  for (; i < n; i++) {
+    const k = <usize>i << 2;
+    const g = <f64>grad1(pdy, py, k, masked);
+    t1 += g; t2 += g * (<f64>load<f32>(px + k) - m);
+  }
+  const a = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3)), b = f64x2.add(f64x2.add(b0, b1), f64x2.add(b2, b3));
+  const s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
+  const s2 = f64x2.extract_lane(b, 0) + f64x2.extract_lane(b, 1) + t2;
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
+}
+
+/** The scalar twin: the same contract, one chain per sum in index order. */
+// @ts-ignore: decorator
+@inline export function reduceRunScalar(
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
+): void {
+  let s1 = 0.0, s2 = 0.0;
+  for (let i = 0; i < n; i++) {
+    const k = <usize>i << 2;
+    const g = <f64>grad1(pdy, py, k, masked);
+    s1 += g; s2 += g * (<f64>load<f32>(px + k) - m);
+  }
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
+}
+
+/** The build's own run sums (the SIMD twin in the SIMD builds). */
+// @ts-ignore: decorator
+@inline export function reduceRun(
+  pdy: usize, px: usize, py: usize, n: i32, m: f64, s1At: usize, s2At: usize, masked: bool,
+): void {
+  if (ASC_FEATURE_SIMD) reduceRunSimd(pdy, px, py, n, m, s1At, s2At, masked);
+  else reduceRunScalar(pdy, px, py, n, m, s1At, s2At, masked);
+}
+
+/**
+ * NCHW partials of blocks [b0, b1), in memory order as statsNchwF32: plane by plane ((n, c)
+ * order), each segment's run sums added into the block's two slots (zeroed at the block's first
+ * plane). One source for both builds; the body is specialized for y = 0 and y != 0.
+ */
+export function backwardReduceNchwF32(
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, y: usize,
+): void {
+  if (y) reduceNchwAs(dy, x, outer, C, inner, mean, block, b0, b1, partials, y, true);
+  else reduceNchwAs(dy, x, outer, C, inner, mean, block, b0, b1, partials, 0, false);
 }
 
 // @ts-ignore: decorator
-@inline export function reducePlanesScalar(
-  pdy: usize, px: usize, py: usize, outer: i32, stride: usize, inner: i32, m: f64,
+@inline function reduceNchwAs(
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, y: usize, masked: bool,
 ): void {
-  const masked = py != 0;
-  let s1 = 0.0, s2 = 0.0;
-  for (let o = 0; o < outer; o++) {
-    const off = stride * o;
-    for (let i = 0; i < inner; i++) {
-      const k = off + (<usize>i << 2);
-      const g = <f64>grad1(pdy, py, k, masked);
-      s1 += g; s2 += g * (<f64>load<f32>(px + k) - m);
-    }
-  }
-  sumDyRun = s1;
-  sumDyXmuRun = s2;
-}
-
-/** NCHW reduce in memory order, plane by plane (as statsNchwF32 in stats.ts); one source for both builds. */
-export function backwardReduceNchwF32(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
-): void {
+  if (b1 <= b0) return;
+  const S = segmentsOf(inner, block), P = planesOf(inner, block);
   const plane = <usize>inner << 2;
-  zeroF64(sumDy, C);
-  zeroF64(sumDyXmu, C);
-  for (let o = 0; o < outer; o++) {
+  const row = <usize>C << 3; // one field of one block's partials
+  const o0 = (b0 / S) * P, o1 = min(((b1 - 1) / S + 1) * P, outer);
+  for (let o = o0; o < o1; o++) {
+    const g = o / P, first = g * P;
+    const s0 = max(b0 - g * S, 0), s1 = min(b1 - g * S, S);
     for (let c = 0; c < C; c++) {
-      const off = plane * (<usize>o * C + c), oc = <usize>c << 3;
+      const off = plane * (<usize>o * C + c);
       const m = <f64>load<f32>(mean + (<usize>c << 2));
-      if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + off, x + off, y ? y + off : 0, 1, 0, inner, m);
-      else reducePlanesScalar(dy + off, x + off, y ? y + off : 0, 1, 0, inner, m);
-      store<f64>(sumDy + oc, load<f64>(sumDy + oc) + sumDyRun);
-      store<f64>(sumDyXmu + oc, load<f64>(sumDyXmu + oc) + sumDyXmuRun);
+      for (let s = s0; s < s1; s++) {
+        const i0 = s * block, len = min(block, inner - i0);
+        const at = off + (<usize>i0 << 2);
+        const part = partials + <usize>(g * S + s) * 2 * row + (<usize>c << 3);
+        if (o == first) {
+          store<f64>(part, 0);
+          store<f64>(part + row, 0);
+        }
+        reduceRun(dy + at, x + at, y + at, len, m, part, part + row, masked);
+      }
     }
   }
 }
 
 /**
- * NHWC reduce, blocked like statsNhwcF32Simd: super-rows of one period (L = lcm(C, 4) values)
- * in cache-sized blocks; per vector of 4 period positions the block's rows are summed in f64x2
- * registers, then added to the period accumulators once; the tail (< one period) goes element
- * by element; the period is folded into channels.
+ * Channels-last partials of blocks [b0, b1), blocked like statsNhwcF32Simd: a block of rows is
+ * `total / L` super-rows of one period (L = lcm(C, 4) values) plus a short tail. Super-rows are
+ * taken in groups that stay in cache (BLOCK_BYTES); within a group, each vector of 4 period
+ * positions is summed down the group's rows in f64x2 registers, then added to the period
+ * accumulators once; the tail (< one period) goes element by element; the period is then
+ * folded into the block's channels.
  */
 export function backwardReduceNhwcF32Simd(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize, y: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, work: usize, y: usize,
 ): void {
   const masked = y != 0;
   const L = periodOf(C);
   const rowBytes = <usize>L << 2;
   const meanP = work, acc1 = work + (<usize>L << 3), acc2 = acc1 + (<usize>L << 3);
   tileF32AsF64(mean, C, L, meanP);
-  zeroF64(acc1, L);
-  zeroF64(acc2, L);
-  const total = <usize>rows * C;
-  const superRows = total / <usize>L;
-  const blockRows = max<usize>(1, BLOCK_BYTES / rowBytes);
-  for (let r0: usize = 0; r0 < superRows; r0 += blockRows) {
-    const r1 = min(superRows, r0 + blockRows);
-    // Per vector of 4 period positions: the block's rows summed in f64x2 registers, two rows per
-    // step into separate chains (even/odd rows) to hide the add latency.
-    for (let j: usize = 0; j < <usize>L; j += 4) {
-      const o = j << 3;
-      const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16);
-      let a0 = f64x2.splat(0), a1 = a0, c0 = a0, c1 = a0;
-      let b0 = a0, b1 = a0, e0 = a0, e1 = a0;
-      let k = r0 * rowBytes + (j << 2);
-      let r = r0;
-      for (; r + 2 <= r1; r += 2, k += rowBytes << 1) {
-        const l = k + rowBytes;
-        const g = grad4(dy, y, k, masked), h = grad4(dy, y, l, masked);
-        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), h0 = f64x2.promote_low_f32x4(h), h1 = promoteHigh(h);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
-        c0 = f64x2.add(c0, h0); e0 = f64x2.add(e0, f64x2.mul(h0, f64x2.sub(loadF32x2AsF64(x + l), m0)));
-        c1 = f64x2.add(c1, h1); e1 = f64x2.add(e1, f64x2.mul(h1, f64x2.sub(loadF32x2AsF64(x + l + 8), m1)));
+  const groupRows = max<usize>(1, BLOCK_BYTES / rowBytes);
+  for (let b = b0; b < b1; b++) {
+    const first = <usize>b * <usize>block, count = min(<usize>rows, first + <usize>block) - first;
+    const base = (first * <usize>C) << 2; // byte offset of the block in dy, x and y
+    zeroF64(acc1, L);
+    zeroF64(acc2, L);
+    const total = count * <usize>C;
+    const superRows = total / <usize>L;
+    for (let r0: usize = 0; r0 < superRows; r0 += groupRows) {
+      const r1 = min(superRows, r0 + groupRows);
+      // Per vector of 4 period positions: the group's rows summed in f64x2 registers, two rows
+      // per step into separate chains (even/odd rows) to hide the add latency.
+      for (let j: usize = 0; j < <usize>L; j += 4) {
+        const o = j << 3;
+        const m0 = v128.load(meanP + o), m1 = v128.load(meanP + o, 16);
+        let a0 = f64x2.splat(0), a1 = a0, c0 = a0, c1 = a0;
+        let e0 = a0, e1 = a0, f0 = a0, f1 = a0;
+        let k = base + r0 * rowBytes + (j << 2);
+        let r = r0;
+        for (; r + 2 <= r1; r += 2, k += rowBytes << 1) {
+          const l = k + rowBytes;
+          const g = grad4(dy, y, k, masked), h = grad4(dy, y, l, masked);
+          const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), h0 = f64x2.promote_low_f32x4(h), h1 = promoteHigh(h);
+          a0 = f64x2.add(a0, g0); e0 = f64x2.add(e0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
+          a1 = f64x2.add(a1, g1); e1 = f64x2.add(e1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
+          c0 = f64x2.add(c0, h0); f0 = f64x2.add(f0, f64x2.mul(h0, f64x2.sub(loadF32x2AsF64(x + l), m0)));
+          c1 = f64x2.add(c1, h1); f1 = f64x2.add(f1, f64x2.mul(h1, f64x2.sub(loadF32x2AsF64(x + l + 8), m1)));
+        }
+        if (r < r1) {
+          const g0 = grad2AsF64(dy, y, k, masked), g1 = grad2AsF64(dy, y, k + 8, masked);
+          a0 = f64x2.add(a0, g0); e0 = f64x2.add(e0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
+          a1 = f64x2.add(a1, g1); e1 = f64x2.add(e1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
+        }
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, c0)));
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, c1)), 16);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(e0, f0)));
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(e1, f1)), 16);
       }
-      if (r < r1) {
-        const g0 = grad2AsF64(dy, y, k, masked), g1 = grad2AsF64(dy, y, k + 8, masked);
-        a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
-        a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
-      }
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, c0)));
-      v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, c1)), 16);
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(b0, e0)));
-      v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(b1, e1)), 16);
     }
+    for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
+      const k = base + (i << 2), o = j << 3;
+      const g = <f64>grad1(dy, y, k, masked);
+      store<f64>(acc1 + o, load<f64>(acc1 + o) + g);
+      store<f64>(acc2 + o, load<f64>(acc2 + o) + g * (<f64>load<f32>(x + k) - load<f64>(meanP + o)));
+    }
+    const part = partials + <usize>b * 2 * (<usize>C << 3);
+    foldPeriodF64(acc1, C, L, part);
+    foldPeriodF64(acc2, C, L, part + (<usize>C << 3));
   }
-  for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
-    const k = i << 2, o = j << 3;
-    const g = <f64>grad1(dy, y, k, masked);
-    store<f64>(acc1 + o, load<f64>(acc1 + o) + g);
-    store<f64>(acc2 + o, load<f64>(acc2 + o) + g * (<f64>load<f32>(x + k) - load<f64>(meanP + o)));
-  }
-  foldPeriodF64(acc1, C, L, sumDy);
-  foldPeriodF64(acc2, C, L, sumDyXmu);
 }
 
+/**
+ * The scalar twin: the same blocks, the partial slots themselves as per-channel accumulators
+ * (period = C) in row order; `work` holds the mean widened to f64.
+ */
 export function backwardReduceNhwcF32Scalar(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, work: usize, y: usize,
 ): void {
   const masked = y != 0;
-  zeroF64(sumDy, C);
-  zeroF64(sumDyXmu, C);
-  for (let r = 0; r < rows; r++) {
-    const row = (<usize>r * C) << 2;
-    for (let c = 0; c < C; c++) {
-      const k = row + (<usize>c << 2), o = <usize>c << 3;
-      const g = <f64>grad1(dy, y, k, masked);
-      store<f64>(sumDy + o, load<f64>(sumDy + o) + g);
-      store<f64>(sumDyXmu + o, load<f64>(sumDyXmu + o) + g * (<f64>load<f32>(x + k) - <f64>load<f32>(mean + (<usize>c << 2))));
+  const row = <usize>C << 3;
+  const meanP = work;
+  tileF32AsF64(mean, C, C, meanP);
+  for (let b = b0; b < b1; b++) {
+    const first = <usize>b * <usize>block, count = min(<usize>rows, first + <usize>block) - first;
+    const base = (first * <usize>C) << 2;
+    const s1 = partials + <usize>b * 2 * row, s2 = s1 + row;
+    zeroF64(s1, C);
+    zeroF64(s2, C);
+    for (let r: usize = 0; r < count; r++) {
+      const p = base + ((r * <usize>C) << 2);
+      for (let c = 0; c < C; c++) {
+        const k = p + (<usize>c << 2), o = <usize>c << 3;
+        const g = <f64>grad1(dy, y, k, masked);
+        store<f64>(s1 + o, load<f64>(s1 + o) + g);
+        store<f64>(s2 + o, load<f64>(s2 + o) + g * (<f64>load<f32>(x + k) - load<f64>(meanP + o)));
+      }
     }
+  }
+}
+
+/**
+ * Adds each channel's `blocks` partials in block order into f64 sumDy[C] and sumDyXmu[C]:
+ * sum = p_0, then sum = sum + p_b for b = 1 … blocks − 1. Two channels per f64x2 step in the
+ * SIMD builds (lane-wise the same additions as the scalar step): both builds merge to the same
+ * bits.
+ */
+export function mergeSumsF64(partials: usize, blocks: i32, C: i32, sumDy: usize, sumDyXmu: usize): void {
+  const row = <usize>C << 3, stride = row * 2;
+  let c = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; c + 2 <= C; c += 2) {
+      const pc = partials + (<usize>c << 3);
+      let s1 = v128.load(pc), s2 = v128.load(pc + row);
+      for (let b = 1; b < blocks; b++) {
+        const p = pc + <usize>b * stride;
+        s1 = f64x2.add(s1, v128.load(p));
+        s2 = f64x2.add(s2, v128.load(p + row));
+      }
+      v128.store(sumDy + (<usize>c << 3), s1);
+      v128.store(sumDyXmu + (<usize>c << 3), s2);
+    }
+  }
+  for (; c < C; c++) {
+    const pc = partials + (<usize>c << 3);
+    let s1 = load<f64>(pc), s2 = load<f64>(pc + row);
+    for (let b = 1; b < blocks; b++) {
+      const p = pc + <usize>b * stride;
+      s1 += load<f64>(p);
+      s2 += load<f64>(p + row);
+    }
+    store<f64>(sumDy + (<usize>c << 3), s1);
+    store<f64>(sumDyXmu + (<usize>c << 3), s2);
   }
 }
 
@@ -305,7 +398,7 @@ export function backwardDxNhwcF32Simd(
 
 export function backwardDxNhwcF32Scalar(
   dy: usize, x: usize, dx: usize, rows: i32, C: i32,
-  mean: usize, k1: usize, k2: usize, k3: usize, training: bool, y: usize,
+  mean: usize, k1: usize, k2: usize, k3: usize, work: usize, training: bool, y: usize,
 ): void {
   const masked = y != 0;
   for (let r = 0; r < rows; r++) {

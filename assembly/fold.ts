@@ -14,13 +14,7 @@
 // Every per-channel loop here runs two channels per f64x2 step in the SIMD builds (a scalar
 // step for an odd last channel): the same IEEE operations in the same order as the scalar
 // step, so both builds give bit-identical results.
-import { loadF32x2AsF64 } from './stats';
-
-/** Rounds both f64 lanes to f32 and stores them at p (8 bytes). */
-// @ts-ignore: decorator
-@inline export function storeF64x2AsF32(p: usize, v: v128): void {
-  v128.store64_lane(p, f32x4.demote_f64x2_zero(v), 0);
-}
+import { loadF32x2AsF64, storeF64x2AsF32 } from './simd';
 
 // @ts-ignore: decorator
 @inline export function invStdOf(v: f64, divisor: f64, eps: f64): f64 {

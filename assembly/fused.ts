@@ -10,14 +10,18 @@
 // One source for both builds: the SIMD build composes the f32x4 run loops, the scalar build
 // their scalar twins (ASC_FEATURE_SIMD is a compile-time constant).
 //
+// Both kernels take stats.ts's `block` and compute, per channel, the partials of that partition
+// block by block (each block's planes in memory order) and merge them in block order as the
+// separate kernels do: the same bits as the separate reduction + merge for the same `block`.
+//
 // Contract: f32 tensors [outer][C][inner]; y may equal x, dx may equal dy or x (in place).
-// gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel.
-import {
-  shiftOf as referenceOf, segmentsOf, planesOf, blockOffset, blockM2, mergedMean, mergedM2, sumShiftedRun, sumShifted, sumShiftedSq,
-} from './stats';
+// gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel (each
+// channel's two f64 output slots hold its running block sums until the channel is done), and
+// overlap nothing else.
+import { shiftOf as referenceOf, segmentsOf, planesOf, blockOffset, blockM2, mergedMean, mergedM2, sumShiftedRun } from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
 import { invStdOf, shiftOf } from './fold';
-import { reducePlanesSimd, reducePlanesScalar, dxRunSimd, dxRunScalar, sumDyRun, sumDyXmuRun } from './backward';
+import { reduceRun, dxRunSimd, dxRunScalar } from './backward';
 
 /**
  * Training forward: per channel, the block partials of stats.ts's NCHW partition (the same
@@ -34,6 +38,7 @@ export function forwardTrainNchwF32(
   const stride = plane * C;
   const S = segmentsOf(inner, block), P = planesOf(inner, block);
   for (let c = 0; c < C; c++) {
+    const oc = <usize>c << 3, pc = <usize>c << 2;
     let n = 0.0, mu = 0.0, q = 0.0, shift = 0.0; // mergeMomentsF64's running state
     for (let first = 0; first < outer; first += P) {
       const last = min(first + P, outer) - 1;
@@ -41,11 +46,11 @@ export function forwardTrainNchwF32(
         const i0 = s * block, len = min(block, inner - i0);
         const at = plane * c + (<usize>i0 << 2);
         const k = referenceOf(load<f32>(x + at + stride * first));
-        let t1 = 0.0, t2 = 0.0;
-        for (let o = first; o <= last; o++) {
-          sumShiftedRun(x + at + stride * o, len, k);
-          if (o == first) { t1 = sumShifted; t2 = sumShiftedSq; } else { t1 += sumShifted; t2 += sumShiftedSq; }
-        }
+        // The block's s1, s2 accumulate in this channel's mean and m2 slots (written last).
+        store<f64>(mean + oc, 0);
+        store<f64>(m2 + oc, 0);
+        for (let o = first; o <= last; o++) sumShiftedRun(x + at + stride * o, len, k, mean + oc, m2 + oc);
+        const t1 = load<f64>(mean + oc), t2 = load<f64>(m2 + oc);
         const nb = <f64>(last - first + 1) * <f64>len;
         const off = blockOffset(t1, nb), qb = blockM2(t1, t2, nb);
         if (n == 0) {
@@ -61,7 +66,6 @@ export function forwardTrainNchwF32(
     }
     mu = shift + mu;
     const sd = invStdOf(q, n, eps);
-    const oc = <usize>c << 3, pc = <usize>c << 2;
     store<f64>(mean + oc, mu);
     store<f64>(m2 + oc, q);
     store<f64>(invStd + oc, sd);
@@ -76,26 +80,42 @@ export function forwardTrainNchwF32(
 }
 
 /**
- * Backward: Σdy and Σdy·(x − mean) (f64) per channel, then in training
- * dx = ((dy − k1) − (x − mean)·k2)·k3 with k1 = Σdy/n, k2 = Σdy(x − mean)·invStd²/n,
- * k3 = gamma·invStd; in eval dx = dy·k3. With y != 0, dy is masked by the fused ReLU's output
- * first (backward.ts).
+ * Backward: per channel, the block partials of backward.ts's reduce on stats.ts's NCHW
+ * partition (the same per-plane run sums in the same order as backwardReduceNchwF32) added in
+ * block order as mergeSumsF64 does, so sumDy and sumDyXmu (f64) are bit-identical to those
+ * kernels' for the same `block`; then in training dx = ((dy − k1) − (x − mean)·k2)·k3 with
+ * k1 = Σdy/n, k2 = Σdy(x − mean)·invStd²/n, k3 = gamma·invStd; in eval dx = dy·k3. With
+ * y != 0, dy is masked by the fused ReLU's output first (simd.ts).
  */
 export function backwardNchwF32(
-  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32,
   mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
   const n = <f64>outer * <f64>inner;
+  const S = segmentsOf(inner, block), P = planesOf(inner, block);
   for (let c = 0; c < C; c++) {
     const pc = <usize>c << 2, oc = <usize>c << 3;
     const m = load<f32>(mean + pc), s = <f64>load<f32>(invStd + pc);
     const base = plane * c;
-    const yb = y ? y + base : 0;
-    if (ASC_FEATURE_SIMD) reducePlanesSimd(dy + base, x + base, yb, outer, stride, inner, <f64>m);
-    else reducePlanesScalar(dy + base, x + base, yb, outer, stride, inner, <f64>m);
-    const s1 = sumDyRun, s2 = sumDyXmuRun;
+    let s1 = 0.0, s2 = 0.0; // mergeSumsF64's running sums
+    for (let first = 0; first < outer; first += P) {
+      const last = min(first + P, outer) - 1;
+      for (let sg = 0; sg < S; sg++) {
+        const i0 = sg * block, len = min(block, inner - i0);
+        const at = base + (<usize>i0 << 2);
+        // The block's sums accumulate in this channel's output slots (written last).
+        store<f64>(sumDy + oc, 0);
+        store<f64>(sumDyXmu + oc, 0);
+        for (let o = first; o <= last; o++) {
+          const off = at + stride * o;
+          reduceRun(dy + off, x + off, y + off, len, <f64>m, sumDy + oc, sumDyXmu + oc, y != 0);
+        }
+        const t1 = load<f64>(sumDy + oc), t2 = load<f64>(sumDyXmu + oc);
+        if (first == 0 && sg == 0) { s1 = t1; s2 = t2; } else { s1 += t1; s2 += t2; }
+      }
+    }
     store<f64>(sumDy + oc, s1);
     store<f64>(sumDyXmu + oc, s2);
     const k3 = <f32>(<f64>load<f32>(gamma + pc) * s);

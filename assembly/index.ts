@@ -11,7 +11,7 @@ import {
 } from './stats';
 import { normalizeNchwF32Simd, normalizeNchwF32Scalar, normalizeNhwcF32Simd, normalizeNhwcF32Scalar } from './normalize';
 import {
-  backwardReduceNchwF32 as backwardReduceNchw, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar,
+  backwardReduceNchwF32 as backwardReduceNchw, backwardReduceNhwcF32Simd, backwardReduceNhwcF32Scalar, mergeSumsF64 as mergeSums,
   backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
 } from './backward';
 import { forwardTrainNchwF32 as forwardTrainNchw, backwardNchwF32 as backwardNchw } from './fused';
@@ -46,18 +46,25 @@ function checkBlock(block: i32): void {
   assert(block > 0 && block <= (1 << 30), 'kernel: block must be in [1, 2^30]');
 }
 
-/** Statistics blocks: 1 <= block <= 2^30, 0 <= b0 <= b1 <= blocks, partials of b1 blocks in memory. */
-function checkBlocks(b0: i32, b1: i32, blocks: i32, partials: usize, C: i32): void {
+/** Blocks per channel of the NCHW partition (stats.ts); `block` checked first. */
+function nchwBlocks(outer: i32, inner: i32, block: i32): i32 {
+  return segmentsOf(inner, block) * ((outer - 1) / planesOf(inner, block) + 1);
+}
+
+/**
+ * Block ranges: 0 <= b0 <= b1 <= blocks, partials of b1 blocks in memory, `fields` f64[C] per
+ * block (statistics: 4, backward sums: 2).
+ */
+function checkBlocks(b0: i32, b1: i32, blocks: i32, partials: usize, C: i32, fields: i32): void {
   assert(b0 >= 0 && b0 <= b1 && b1 <= blocks, 'kernel: block range outside the partition');
-  checkRange(partials, f64s(<u64>b1 * 4 * C));
+  checkRange(partials, f64s(<u64>b1 * fields * C));
 }
 
 export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, block: i32, b0: i32, b1: i32, partials: usize): void {
   checkCounts(outer, C, inner);
   checkRange(x, f32s(<u64>outer * C * inner));
   checkBlock(block);
-  const P = planesOf(inner, block);
-  checkBlocks(b0, b1, segmentsOf(inner, block) * ((outer - 1) / P + 1), partials, C);
+  checkBlocks(b0, b1, nchwBlocks(outer, inner, block), partials, C, 4);
   statsNchw(x, outer, C, inner, block, b0, b1, partials);
 }
 
@@ -65,7 +72,7 @@ export function statsNhwcF32(x: usize, rows: i32, C: i32, block: i32, b0: i32, b
   checkCounts(rows, C, 1);
   checkRange(x, f32s(<u64>rows * C));
   checkBlock(block);
-  checkBlocks(b0, b1, (rows - 1) / block + 1, partials, C);
+  checkBlocks(b0, b1, (rows - 1) / block + 1, partials, C, 4);
   checkRange(work, workspaceBytes(C));
   if (ASC_FEATURE_SIMD) statsNhwcF32Simd(x, rows, C, block, b0, b1, partials, work);
   else statsNhwcF32Scalar(x, rows, C, block, b0, b1, partials, work);
@@ -99,29 +106,41 @@ export function normalizeNhwcF32(
   checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   checkRange(work, workspaceBytes(C));
   if (ASC_FEATURE_SIMD) normalizeNhwcF32Simd(x, y, rows, C, meanHi, scale, shift, work, lower);
-  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, scale, shift, lower);
+  else normalizeNhwcF32Scalar(x, y, rows, C, meanHi, scale, shift, work, lower);
 }
 
 export function backwardReduceNchwF32(
-  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize, sumDy: usize, sumDyXmu: usize, y: usize,
+  dy: usize, x: usize, outer: i32, C: i32, inner: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
   const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
-  checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  backwardReduceNchw(dy, x, outer, C, inner, mean, sumDy, sumDyXmu, y);
+  checkRange(mean, f32s(C));
+  checkBlock(block);
+  checkBlocks(b0, b1, nchwBlocks(outer, inner, block), partials, C, 2);
+  backwardReduceNchw(dy, x, outer, C, inner, mean, block, b0, b1, partials, y);
 }
 
 export function backwardReduceNhwcF32(
-  dy: usize, x: usize, rows: i32, C: i32, mean: usize, sumDy: usize, sumDyXmu: usize, work: usize, y: usize,
+  dy: usize, x: usize, rows: i32, C: i32, mean: usize,
+  block: i32, b0: i32, b1: i32, partials: usize, work: usize, y: usize,
 ): void {
   checkCounts(rows, C, 1);
   const n = f32s(<u64>rows * C);
   checkRange(dy, n); checkRange(x, n); if (y) checkRange(y, n);
-  checkRange(mean, f32s(C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
+  checkRange(mean, f32s(C));
+  checkBlock(block);
+  checkBlocks(b0, b1, (rows - 1) / block + 1, partials, C, 2);
   checkRange(work, workspaceBytes(C));
-  if (ASC_FEATURE_SIMD) backwardReduceNhwcF32Simd(dy, x, rows, C, mean, sumDy, sumDyXmu, work, y);
-  else backwardReduceNhwcF32Scalar(dy, x, rows, C, mean, sumDy, sumDyXmu, y);
+  if (ASC_FEATURE_SIMD) backwardReduceNhwcF32Simd(dy, x, rows, C, mean, block, b0, b1, partials, work, y);
+  else backwardReduceNhwcF32Scalar(dy, x, rows, C, mean, block, b0, b1, partials, work, y);
+}
+
+export function mergeSumsF64(partials: usize, blocks: i32, C: i32, sumDy: usize, sumDyXmu: usize): void {
+  checkCounts(blocks, C, 1);
+  checkRange(partials, f64s(<u64>blocks * 2 * C)); checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
+  mergeSums(partials, blocks, C, sumDy, sumDyXmu);
 }
 
 export function backwardDxNchwF32(
@@ -146,7 +165,7 @@ export function backwardDxNhwcF32(
   checkRange(mean, f32s(C)); checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C));
   checkRange(work, workspaceBytes(C));
   if (ASC_FEATURE_SIMD) backwardDxNhwcF32Simd(dy, x, dx, rows, C, mean, k1, k2, k3, work, training, y);
-  else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3, training, y);
+  else backwardDxNhwcF32Scalar(dy, x, dx, rows, C, mean, k1, k2, k3, work, training, y);
 }
 
 export function forwardTrainNchwF32(
@@ -163,15 +182,16 @@ export function forwardTrainNchwF32(
 }
 
 export function backwardNchwF32(
-  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32,
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32,
   mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
+  checkBlock(block);
   const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  backwardNchw(dy, x, dx, outer, C, inner, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
+  backwardNchw(dy, x, dx, outer, C, inner, block, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
 }
 
 export function foldF32(

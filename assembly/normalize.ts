@@ -151,9 +151,10 @@ export function normalizeNhwcF32Simd(
   }
 }
 
+/** The scalar twin, row by row; `work` is not used (one argument list for both twins). */
 export function normalizeNhwcF32Scalar(
   x: usize, y: usize, rows: i32, C: i32,
-  meanHi: usize, scale: usize, shift: usize, lower: f32,
+  meanHi: usize, scale: usize, shift: usize, work: usize, lower: f32,
 ): void {
   for (let r = 0; r < rows; r++) {
     const row = (<usize>r * C) << 2;

@@ -10,7 +10,7 @@
 // Block b of every channel is one partial, f64 at partials + ((4b + f)·C + c)·8 for field
 // f = 0 count n_b, 1 pivot K, 2 offset mean_b − K, 3 m2_b: a call computes the partials of
 // blocks [b0, b1) for all channels, so a range split over several calls (threads) gives the
-// same bits as one call.
+// same bits as one call. The backward sums (backward.ts) use the same partition and numbering.
 //
 // Within a block, a shifted one-pass sum with K = the block's first value (0 if not finite):
 //   s1 = Σ (x − K),  s2 = Σ (x − K)²,  mean_b − K = s1 / n_b,  m2_b = max(s2 − s1² / n_b, 0).
@@ -29,13 +29,11 @@
 // NaN/Inf propagate per channel as IEEE arithmetic does.
 //
 // Contract: x is f32, read-only, 4-byte aligned; partials f64; channels-last kernels use `work`
-// (workspace, see period.ts). SIMD main loops, scalar tails; both builds compute each block's
-// sums in the same order within their own build.
+// (workspace, see period.ts), both twins alike. SIMD main loops, scalar tails; each build
+// computes a block's sums in its own fixed order (the NCHW runs add their sums straight into
+// the block's partial slots, zeroed at its first plane: slot + run, plane by plane).
 import { periodOf, BLOCK_BYTES, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
-
-/** Results of the inline sums below (AssemblyScript has no tuples). */
-export let sumShifted: f64 = 0;
-export let sumShiftedSq: f64 = 0;
+import { loadF32x2AsF64 } from './simd';
 
 // @ts-ignore: decorator
 @inline export function shiftOf(v: f32): f64 {
@@ -79,72 +77,68 @@ export let sumShiftedSq: f64 = 0;
   return isFinite(d) ? mean + d * w : mean + mb;
 }
 
-/** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
+/**
+ * The shifted sums s1 = Σ (x − k), s2 = Σ (x − k)² of `n` contiguous values at p, added to the
+ * f64 values at s1At and s2At (slot + run): the results go straight into the caller's partial
+ * slots, zeroed by the caller at a block's first plane (0 + s is s: a run's sums start from +0,
+ * so they are never −0). Four independent f64x2 chains per sum over 8-value steps, then one
+ * 4-value step, folded pairwise, then the scalar tail.
+ */
 // @ts-ignore: decorator
-@inline export function loadF32x2AsF64(p: usize): v128 {
-  return f64x2.promote_low_f32x4(v128.load64_zero(p));
-}
-
-/** s1, s2 of one NCHW channel: `outer` planes of `inner` values, `stride` bytes apart. */
-// @ts-ignore: decorator
-@inline export function sumShiftedPlanesSimd(first: usize, outer: i32, stride: usize, inner: i32, k: f64): void {
+@inline export function sumShiftedRunSimd(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
   const kk = f64x2.splat(k);
-  // Four independent f64x2 chains per sum hide the add latency.
   let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let q0 = a0, q1 = a0, q2 = a0, q3 = a0;
   let t1 = 0.0, t2 = 0.0;
-  for (let o = 0; o < outer; o++) {
-    const p = first + stride * o;
-    let i = 0;
-    for (; i + 8 <= inner; i += 8) {
-      const q = p + (<usize>i << 2); // immediate offsets below: no address arithmetic per load
-      const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q)), kk);
-      const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 8)), kk);
-      const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 16)), kk);
-      const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 24)), kk);
-      a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-      a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-      a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
-      a3 = f64x2.add(a3, d3); q3 = f64x2.add(q3, f64x2.mul(d3, d3));
-    }
-    if (i + 4 <= inner) {
-      const q = p + (<usize>i << 2);
-      const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
-      const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
-      a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-      a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-      i += 4;
-    }
-    for (; i < inner; i++) {
-      const d = <f64>load<f32>(p + (<usize>i << 2)) - k;
-      t1 += d; t2 += d * d;
-    }
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const q = p + (<usize>i << 2); // immediate offsets below: no address arithmetic per load
+    const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
+    const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 8)), kk);
+    const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 16)), kk);
+    const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 24)), kk);
+    a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+    a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+    a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
+    a3 = f64x2.add(a3, d3); q3 = f64x2.add(q3, f64x2.mul(d3, d3));
+  }
+  if (i + 4 <= n) {
+    const q = p + (<usize>i << 2);
+    const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
+    const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
+    a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
+    a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+    i += 4;
+  }
+  for (; i < n; i++) {
+    const d = <f64>load<f32>(p + (<usize>i << 2)) - k;
+    t1 += d; t2 += d * d;
   }
   const a = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3));
   const q = f64x2.add(f64x2.add(q0, q1), f64x2.add(q2, q3));
-  sumShifted = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
-  sumShiftedSq = f64x2.extract_lane(q, 0) + f64x2.extract_lane(q, 1) + t2;
+  const s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1) + t1;
+  const s2 = f64x2.extract_lane(q, 0) + f64x2.extract_lane(q, 1) + t2;
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
+/** The scalar twin: the same contract, one chain per sum in index order. */
 // @ts-ignore: decorator
-@inline export function sumShiftedPlanesScalar(first: usize, outer: i32, stride: usize, inner: i32, k: f64): void {
+@inline export function sumShiftedRunScalar(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
   let s1 = 0.0, s2 = 0.0;
-  for (let o = 0; o < outer; o++) {
-    const p = first + stride * o;
-    for (let i = 0; i < inner; i++) {
-      const d = <f64>load<f32>(p + (<usize>i << 2)) - k;
-      s1 += d; s2 += d * d;
-    }
+  for (let i = 0; i < n; i++) {
+    const d = <f64>load<f32>(p + (<usize>i << 2)) - k;
+    s1 += d; s2 += d * d;
   }
-  sumShifted = s1;
-  sumShiftedSq = s2;
+  store<f64>(s1At, load<f64>(s1At) + s1);
+  store<f64>(s2At, load<f64>(s2At) + s2);
 }
 
-/** s1, s2 of `n` contiguous values at p: the build's own plane sum. */
+/** The build's own run sums (the SIMD twin in the SIMD builds). */
 // @ts-ignore: decorator
-@inline export function sumShiftedRun(p: usize, n: i32, k: f64): void {
-  if (ASC_FEATURE_SIMD) sumShiftedPlanesSimd(p, 1, 0, n, k);
-  else sumShiftedPlanesScalar(p, 1, 0, n, k);
+@inline export function sumShiftedRun(p: usize, n: i32, k: f64, s1At: usize, s2At: usize): void {
+  if (ASC_FEATURE_SIMD) sumShiftedRunSimd(p, n, k, s1At, s2At);
+  else sumShiftedRunScalar(p, n, k, s1At, s2At);
 }
 
 /**
@@ -170,22 +164,19 @@ export function statsNchwF32(x: usize, outer: i32, C: i32, inner: i32, block: i3
         const i0 = s * block, len = min(block, inner - i0);
         const at = <usize>i0 << 2;
         const k = shiftOf(load<f32>(pk + at));
-        sumShiftedRun(p + at, len, k);
         const part = partials + <usize>(g * S + s) * 4 * row + (<usize>c << 3);
-        let t1 = sumShifted, t2 = sumShiftedSq;
-        if (o != first) {
-          t1 = load<f64>(part + 2 * row) + t1;
-          t2 = load<f64>(part + 3 * row) + t2;
+        if (o == first) {
+          store<f64>(part + 2 * row, 0);
+          store<f64>(part + 3 * row, 0);
         }
+        sumShiftedRun(p + at, len, k, part + 2 * row, part + 3 * row);
         if (o == last) {
           const n = <f64>(last - first + 1) * <f64>len;
+          const t1 = load<f64>(part + 2 * row), t2 = load<f64>(part + 3 * row);
           store<f64>(part, n);
           store<f64>(part + row, k);
           store<f64>(part + 2 * row, blockOffset(t1, n));
           store<f64>(part + 3 * row, blockM2(t1, t2, n));
-        } else {
-          store<f64>(part + 2 * row, t1);
-          store<f64>(part + 3 * row, t2);
         }
       }
     }

@@ -125,13 +125,16 @@ export function batchStats(k: KernelExports, g: Geometry, blocks: number, x: num
 }
 
 /**
- * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C) by the layout's backward
- * reduction kernel; g = dy, masked by the fused ReLU's output y unless y is 0.
+ * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C): the layout's backward
+ * reduction kernel writes the partial of each of the `blocks` blocks (the statistics partition),
+ * mergeSumsF64 adds them in block order; g = dy, masked by the fused ReLU's output y unless y is 0.
  */
 export function backwardSums(
-  k: KernelExports, g: Geometry, dy: number, x: number, mean: number, sums: number, work: number, y: number,
+  k: KernelExports, g: Geometry, blocks: number, dy: number, x: number, mean: number, partials: number, sums: number,
+  work: number, y: number,
 ): void {
   const C = g.channels;
-  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, sums, sums + 8 * C, work, y);
-  else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, sums, sums + 8 * C, y);
+  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, STATS_BLOCK, 0, blocks, partials, work, y);
+  else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, STATS_BLOCK, 0, blocks, partials, y);
+  k.mergeSumsF64(partials, blocks, C, sums, sums + 8 * C);
 }

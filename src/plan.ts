@@ -56,8 +56,13 @@ export interface BackwardPlan {
   readonly channelsLast: boolean;
   /** Sums reduced here, or all-reduced sums given by the caller (synchronized BN). */
   readonly sums: 'local' | 'given';
-  /** f64 sums: Σdy | Σdy·(x − mean); f32 params: mean | invStd | gamma | k1 | k2 | k3 | dweight | dbias. */
-  readonly workspace: Regions<'sums' | 'params' | 'work'>;
+  /** Blocks per channel of the backward partials (local sums on the separate path), else 0. */
+  readonly blocks: number;
+  /**
+   * f64 sums: Σdy | Σdy·(x − mean); f32 params: mean | invStd | gamma | k1 | k2 | k3 | dweight |
+   * dbias; f64 backward partials; the channels-last workspace.
+   */
+  readonly workspace: Regions<'sums' | 'params' | 'partials' | 'work'>;
 }
 
 export interface MomentsPlan {
@@ -71,8 +76,9 @@ export interface MomentsPlan {
 export interface ReducePlan {
   readonly g: Geometry;
   readonly channelsLast: boolean;
-  /** f64 sums: Σdy | Σdy·(x − mean); f32 mean; the channels-last workspace. */
-  readonly workspace: Regions<'sums' | 'mean' | 'work'>;
+  readonly blocks: number;
+  /** f64 sums: Σdy | Σdy·(x − mean); f32 mean; f64 backward partials; the channels-last workspace. */
+  readonly workspace: Regions<'sums' | 'mean' | 'partials' | 'work'>;
 }
 
 /** Plans by key; the oldest is dropped beyond PLAN_CACHE_SIZE (a Map keeps insertion order). */
@@ -121,10 +127,11 @@ export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
 export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan {
   return cached(sums === 'local' ? 'backward local' : 'backward given', 'backward', g, sums, () => {
     const C = g.channels, last = channelsLast(g);
+    const path = sums === 'local' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
+    const blocks = sums === 'local' && path === 'separate' ? statsBlocks(g) : 0;
     return {
-      g, channelsLast: last, sums,
-      path: sums === 'local' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate',
-      workspace: regions([['sums', 16 * C], ['params', 32 * C], ['work', last ? workspaceBytes(C) : 0]]),
+      g, channelsLast: last, sums, path, blocks,
+      workspace: regions([['sums', 16 * C], ['params', 32 * C], ['partials', 16 * C * blocks], ['work', last ? workspaceBytes(C) : 0]]),
     };
   });
 }
@@ -141,8 +148,11 @@ export function momentsPlan(g: Geometry): MomentsPlan {
 
 export function reducePlan(g: Geometry): ReducePlan {
   return cached('reduce', 'reduce', g, '', () => {
-    const C = g.channels, last = channelsLast(g);
-    return { g, channelsLast: last, workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['work', last ? workspaceBytes(C) : 0]]) };
+    const C = g.channels, last = channelsLast(g), blocks = statsBlocks(g);
+    return {
+      g, channelsLast: last, blocks,
+      workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['partials', 16 * C * blocks], ['work', last ? workspaceBytes(C) : 0]]),
+    };
   });
 }
 

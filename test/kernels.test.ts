@@ -193,6 +193,80 @@ function chanMerge(partials: Float64Array, blocks: number, C: number): { mean: n
 
 const blockArb = fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 64, 100, STATS_BLOCK);
 
+/** The block of flat index i in the partition of stats.ts (see `partition`). */
+function blockOf(k: Case, block: number, i: number): number {
+  if (k.layout === 'NHWC') return Math.floor(Math.floor(i / k.C) / block);
+  const S = k.inner > block ? Math.ceil(k.inner / block) : 1, P = k.inner >= block ? 1 : Math.floor(block / k.inner);
+  const o = Math.floor(i / (k.C * k.inner)), j = i % k.inner;
+  return Math.floor(o / P) * S + Math.floor(j / block);
+}
+
+interface Grads { dy: Float32Array; x: Float32Array; mean: Float32Array; y: Float32Array | null }
+
+/**
+ * dy, x, mean and (relu) a forward output y with zeros, negatives and positives. dy spans
+ * 2^-40 to 2^40, so that the f64 sums round and a change of summation order changes bits.
+ */
+function grads(k: Case, salt: number, relu: boolean): Grads {
+  const { x, mean } = data(k, salt);
+  const next = rng(k.seed ^ (salt + 1));
+  const g = gauss(next);
+  const dy = Float32Array.from(x, () => g() * 2 ** Math.floor(80 * next() - 40));
+  const y = relu ? Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g())) : null;
+  return { dy, x, mean, y };
+}
+
+/**
+ * Runs the layout's backward reduce over blocks [0, blocks) in the calls that `cuts` (sorted
+ * block indices) delimit, then mergeSumsF64. Returns the partials and the merged sums.
+ */
+function backwardSums(h: Harness, k: Case, a: Grads, block: number, cuts: number[] = []) {
+  const blocks = partition(k, block).length;
+  const pd = h.f32(a.dy), px = h.f32(a.x), pm = h.f32(a.mean), py = a.y ? h.f32(a.y) : 0;
+  const pp = h.bytes(16 * k.C * blocks), pw = h.bytes(workspaceBytes(k.C)), ps = h.bytes(16 * k.C);
+  const ks = h.engine.kernels;
+  const edges = [0, ...cuts, blocks];
+  for (let i = 0; i + 1 < edges.length; i++) {
+    if (k.layout === 'NCHW') ks.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, block, edges[i], edges[i + 1], pp, py);
+    else ks.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, block, edges[i], edges[i + 1], pp, pw, py);
+  }
+  ks.mergeSumsF64(pp, blocks, k.C, ps, ps + 8 * k.C);
+  const merged = h.readF64(ps, 2 * k.C);
+  return { partials: h.readF64(pp, 2 * k.C * blocks), sumDy: merged.subarray(0, k.C), sumDyXmu: merged.subarray(k.C), blocks };
+}
+
+/** mergeSumsF64 (backward.ts) in JS: each channel's partials added left to right in block order. */
+function blockOrderSums(partials: Float64Array, blocks: number, C: number): { sumDy: number[]; sumDyXmu: number[] } {
+  const sumDy: number[] = [], sumDyXmu: number[] = [];
+  for (let c = 0; c < C; c++) {
+    let s1 = partials[c], s2 = partials[C + c];
+    for (let b = 1; b < blocks; b++) {
+      s1 += partials[2 * b * C + c];
+      s2 += partials[(2 * b + 1) * C + c];
+    }
+    sumDy.push(s1);
+    sumDyXmu.push(s2);
+  }
+  return { sumDy, sumDyXmu };
+}
+
+/**
+ * Reference sums per (block, channel): Σg, Σg·(x − mean) and their Σ|terms|, with g masked by y.
+ * blocks = 1 with block = Infinity gives the per-channel sums.
+ */
+function referenceSums(k: Case, a: Grads, block: number, blocks: number) {
+  const n = blocks * k.C;
+  const r1 = new Float64Array(n), r2 = new Float64Array(n), a1 = new Float64Array(n), a2 = new Float64Array(n);
+  perChannel(k, (c, i) => {
+    const at = (block === Infinity ? 0 : blockOf(k, block, i)) * k.C + c;
+    const gi = a.y && a.y[i] <= 0 ? 0 : a.dy[i];
+    const t = gi * (a.x[i] - a.mean[c]); // exact: f32 operands, 53-bit product of 24-bit values
+    r1[at] += gi; a1[at] += Math.abs(gi);
+    r2[at] += t; a2[at] += Math.abs(t);
+  });
+  return { r1, r2, a1, a2 };
+}
+
 describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
   let engine: Engine;
   beforeAll(async () => {
@@ -296,30 +370,76 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
   it('backward reduce: Σg and Σg·(x − mean) in f64 within the summation bound, g = dy or ReLU-masked dy', () => {
     fc.assert(fc.property(caseArb, fc.boolean(), (k, relu) => {
       const h = new Harness(engine);
-      const { x, mean } = data(k, 4);
-      const g = gauss(rng(k.seed ^ 5));
-      const dy = Float32Array.from(x, () => g());
-      const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g())); // zeros, negatives and positives
-      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.bytes(8 * k.C), pt = h.bytes(8 * k.C);
-      const py = relu ? h.f32(yRelu) : 0;
-      const pw = h.bytes(workspaceBytes(k.C));
-      if (k.layout === 'NCHW') engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ps, pt, py);
-      else engine.kernels.backwardReduceNhwcF32(pd, px, k.outer, k.C, pm, ps, pt, pw, py);
-      const sumDy = h.readF64(ps, k.C), sumDyXmu = h.readF64(pt, k.C);
+      const a = grads(k, 4, relu);
+      const { sumDy, sumDyXmu } = backwardSums(h, k, a, STATS_BLOCK);
       h.done();
-      const r1 = new Float64Array(k.C), r2 = new Float64Array(k.C), a1 = new Float64Array(k.C), a2 = new Float64Array(k.C);
-      perChannel(k, (c, i) => {
-        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
-        const t = gi * (x[i] - mean[c]); // exact: f32 operands, 53-bit product of 24-bit values
-        r1[c] += gi; a1[c] += Math.abs(gi);
-        r2[c] += t; a2[c] += Math.abs(t);
-      });
+      const { r1, r2, a1, a2 } = referenceSums(k, a, Infinity, 1);
       const gn = gamma64(k.outer * k.inner + 2);
       for (let c = 0; c < k.C; c++) {
         // Reference and kernel each within γ·Σ|terms| of the exact sum.
-        expect(Math.abs(sumDy[c] - r1[c]), `sumDy c=${c}`).toBeLessThanOrEqual(2 * gn * a1[c]);
-        expect(Math.abs(sumDyXmu[c] - r2[c]), `sumDyXmu c=${c}`).toBeLessThanOrEqual(4 * gn * a2[c]);
+        expect(Math.abs(sumDy[c] - r1[c]), `sumDy c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(2 * gn * a1[c]);
+        expect(Math.abs(sumDyXmu[c] - r2[c]), `sumDyXmu c=${c} ${JSON.stringify(k)}`).toBeLessThanOrEqual(4 * gn * a2[c]);
       }
+    }), runs);
+  });
+
+  it('backward reduce: every block size; each partial is its block\'s sums; ranges split over several calls give the same bits; the merge is the block-order sum', () => {
+    fc.assert(fc.property(caseArb, blockArb, fc.boolean(), fc.array(fc.nat(), { maxLength: 3 }), (k, block, relu, rawCuts) => {
+      const h = new Harness(engine);
+      const a = grads(k, 16, relu);
+      const blocks = partition(k, block).length;
+      const cuts = rawCuts.map((c) => c % (blocks + 1)).sort((p, q) => p - q);
+      const one = backwardSums(h, k, a, block), split = backwardSums(h, k, a, block, cuts);
+      h.done();
+      const at = `${JSON.stringify(k)} block=${block} relu=${relu} cuts=${cuts}`;
+      one.partials.forEach((v, i) => {
+        if (!Object.is(split.partials[i], v)) throw new Error(`partial ${i}: ${v} in one call, ${split.partials[i]} split ${at}`);
+      });
+      const want = blockOrderSums(one.partials, blocks, k.C);
+      for (let c = 0; c < k.C; c++) {
+        if (!Object.is(one.sumDy[c], want.sumDy[c]) || !Object.is(one.sumDyXmu[c], want.sumDyXmu[c])) {
+          throw new Error(`merge c=${c}: (${one.sumDy[c]}, ${one.sumDyXmu[c]}) vs block order (${want.sumDy[c]}, ${want.sumDyXmu[c]}) ${at}`);
+        }
+        if (!Object.is(split.sumDy[c], one.sumDy[c]) || !Object.is(split.sumDyXmu[c], one.sumDyXmu[c])) {
+          throw new Error(`merged sums c=${c} differ between one call and split ${at}`);
+        }
+      }
+      // Each block's partial within the summation bound of that block's terms (so the
+      // partition is the one of stats.ts), and the merged sums within the channel's bound.
+      const counts = partition(k, block);
+      const per = referenceSums(k, a, block, blocks);
+      for (let b = 0; b < blocks; b++) {
+        const gb = gamma64(counts[b] + 2);
+        for (let c = 0; c < k.C; c++) {
+          const j = b * k.C + c;
+          expect(Math.abs(one.partials[2 * b * k.C + c] - per.r1[j]), `Σg b=${b} c=${c} ${at}`).toBeLessThanOrEqual(2 * gb * per.a1[j]);
+          expect(Math.abs(one.partials[(2 * b + 1) * k.C + c] - per.r2[j]), `Σg(x − mean) b=${b} c=${c} ${at}`).toBeLessThanOrEqual(4 * gb * per.a2[j]);
+        }
+      }
+      const all = referenceSums(k, a, Infinity, 1);
+      const gn = gamma64(k.outer * k.inner + blocks + 2);
+      for (let c = 0; c < k.C; c++) {
+        expect(Math.abs(one.sumDy[c] - all.r1[c]), `sumDy c=${c} ${at}`).toBeLessThanOrEqual(2 * gn * all.a1[c]);
+        expect(Math.abs(one.sumDyXmu[c] - all.r2[c]), `sumDyXmu c=${c} ${at}`).toBeLessThanOrEqual(4 * gn * all.a2[c]);
+      }
+    }), runs);
+  });
+
+  it('backward reduce: the ReLU mask zeroes g where y <= 0 (also -0), keeps it where y > 0 or NaN', () => {
+    fc.assert(fc.property(caseArb, blockArb, (k, block) => {
+      const h = new Harness(engine);
+      const a = grads(k, 18, true);
+      const special = [0, -0, -1, NaN, 1, 1e-40];
+      const y = Float32Array.from(a.x, (_, i) => special[i % special.length]);
+      // Masked dy: +0 where the mask is off; NaN and Inf in dy there must not leak.
+      const dy = Float32Array.from(a.dy, (v, i) => (i % special.length < 3 ? (i % 2 ? NaN : Infinity) : v));
+      const masked = { ...a, dy, y };
+      const pre = { ...a, y: null, dy: Float32Array.from(dy, (v, i) => (y[i] <= 0 ? 0 : v)) };
+      const got = backwardSums(h, k, masked, block), want = backwardSums(h, k, pre, block);
+      h.done();
+      got.partials.forEach((v, i) => {
+        if (!Object.is(want.partials[i], v)) throw new Error(`partial ${i}: masked ${v}, pre-masked ${want.partials[i]} block=${block} ${JSON.stringify(k)}`);
+      });
     }), runs);
   });
 
@@ -393,40 +513,31 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
     }), runs);
   });
 
-  it('fused NCHW backward: sums within the bound of backward reduce, dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
-    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), fc.boolean(), fc.constantFrom('none', 'dy', 'x'), fc.boolean(), (k, training, alias, relu) => {
+  it('fused NCHW backward: sums bit-identical to backwardReduceNchwF32 + mergeSumsF64 (every block size), dx bit-identical to backward dx (training) or dy·k3 (eval)', () => {
+    fc.assert(fc.property(caseArb.filter((k) => k.layout === 'NCHW'), blockArb, fc.boolean(), fc.constantFrom('none', 'dy', 'x'), fc.boolean(), (k, block, training, alias, relu) => {
       const h = new Harness(engine);
-      const { x, mean } = data(k, 10);
+      const a = grads(k, 10, relu);
+      const { dy, x, mean, y: yRelu } = a;
       const next = rng(k.seed ^ 11);
-      const g = gauss(next);
-      const dy = Float32Array.from(x, () => g());
       const invStd = Float32Array.from({ length: k.C }, () => 0.1 + next() * 3);
       const gamma = Float32Array.from({ length: k.C }, () => (next() - 0.5) * 4);
-      const yRelu = Float32Array.from(x, (_, i) => (i % 3 === 0 ? 0 : g()));
-      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma), py = relu ? h.f32(yRelu) : 0;
+      const want = backwardSums(h, k, a, block);
+      const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma), py = yRelu ? h.f32(yRelu) : 0;
       const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
-      const sums = h.bytes(16 * k.C), ref = h.bytes(16 * k.C);
-      engine.kernels.backwardReduceNchwF32(pd, px, k.outer, k.C, k.inner, pm, ref, ref + 8 * k.C, py);
-      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, pm, ps, pg, training, sums, sums + 8 * k.C, py);
-      const got = h.readF64(sums, 2 * k.C), want = h.readF64(ref, 2 * k.C), dx = h.readF32(pdx, x.length);
+      const sums = h.bytes(16 * k.C);
+      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, block, pm, ps, pg, training, sums, sums + 8 * k.C, py);
+      const got = h.readF64(sums, 2 * k.C), dx = h.readF32(pdx, x.length);
       h.done();
-      // Same terms, another summation order: each within γ·Σ|terms| of the exact sums.
-      const absDy = new Float64Array(k.C), absT = new Float64Array(k.C);
-      perChannel(k, (c, i) => {
-        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
-        absDy[c] += Math.abs(gi);
-        absT[c] += Math.abs(gi * (x[i] - mean[c]));
-      });
-      const gn = gamma64(k.outer * k.inner + 2);
       for (let c = 0; c < k.C; c++) {
-        expect(Math.abs(got[c] - want[c]), `sumDy c=${c}`).toBeLessThanOrEqual(4 * gn * absDy[c]);
-        expect(Math.abs(got[k.C + c] - want[k.C + c]), `sumDyXmu c=${c}`).toBeLessThanOrEqual(8 * gn * absT[c]);
+        if (!Object.is(got[c], want.sumDy[c]) || !Object.is(got[k.C + c], want.sumDyXmu[c])) {
+          throw new Error(`c=${c}: fused (${got[c]}, ${got[k.C + c]}), separate (${want.sumDy[c]}, ${want.sumDyXmu[c]}) block=${block} ${JSON.stringify(k)}`);
+        }
       }
       const n = k.outer * k.inner;
       perChannel(k, (c, i) => {
         const s = invStd[c], k3 = fr(gamma[c] * s);
         const k1 = fr(got[c] / n), k2 = fr((got[k.C + c] * s * s) / n);
-        const gi = relu && yRelu[i] <= 0 ? 0 : dy[i];
+        const gi = yRelu && yRelu[i] <= 0 ? 0 : dy[i];
         const want1 = training ? fr(fr(fr(gi - k1) - fr(fr(x[i] - mean[c]) * k2)) * k3) : fr(fr(gi - 0) * k3);
         if (!Object.is(dx[i], want1)) throw new Error(`dx[${i}] c=${c}: expected ${want1}, got ${dx[i]} ${JSON.stringify(k)}`);
       });
@@ -510,12 +621,25 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       k.mergeMomentsF64(pp, 1, C, pm, pq);
       k.normalizeNchwF32(px, py, outer, C, inner, ph, pa, pb, 0);
       k.normalizeNhwcF32(px, px, outer * inner, C, ph, pa, pb, pw, 0); // in place, flush with the end
-      k.backwardReduceNchwF32(px, px, outer, C, inner, ph, pm, pq, px);
-      k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, pm, pq, pw, px);
+      k.backwardReduceNchwF32(px, px, outer, C, inner, ph, 1 << 30, 0, 1, pp, px);
+      k.backwardReduceNhwcF32(px, px, outer * inner, C, ph, 1 << 30, 0, 1, pp, pw, px);
+      k.mergeSumsF64(pp, 1, C, pm, pq);
       k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb, true, px);
       k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw, true, px);
       k.forwardTrainNchwF32(px, px, outer, C, inner, STATS_BLOCK, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
-      k.backwardNchwF32(px, px, px, outer, C, inner, ph, pa, pa, true, pm, pq, px);
+      k.backwardNchwF32(px, px, px, outer, C, inner, STATS_BLOCK, ph, pa, pa, true, pm, pq, px);
+      k.backwardNchwF32(px, px, px, outer, C, inner, 1, ph, pa, pa, true, pm, pq, px);
+      // Partials of the finest partition (block = 1) flush with the end of memory, x in the slack.
+      const xs = pp + 32 * C;
+      mem().set(x, xs / 4);
+      const nchw = outer * inner, nhwc = outer * inner; // blocks at block = 1
+      k.statsNchwF32(xs, outer, C, inner, 1, 0, nchw, memEnd - 32 * C * nchw);
+      k.mergeMomentsF64(memEnd - 32 * C * nchw, nchw, C, pm, pq);
+      k.statsNhwcF32(xs, outer * inner, C, 1, 0, nhwc, memEnd - 32 * C * nhwc, pw);
+      k.backwardReduceNchwF32(xs, xs, outer, C, inner, ph, 1, 0, nchw, memEnd - 16 * C * nchw, xs);
+      k.mergeSumsF64(memEnd - 16 * C * nchw, nchw, C, pm, pq);
+      k.backwardReduceNhwcF32(xs, xs, outer * inner, C, ph, 1, 0, nhwc, memEnd - 16 * C * nhwc, pw, xs);
+      k.mergeSumsF64(memEnd - 16 * C * nhwc, nhwc, C, pm, pq);
       arena.release(guard);
       arena.release(params);
     }
@@ -532,5 +656,17 @@ describe('debug build traps on contract violations', () => {
     expect(() => engine.kernels.statsNchwF32(params, 1, 1, 4, 4, 0, 2, params + 16)).toThrow(/block range outside the partition/);
     expect(() => engine.kernels.statsNhwcF32(params, 4, 1, -1, 0, 1, params + 16, params + 64)).toThrow(/block must be in/);
     expect(() => engine.kernels.normalizeNchwF32(params, params, 0, 1, 4, params, params, params, 0)).toThrow(/counts must be positive/);
+    const k = engine.kernels;
+    // Backward partials: 2 f64[C] per block (16 bytes per block for C = 1).
+    expect(() => k.backwardReduceNchwF32(params, params, 1, 1, 4, params, 2, 0, 3, params + 64, 0)).toThrow(/block range outside the partition/);
+    expect(() => k.backwardReduceNchwF32(params, params, 1, 1, 4, params, 2, 2, 1, params + 64, 0)).toThrow(/block range outside the partition/);
+    expect(() => k.backwardReduceNchwF32(params, params, 1, 1, 4, params, 0, 0, 1, params + 64, 0)).toThrow(/block must be in/);
+    expect(() => k.backwardReduceNchwF32(params, params, 1, 1, 4, params, 2, 0, 2, end - 16, 0)).toThrow(/range past the end of memory/);
+    expect(() => k.backwardReduceNhwcF32(params, params, 4, 1, params, 2, 0, 3, params + 64, params + 128, 0)).toThrow(/block range outside the partition/);
+    expect(() => k.backwardReduceNhwcF32(params, params, 4, 1, params, 1 + (1 << 30), 0, 1, params + 64, params + 128, 0)).toThrow(/block must be in/);
+    expect(() => k.backwardReduceNhwcF32(params, params, 4, 1, params, 2, 0, 2, end - 16, params + 128, 0)).toThrow(/range past the end of memory/);
+    expect(() => k.mergeSumsF64(end - 16, 2, 1, params, params + 8)).toThrow(/range past the end of memory/);
+    expect(() => k.mergeSumsF64(params, 0, 1, params, params + 8)).toThrow(/counts must be positive/);
+    expect(() => k.backwardNchwF32(params, params, params, 1, 1, 4, 0, params, params, params, true, params + 64, params + 72, 0)).toThrow(/block must be in/);
   });
 });

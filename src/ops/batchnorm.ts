@@ -347,6 +347,7 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
       [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [plan.workspace.bytes, 'workspace'],
     ]);
     const sums = ws + plan.workspace.sums, params = ws + plan.workspace.params, work = ws + plan.workspace.work;
+    const partials = ws + plan.workspace.partials;
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = yPin === null ? 0 : yPin.resident ? yPin.ptr : yCopy; // 0: no ReLU mask
@@ -361,11 +362,11 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
 
     if (plan.path === 'fused') {
-      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
+      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
-        backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, yPtr);
+        backwardSums(k, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, yPtr);
       } else {
         scope.setF64(sums, given.sumDy);
         scope.setF64(sums + 8 * C, given.sumDyXhat);

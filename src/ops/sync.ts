@@ -304,12 +304,13 @@ export function backwardReduceBatchNorm(
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace'],
     ]);
     const sums = ws + plan.workspace.sums, meanPtr = ws + plan.workspace.mean, work = ws + plan.workspace.work;
+    const partials = ws + plan.workspace.partials;
     const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!dyPin.resident) scope.setF32(dyPtr, dy);
     if (!xPin.resident) scope.setF32(xPtr, x);
     scope.setF32(meanPtr, mean);
-    backwardSums(k, g, dyPtr, xPtr, meanPtr, sums, work, 0);
+    backwardSums(k, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, 0);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
     const sumDyXhat = new Float64Array(C);

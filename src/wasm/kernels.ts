@@ -73,6 +73,8 @@ const perC = (a: ArgValues) => a.C;
 const work = (a: ArgValues) => workspaceBytes(a.C) / 4;
 /** Partials of blocks [0, b1): 4 f64 fields (count | pivot | offset | m2) of C per block. */
 const partialsTo = (a: ArgValues) => 4 * a.C * a.b1;
+/** Backward partials of blocks [0, b1): 2 f64 fields (Σg | Σg·(x − mean)) of C per block. */
+const sumsPartialsTo = (a: ArgValues) => 2 * a.C * a.b1;
 
 export const KERNELS = {
   statsNchwF32: {
@@ -108,16 +110,23 @@ export const KERNELS = {
   },
   backwardReduceNchwF32: {
     file: 'backward.ts', layout: 'NCHW',
-    doc: 'Σg and Σg·(x − mean) per channel (f64); g = dy, masked by the fused ReLU output y unless y = 0.',
+    doc: 'Partials (Σg | Σg·(x − mean), f64[C] each) of blocks [b0, b1) of the statistics partition; g = dy, masked by the fused ReLU output y unless y = 0.',
     args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), count('outer'), count('C'), count('inner'),
-      f32('mean', 'read', perC), f64('sumDy', 'write', perC), f64('sumDyXmu', 'write', perC), f32('y', 'read', nchw, true)],
+      f32('mean', 'read', perC), count('block'), index('b0'), index('b1'), f64('partials', 'readwrite', sumsPartialsTo),
+      f32('y', 'read', nchw, true)],
   },
   backwardReduceNhwcF32: {
     file: 'backward.ts', layout: 'channels-last',
-    doc: 'Σg and Σg·(x − mean) per channel over [rows][C].',
+    doc: 'Backward partials of blocks [b0, b1) of `block` rows each, over [rows][C].',
     args: [f32('dy', 'read', rows), f32('x', 'read', rows), count('rows'), count('C'),
-      f32('mean', 'read', perC), f64('sumDy', 'write', perC), f64('sumDyXmu', 'write', perC), f32('work', 'readwrite', work),
-      f32('y', 'read', rows, true)],
+      f32('mean', 'read', perC), count('block'), index('b0'), index('b1'), f64('partials', 'readwrite', sumsPartialsTo),
+      f32('work', 'readwrite', work), f32('y', 'read', rows, true)],
+  },
+  mergeSumsF64: {
+    file: 'backward.ts', layout: 'per-channel',
+    doc: "Each channel's backward partials added in block order into f64 sumDy[C], sumDyXmu[C].",
+    args: [f64('partials', 'read', (a) => 2 * a.C * a.blocks), count('blocks'), count('C'),
+      f64('sumDy', 'write', perC), f64('sumDyXmu', 'write', perC)],
   },
   backwardDxNchwF32: {
     file: 'backward.ts', layout: 'NCHW',
@@ -142,8 +151,8 @@ export const KERNELS = {
   },
   backwardNchwF32: {
     file: 'fused.ts', layout: 'NCHW',
-    doc: 'Backward one channel at a time: the sums, then dx.',
-    args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), f32('dx', 'write', nchw), count('outer'), count('C'), count('inner'),
+    doc: 'Backward one channel at a time: the sums (block partials merged as mergeSumsF64), then dx.',
+    args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), f32('dx', 'write', nchw), count('outer'), count('C'), count('inner'), count('block'),
       f32('mean', 'read', perC), f32('invStd', 'read', perC), f32('gamma', 'read', perC), num('training', 'bool'),
       f64('sumDy', 'write', perC), f64('sumDyXmu', 'write', perC), f32('y', 'read', nchw, true)],
   },

@@ -1,0 +1,48 @@
+// f32x4 / f64x2 helpers shared by the kernels (SIMD builds only: the scalar build never
+// references them, so they are never compiled there), with the one-lane twin of each lane
+// operation beside it. Every helper is @inline: no call, no spill, the same instructions as if
+// written at the call site.
+//
+// The ReLU mask of the backward pass (PyTorch's threshold_backward): g = (y <= 0 ? 0 : dy) for
+// the fused ReLU's forward output y, lane by lane; y = 0 (null pointer) means no mask. The
+// vector form clears the lanes where y <= 0 (andnot), so a masked lane is +0 as in the
+// one-lane form; NaN in y keeps dy, as NaN <= 0 is false in both.
+
+/** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
+// @ts-ignore: decorator
+@inline export function loadF32x2AsF64(p: usize): v128 {
+  return f64x2.promote_low_f32x4(v128.load64_zero(p));
+}
+
+/** Rounds both f64 lanes to f32 and stores them at p (8 bytes). */
+// @ts-ignore: decorator
+@inline export function storeF64x2AsF32(p: usize, v: v128): void {
+  v128.store64_lane(p, f32x4.demote_f64x2_zero(v), 0);
+}
+
+/** High two f32 lanes of v promoted to f64x2. */
+// @ts-ignore: decorator
+@inline export function promoteHigh(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
+}
+
+/** g at byte offset k of dy, masked by y at the same offset when `masked` (one lane). */
+// @ts-ignore: decorator
+@inline export function grad1(pdy: usize, py: usize, k: usize, masked: bool): f32 {
+  const g = load<f32>(pdy + k);
+  return masked && load<f32>(py + k) <= 0 ? 0 : g;
+}
+
+/** Four lanes of g at byte offset k (grad1 lane by lane). */
+// @ts-ignore: decorator
+@inline export function grad4(pdy: usize, py: usize, k: usize, masked: bool): v128 {
+  const g = v128.load(pdy + k);
+  return masked ? v128.andnot(g, f32x4.le(v128.load(py + k), f32x4.splat(0))) : g;
+}
+
+/** Two lanes of g at byte offset k, promoted to f64x2 (two f32 loads each, no shuffle). */
+// @ts-ignore: decorator
+@inline export function grad2AsF64(pdy: usize, py: usize, k: usize, masked: bool): v128 {
+  const g = v128.load64_zero(pdy + k);
+  return f64x2.promote_low_f32x4(masked ? v128.andnot(g, f32x4.le(v128.load64_zero(py + k), f32x4.splat(0))) : g);
+}
