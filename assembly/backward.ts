@@ -30,7 +30,7 @@
 // workspaceBytes(C) bytes (the scalar twins take it too, for one argument list; the scalar dx
 // ignores it). mean, k1, k2, k3 are f32[C]; partials f64[blocks][2][C]; sumDy, sumDyXmu f64[C].
 // dx: SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical.
-import { periodOf, rowPeriodOf, groupRowsOf, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, rowPeriodOf, groupRowsOf, QUAD_ROWS_MAX_BYTES, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { segmentsOf, planesOf } from './stats';
 import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
 
@@ -369,17 +369,19 @@ export function backwardDxNhwcF32Simd(
   tileF32(k1, C, L, aP);
   tileF32(k2, C, L, bP);
   tileF32(k3, C, L, sP);
-  // Super-rows of L values (a multiple of the period), four at a time with each vector of tiled
-  // constants loaded once for the four, as in normalizeNhwcF32Simd; then single super-rows; then
-  // the tail (< L values, from a period boundary) by vectors and value by value. A row's dx is
-  // stored before the next row is read: in place (dx = dy, x or y) each value is read before it
-  // is written. Not with the ReLU mask when rows are a multiple of 4 KiB apart: the four rows
-  // of four streams then share one L1 set (see groupRowsOf in period.ts), measured slower
-  // (dx over [256, 1024] masked: 97 µs row by row, 115 µs four rows at a time; unmasked 84 → 72).
+  // Super-rows of L values (a multiple of the period): in cache four at a time with each vector
+  // of tiled constants loaded once for the four, as in normalizeNhwcF32Simd (QUAD_ROWS_MAX_BYTES,
+  // period.ts); then single super-rows; then the tail (< L values, from a period boundary) by
+  // vectors and value by value. A row's dx is stored before the next row is read: in place
+  // (dx = dy, x or y) each value is read before it is written. Not with the ReLU mask when rows
+  // are a multiple of 4 KiB apart: the four rows of four streams then share one L1 set (see
+  // groupRowsOf), measured slower (dx over [256, 1024] masked: 97 µs row by row, 115 µs four
+  // rows at a time; unmasked 84 → 72).
   const total = <usize>rows * C;
   const rowBytes = <usize>L << 2;
   const end = (total / <usize>L) * rowBytes;
-  const quads: usize = masked && (rowBytes & 4095) == 0 ? 0 : end / (4 * rowBytes) * (4 * rowBytes);
+  const quad = (total << 2) <= QUAD_ROWS_MAX_BYTES && !(masked && (rowBytes & 4095) == 0);
+  const quads: usize = quad ? end / (4 * rowBytes) * (4 * rowBytes) : 0;
   let base: usize = 0;
   for (; base < quads; base += 4 * rowBytes) {
     for (let o: usize = 0; o < rowBytes; o += 16) {

@@ -11,7 +11,7 @@
 //
 // Contract: x, y are f32 (y may equal x: in-place; no other overlap); params are f32[C].
 //   NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds workspaceBytes(C) bytes.
-import { rowPeriodOf, tileF32 } from './period';
+import { rowPeriodOf, tileF32, QUAD_ROWS_MAX_BYTES } from './period';
 
 // @ts-ignore: decorator
 @inline function apply1(v: f32, mh: f32, a: f32, b: f32, lo: f32, relu: bool): f32 {
@@ -114,9 +114,10 @@ export function normalizeNhwcF32Simd(
 /**
  * The flat tensor of `total` values as super-rows of L values (a multiple of the period) with
  * the parameters tiled to L, then the tail (< L values, from a period boundary) by vectors and
- * value by value. Super-rows go four at a time: each vector of tiled parameters is loaded once
- * for the four rows (three parameter loads per four data vectors instead of per one; the loads,
- * not the arithmetic, bound this loop). The tiled parameters stay in L1.
+ * value by value. A tensor in cache goes four super-rows at a time: each vector of tiled
+ * parameters is loaded once for the four rows (three parameter loads per four data vectors
+ * instead of per one; in cache the loads, not the arithmetic, bound this loop); a larger one
+ * row after row (QUAD_ROWS_MAX_BYTES, period.ts). The tiled parameters stay in L1.
  */
 // @ts-ignore: decorator
 @inline function normalizeRowsAs(
@@ -125,8 +126,9 @@ export function normalizeNhwcF32Simd(
   const lo4 = f32x4.splat(lower);
   const rowBytes = <usize>L << 2;
   const end = (total / <usize>L) * rowBytes;
+  const quads: usize = (total << 2) <= QUAD_ROWS_MAX_BYTES ? end / (4 * rowBytes) * (4 * rowBytes) : 0;
   let k: usize = 0;
-  for (; k + 4 * rowBytes <= end; k += 4 * rowBytes) {
+  for (; k < quads; k += 4 * rowBytes) {
     const p = x + k, q = y + k;
     for (let o: usize = 0; o < rowBytes; o += 16) {
       const m = v128.load(mhP + o), a = v128.load(aP + o), b = v128.load(bP + o);

@@ -23,20 +23,28 @@
 /**
  * Super-rows per group in the channel-last reductions (statistics, backward sums): a group's
  * rows are summed down each vector of period positions in registers before they touch the
- * period accumulators. At most BLOCK_BYTES of each input per group (it stays in cache), and
- * at most 4 rows per L1 set: walking down a group reads one line per row at a stride of
- * rowBytes, and rows 4096 / gcd(rowBytes, 4096) apart fall in the same set of a 4 KiB-way L1
- * (every row when C = 1024 or 2048); past a few lines per set and input they evict each other.
- * Measured here on [256, 1024]: backward sums 285 µs at 16 rows per group, 112–185 µs at 4;
- * statistics unchanged; no change where rows do not alias (C = 96, 960).
+ * period accumulators. At most BLOCK_BYTES of each input per group (it stays in cache); and
+ * when rows are a multiple of 4 KiB apart (C = 1024, 2048, ...), at most 4 rows: walking down
+ * the group then reads every row's line from the same L1 set, and past a few lines per set and
+ * input they evict each other. Measured here on [256, 1024]: backward sums 285 µs at 16 rows
+ * per group, 112 µs at 4. Elsewhere fewer rows per group measured slower (32×56×56 rows of
+ * 256 channels: statistics 1.9× the time at 16 rows per group instead of 64).
  */
 export const BLOCK_BYTES: usize = 1 << 16;
 
+/**
+ * Largest tensor (bytes of x) for which the channel-last apply loops (normalize, dx) take four
+ * super-rows per step, loading each vector of tiled parameters once for the four: in cache the
+ * parameter loads bound those loops (four rows per step: 0.65× the time on 49 rows of 960
+ * channels, 0.7× on [256, 1024]); from memory the four interleaved row streams measured about
+ * 1.7–2× slower than one row after another (6400 rows of 512 channels, 13 MB, and larger).
+ */
+export const QUAD_ROWS_MAX_BYTES: usize = 2 << 20;
+
 // @ts-ignore: decorator
 @inline export function groupRowsOf(rowBytes: usize): usize {
-  let a = rowBytes, b: usize = 4096; // gcd(rowBytes, 4096)
-  while (b != 0) { const t = a % b; a = b; b = t; }
-  return max<usize>(1, min<usize>(BLOCK_BYTES / rowBytes, 4 * (4096 / a)));
+  const rows = max<usize>(1, BLOCK_BYTES / rowBytes);
+  return (rowBytes & 4095) == 0 ? min<usize>(rows, 4) : rows;
 }
 
 /**
