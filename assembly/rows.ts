@@ -75,7 +75,17 @@ const CHUNK_VALUES = 4096;
   return t;
 }
 
-/** The apply over one row of C values at p into q (q may be p): vectors of 4, then the scalar tail. */
+/** Four values of the apply at byte offset o from p, q, w, b (a constant o folds into the loads' offsets). */
+// @ts-ignore: decorator
+@inline function applyAt(
+  p: usize, q: usize, w: usize, b: usize, o: usize, mh: v128, ml: v128, s: v128, centered: bool, hasW: bool, hasB: bool,
+): void {
+  const zero = f32x4.splat(0);
+  const w4 = hasW ? v128.load(w + o) : zero, b4 = hasB ? v128.load(b + o) : zero;
+  v128.store(q + o, apply4(v128.load(p + o), mh, ml, s, w4, b4, centered, hasW, hasB));
+}
+
+/** The apply over one row of C values at p into q (q may be p): 16 values per step, then vectors of 4, then the scalar tail. */
 // @ts-ignore: decorator
 @inline function applyRow(
   p: usize, q: usize, C: i32, mh: f32, ml: f32, s: f32, w: usize, b: usize, centered: bool, hasW: bool, hasB: bool,
@@ -83,11 +93,15 @@ const CHUNK_VALUES = 4096;
   const bytes = <usize>C << 2;
   let k: usize = 0;
   if (ASC_FEATURE_SIMD) {
-    const mh4 = f32x4.splat(mh), ml4 = f32x4.splat(ml), s4 = f32x4.splat(s), zero = f32x4.splat(0);
-    for (; k + 16 <= bytes; k += 16) {
-      const w4 = hasW ? v128.load(w + k) : zero, b4 = hasB ? v128.load(b + k) : zero;
-      v128.store(q + k, apply4(v128.load(p + k), mh4, ml4, s4, w4, b4, centered, hasW, hasB));
+    const mh4 = f32x4.splat(mh), ml4 = f32x4.splat(ml), s4 = f32x4.splat(s);
+    for (; k + 64 <= bytes; k += 64) {
+      const pk = p + k, qk = q + k, wk = w + k, bk = b + k;
+      applyAt(pk, qk, wk, bk, 0, mh4, ml4, s4, centered, hasW, hasB);
+      applyAt(pk, qk, wk, bk, 16, mh4, ml4, s4, centered, hasW, hasB);
+      applyAt(pk, qk, wk, bk, 32, mh4, ml4, s4, centered, hasW, hasB);
+      applyAt(pk, qk, wk, bk, 48, mh4, ml4, s4, centered, hasW, hasB);
     }
+    for (; k + 16 <= bytes; k += 16) applyAt(p + k, q + k, w + k, b + k, 0, mh4, ml4, s4, centered, hasW, hasB);
   }
   for (; k < bytes; k += 4) {
     const wk = hasW ? load<f32>(w + k) : <f32>1, bk = hasB ? load<f32>(b + k) : <f32>0;

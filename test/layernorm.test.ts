@@ -319,6 +319,23 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
     const inR = rmsNorm(engine, tx.data, [R, D], { normalizedShape: [D], weight, residual: tr.data, out: tr.data });
     expect(Array.from(tr.data)).toEqual(Array.from(refRms.y));
     expect(Array.from(inR.sum!)).toEqual(Array.from(refRms.sum!));
+    // sumOut: the sum written where the caller says (resident: in place by the kernel; may be x or the residual).
+    const sumT = engine.tensor(n);
+    tx.set(x);
+    tr.set(res);
+    const zs = layerNorm(engine, tx.data, [R, D], { ...opts, residual: tr.data, sumOut: sumT.data });
+    expect(zs.sum).toBe(sumT.data);
+    expect(Array.from(sumT.data)).toEqual(Array.from(ref.sum!));
+    const plainSum = new Float32Array(n);
+    expect(layerNorm(engine, x, [R, D], { ...opts, sumOut: plainSum }).sum).toBe(plainSum);
+    expect(Array.from(plainSum)).toEqual(Array.from(ref.sum!));
+    const both = rmsNorm(engine, tx.data, [R, D], { normalizedShape: [D], weight, residual: tr.data, out: tr.data, sumOut: tx.data });
+    expect([both.y, both.sum]).toEqual([tr.data, tx.data]);
+    expect(Array.from(tx.data)).toEqual(Array.from(refRms.sum!));
+    expect(Array.from(tr.data)).toEqual(Array.from(refRms.y));
+    sumT.free();
+    tx.set(x);
+    tr.set(res);
     // Copy path in place: a plain out = x.
     const xc = x.slice();
     layerNorm(engine, xc, [R, D], { ...opts, out: xc });
@@ -647,6 +664,9 @@ describe.each(BUILDS)('hostile callers, %s build', (build: BuildName) => {
     const big = new Float32Array(2 * n);
     rejects(() => layerNorm(engine, big.subarray(0, n), shape, { normalizedShape: [D], out: big.subarray(1, n + 1) }), InvalidArgumentError, 'opts.out', /exactly x/);
     rejects(() => rmsNorm(engine, w.x, shape, { normalizedShape: [D], weight: big.subarray(0, D), out: big.subarray(2, n + 2) }), InvalidArgumentError, 'opts.out');
+    rejects(() => e.layerNorm({ sumOut: w.out }), InvalidArgumentError, 'opts.out', /disjoint from opts.sumOut/);
+    rejects(() => e.rmsNorm({ residual: null, out: null, sumOut: new Float32Array(n) }), InvalidArgumentError, 'opts.sumOut', /without opts.residual/);
+    rejects(() => e.layerNorm({ sumOut: w.weight }), ShapeError, 'opts.sumOut');
     rejects(() => e.layerNormBackward({ out: w.weight.length === D ? new Float32Array(w.dy.buffer, 4, n - 1) : null }), ShapeError, 'opts.out');
     w.untouched();
     w.free();

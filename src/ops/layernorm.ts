@@ -23,6 +23,8 @@ export interface LayerNormOptions {
   residual?: Float32Array | null;
   /** Destination for y, length = x.length; may be x or residual itself. */
   out?: Float32Array;
+  /** Destination for `sum` (with a residual), length = x.length; may be x or residual itself, not out. */
+  sumOut?: Float32Array;
 }
 
 export interface LayerNormResult {
@@ -57,6 +59,7 @@ export interface RmsNormOptions {
   eps?: number;
   residual?: Float32Array | null;
   out?: Float32Array;
+  sumOut?: Float32Array;
 }
 
 export interface RmsNormResult {
@@ -79,12 +82,12 @@ export interface RmsNormBackwardResult {
 }
 
 /** The keys of each options object (the reading layer rejects any other). */
-export const LAYER_NORM_KEYS = ['normalizedShape', 'weight', 'bias', 'eps', 'residual', 'out'] as const;
-export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'out'] as const;
+export const LAYER_NORM_KEYS = ['normalizedShape', 'weight', 'bias', 'eps', 'residual', 'out', 'sumOut'] as const;
+export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'out', 'sumOut'] as const;
 export const LAYER_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveMean', 'saveInvStd', 'out'] as const;
 export const RMS_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveInvRms', 'out'] as const;
 
-const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x', 'opts.out=opts.residual']);
+const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']);
 const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x']);
 
 /** Dimensions (rank >= 1, positive integers), as read by readShape. */
@@ -131,9 +134,11 @@ export interface RowNormCall {
   bias: Float32Array | null;
   eps: number;
   out: Float32Array | null;
+  /** Destination of the sum (with a residual), or null: a new array. */
+  sumOut: Float32Array | null;
 }
 
-type ForwardKey = 'normalizedShape' | 'weight' | 'eps' | 'residual' | 'out' | 'bias';
+type ForwardKey = 'normalizedShape' | 'weight' | 'eps' | 'residual' | 'out' | 'bias' | 'sumOut';
 
 /** Reads and checks a forward call's arguments (`centered`: LayerNorm, else RMSNorm). */
 function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, centered: boolean): { call: RowNormCall; o: Options<ForwardKey> } {
@@ -149,8 +154,11 @@ function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, cent
   const eps = centered || o.eps !== undefined ? checkEps(o.eps, 'opts.eps') : 2 ** -23;
   const residual = checkOptionalF32(arena, o.residual, 'opts.residual', g.size, 'same as x');
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
-  checkAliasing([['opts.out', out]], [['x', xv], ['opts.residual', residual], ['opts.weight', weight], ['opts.bias', bias]], FORWARD_IN_PLACE);
-  return { call: { g, x: xv, residual, weight, bias, eps, out }, o };
+  const sumOut = checkOptionalF32(arena, o.sumOut, 'opts.sumOut', g.size, 'same as x');
+  if (sumOut !== null && residual === null) throw new InvalidArgumentError('opts.sumOut', 'no destination for a sum without opts.residual', describe(o.sumOut));
+  checkAliasing([['opts.out', out], ['opts.sumOut', sumOut]],
+    [['x', xv], ['opts.residual', residual], ['opts.weight', weight], ['opts.bias', bias]], FORWARD_IN_PLACE);
+  return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut }, o };
 }
 
 /** The kernels' pointer for a pinned input: its own bytes when resident, else `copy`, filled here; 0 when absent. */
@@ -165,9 +173,9 @@ const pinOf = (scope: CallScope, a: Float32Array | null): Pinned | null => (a ==
 
 /**
  * Runs a validated forward call: layerNormRowsF32 (centered) or rmsNormRowsF32. y goes to a
- * resident out, else over the scratch copy of x, else to new scratch; the sum over the scratch
- * copy of the residual, else to new scratch. Returns the saved statistics (saveMean | saveInvStd,
- * or saveInvRms) in one array.
+ * resident out, else over the scratch copy of x, else to new scratch; the sum to a resident
+ * sumOut, else over the scratch copy of the residual, else to new scratch. Returns the saved
+ * statistics (saveMean | saveInvStd, or saveInvRms) in one array.
  */
 export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y: Float32Array; saved: Float32Array; sum: Float32Array | null } {
   const { g, eps } = c;
@@ -175,19 +183,19 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
   const plan = rowNormPlan(g);
   const k = engine.kernels;
   const scope = new CallScope(engine);
-  const xPin = scope.pin(c.x), rPin = pinOf(scope, c.residual), outPin = pinOf(scope, c.out);
+  const xPin = scope.pin(c.x), rPin = pinOf(scope, c.residual), outPin = pinOf(scope, c.out), sumPin = pinOf(scope, c.sumOut);
   const wPin = pinOf(scope, c.weight), bPin = pinOf(scope, c.bias);
   try {
     const [xCopy, rCopy, yScratch, sumScratch, ws] = scope.allocate([
       [scope.copyBytes(xPin), 'x'], [scope.copyBytes(rPin), 'residual'],
-      [!outPin?.resident && xPin.resident ? 4 * size : 0, 'y'], [rPin?.resident ? 4 * size : 0, 'sum'], [plan.workspace.bytes, 'workspace'],
+      [!outPin?.resident && xPin.resident ? 4 * size : 0, 'y'], [rPin?.resident && !sumPin?.resident ? 4 * size : 0, 'sum'], [plan.workspace.bytes, 'workspace'],
     ]);
     const params = ws + plan.workspace.params, stats = ws + plan.workspace.stats;
     const saved = ws + plan.workspace.saved, partials = ws + plan.workspace.partials;
     const xPtr = place(scope, c.x, xPin, xCopy), rPtr = place(scope, c.residual, rPin, rCopy);
     const wPtr = place(scope, c.weight, wPin, params), bPtr = place(scope, c.bias, bPin, params + 4 * D);
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
-    const sumPtr = rPin === null ? 0 : rPin.resident ? sumScratch : rPtr;
+    const sumPtr = rPin === null ? 0 : sumPin?.resident ? sumPin.ptr : rPin.resident ? sumScratch : rPtr;
     if (centered) {
       k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, saved, saved + 4 * R);
     } else {
@@ -197,7 +205,12 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     const savedCopy = scope.readF32(saved, centered ? 2 * R : R);
     const y = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, size));
-    return { y, saved: savedCopy, sum: sumPtr === 0 ? null : scope.readF32(sumPtr, size) };
+    let sum: Float32Array | null = null;
+    if (c.sumOut !== null) {
+      sum = scope.live(c.sumOut, sumPin!);
+      if (!sumPin!.resident) sum.set(scope.f32(sumPtr, size));
+    } else if (sumPtr !== 0) sum = scope.readF32(sumPtr, size);
+    return { y, saved: savedCopy, sum };
   } finally {
     scope.release();
   }
@@ -208,7 +221,7 @@ export function forwardLayerNorm(engine: Core, x: Float32Array, shape: readonly 
   const { y, saved, sum } = runRowNorm(engine, call, true);
   const R = call.g.outer;
   const result: LayerNormResult = { y: callerOutput(y, call.out, o.out), saveMean: saved.subarray(0, R), saveInvStd: saved.subarray(R) };
-  if (sum !== null) result.sum = sum;
+  if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
   return result;
 }
 
@@ -216,7 +229,7 @@ export function forwardRmsNorm(engine: Core, x: Float32Array, shape: readonly nu
   const { call, o } = forwardCall(engine, x, shape, opts, false);
   const { y, saved, sum } = runRowNorm(engine, call, false);
   const result: RmsNormResult = { y: callerOutput(y, call.out, o.out), saveInvRms: saved };
-  if (sum !== null) result.sum = sum;
+  if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
   return result;
 }
 
