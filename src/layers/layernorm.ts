@@ -5,11 +5,8 @@ import { Engine } from '../engine.js';
 import { InvalidArgumentError, describe } from '../errors.js';
 import { MAX_ELEMENTS } from '../layout.js';
 import { checkBoolean, checkEps, checkF32, readOptions, readShape } from '../args.js';
-import {
-  backwardLayerNorm, backwardRmsNorm, checkDims, checkRows, forwardLayerNorm, forwardRmsNorm,
-  type LayerNormBackwardOptions, type LayerNormBackwardResult, type LayerNormOptions, type LayerNormResult,
-  type RmsNormBackwardOptions, type RmsNormBackwardResult, type RmsNormOptions, type RmsNormResult,
-} from '../ops/layernorm.js';
+import type { Core } from '../exec.js';
+import { backwardLayerNorm, backwardRmsNorm, checkDims, checkRows, forwardLayerNorm, forwardRmsNorm } from '../ops/layernorm.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
 } from '../statedict.js';
@@ -19,29 +16,22 @@ function checkEngine(engine: unknown): Engine {
   return engine;
 }
 
-/** LayerNorm over the trailing `normalizedShape` dims of x (PyTorch's layer_norm); `residual` normalizes x + residual and returns that sum. */
-export function layerNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: LayerNormOptions): LayerNormResult {
-  return forwardLayerNorm(checkEngine(engine), x, shape, opts);
+/** An op on an engine's kernels as a public entry point: the same arguments, the engine checked first. */
+function onEngine<A extends unknown[], R>(op: (core: Core, ...args: A) => R): (engine: Engine, ...args: A) => R {
+  return (engine, ...args) => op(checkEngine(engine), ...args);
 }
+
+/** LayerNorm over the trailing `normalizedShape` dims of x (PyTorch's layer_norm); `residual` normalizes x + residual and returns that sum. */
+export const layerNorm = onEngine(forwardLayerNorm);
 
 /** Gradients of layerNorm's y with respect to x, weight and bias. */
-export function layerNormBackward(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: LayerNormBackwardOptions,
-): LayerNormBackwardResult {
-  return backwardLayerNorm(checkEngine(engine), dy, x, shape, opts);
-}
+export const layerNormBackward = onEngine(backwardLayerNorm);
 
 /** RMSNorm over the trailing `normalizedShape` dims of x (torch.nn.RMSNorm): y = x / sqrt(mean(x²) + eps) · weight. */
-export function rmsNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: RmsNormOptions): RmsNormResult {
-  return forwardRmsNorm(checkEngine(engine), x, shape, opts);
-}
+export const rmsNorm = onEngine(forwardRmsNorm);
 
 /** Gradients of rmsNorm's y with respect to x and weight. */
-export function rmsNormBackward(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: RmsNormBackwardOptions,
-): RmsNormBackwardResult {
-  return backwardRmsNorm(checkEngine(engine), dy, x, shape, opts);
-}
+export const rmsNormBackward = onEngine(backwardRmsNorm);
 
 export interface LayerNormLayerOptions {
   /** Default 1e-5. */
