@@ -7,6 +7,7 @@
 // error per category, relative to its bound, is printed); the ONNX backend vectors
 // (LayerNormalization, RMSNormalization); the layers; and callers that lie.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Engine } from '../src/engine.js';
 import { BatchNormError, InvalidArgumentError, MemoryError, ShapeError } from '../src/errors.js';
@@ -282,6 +283,24 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
         }
       }
     });
+  });
+
+  it('random shapes (rank 1 to 4, normalizedShape any suffix, rows around the SIMD tile), data, affine and residual', () => {
+    const dim = fc.oneof(fc.integer({ min: 1, max: 9 }), fc.constantFrom(15, 16, 17, 31, 32, 33));
+    const caseArb = fc.record({
+      shape: fc.array(dim, { minLength: 1, maxLength: 4 }), k: fc.nat(), kind: fc.constantFrom(...KINDS),
+      affine: fc.boolean(), residual: fc.boolean(), rms: fc.boolean(), seed: fc.nat(),
+    }).filter(({ shape }) => shape.reduce((a, b) => a * b, 1) <= 20000);
+    fc.assert(fc.property(caseArb, ({ shape, k, kind, affine, residual, rms, seed }) => {
+      const normalizedShape = shape.slice(shape.length - 1 - (k % shape.length));
+      const n = shape.reduce((a, b) => a * b, 1), D = normalizedShape.reduce((a, b) => a * b, 1);
+      const g = gauss(rng(seed));
+      const p = {
+        weight: affine ? Float32Array.from({ length: D }, () => g()) : null, bias: affine ? Float32Array.from({ length: D }, () => g()) : null,
+        residual: residual ? Float32Array.from({ length: n }, () => g() / 4) : null, dy: rowsOf('gauss', n / D, D, seed + 1),
+      };
+      check(engine, rms, rowsOf(kind, n / D, D, seed), shape, normalizedShape, p, 'random');
+    }), { numRuns: build === 'debug' ? 25 : 60, seed: 15 });
   });
 
   it('normalizedShape of several dims, rank 1 to 4, one row (normalizedShape = shape)', () => {
