@@ -316,6 +316,30 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
     });
   });
 
+  it('NaN and ±Inf stay in their row: the other rows are bit-identical to a clean run; a constant row gives exactly bias', () => {
+    const R = 5, D = 19;
+    const clean = rowsOf('gauss', R, D, 11);
+    const x = clean.slice();
+    x[1 * D + 3] = NaN;
+    x[2 * D + 7] = Infinity;
+    x.fill(0.75, 4 * D, 5 * D); // constant row
+    const bias = Float32Array.from({ length: D }, (_, i) => i / 8), weight = new Float32Array(D).fill(2);
+    const a = layerNorm(engine, clean, [R, D], { normalizedShape: [D], weight, bias });
+    const b = layerNorm(engine, x, [R, D], { normalizedShape: [D], weight, bias });
+    const q = rmsNorm(engine, x, [R, D], { normalizedShape: [D], weight });
+    const qa = rmsNorm(engine, clean, [R, D], { normalizedShape: [D], weight });
+    for (const row of [0, 3]) {
+      expect(Array.from(b.y.subarray(row * D, row * D + D))).toEqual(Array.from(a.y.subarray(row * D, row * D + D)));
+      expect(Array.from(q.y.subarray(row * D, row * D + D))).toEqual(Array.from(qa.y.subarray(row * D, row * D + D)));
+    }
+    for (const row of [1, 2]) {
+      expect(b.y.subarray(row * D, row * D + D).every(Number.isNaN), `row ${row}`).toBe(true);
+      expect(q.y.subarray(row * D, row * D + D).some(Number.isNaN), `rms row ${row}`).toBe(true);
+    }
+    expect(Array.from(b.y.subarray(4 * D))).toEqual(Array.from(bias));
+    expect(b.saveMean[4]).toBe(0.75);
+  });
+
   it('zero-copy tensors and in place (out = x, out = residual, dx = dy) give the copy path\'s bits', () => {
     const R = 3, D = 37, n = R * D;
     const x = rowsOf('gauss', R, D, 1), res = rowsOf('outlier', R, D, 2), dy = rowsOf('gauss', R, D, 3);
