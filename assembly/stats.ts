@@ -32,7 +32,7 @@
 // (workspace, see period.ts), both twins alike. SIMD main loops, scalar tails; each build
 // computes a block's sums in its own fixed order (the NCHW runs add their sums straight into
 // the block's partial slots, zeroed at its first plane: slot + run, plane by plane).
-import { periodOf, BLOCK_BYTES, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
+import { periodOf, groupRowsOf, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
 import { loadF32x2AsF64 } from './simd';
 
 // @ts-ignore: decorator
@@ -195,7 +195,7 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, block: i32, b0: i3
   const L = periodOf(C);
   const rowBytes = <usize>L << 2;
   const shift = work, acc1 = work + (<usize>L << 3), acc2 = acc1 + (<usize>L << 3);
-  const groupRows = max<usize>(1, BLOCK_BYTES / rowBytes);
+  const groupRows = groupRowsOf(rowBytes);
   for (let b = b0; b < b1; b++) {
     const first = <usize>b * <usize>block, count = min(<usize>rows, first + <usize>block) - first;
     const base = x + ((first * <usize>C) << 2);

@@ -2,7 +2,10 @@
 //
 //   node bench/run.mjs [--quick] [--suite inference,training,backward] [--shapes resnet50,1x960]
 //                      [--layout NCHW|NHWC] [--contenders ours-zero-copy,tfjs-wasm] [--name NAME]
-//                      [--max-time S] [--min-samples N] [--skip-above S]
+//                      [--max-time S] [--min-samples N] [--skip-above S] [--package DIR]
+//
+// --package DIR benchmarks the dist/ and build/ of another checkout (built there), e.g. a
+// worktree of an older commit, with this harness: before/after tables from the same code.
 //
 // Compiles the floor kernels (bench/floor/build.mjs, output in bench/results/tmp/), then runs
 // each suite (= operation) in its own child process, one after the other (never in parallel:
@@ -21,7 +24,7 @@ import os from 'node:os';
 import { spawnSync, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync, existsSync, rmSync, cpSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -42,6 +45,7 @@ const { values: args } = parseArgs({
     'max-time': { type: 'string' },
     'min-samples': { type: 'string' },
     'skip-above': { type: 'string' },
+    package: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -55,14 +59,17 @@ const filtered = Boolean(args.suite || args.shapes || args.layout || args.conten
 const name = args.name ?? (filtered ? 'partial' : args.quick ? 'quick' : 'full');
 const outDir = join(root, filtered && !args.name ? 'bench/results/tmp' : 'bench/results');
 
+/** The checkout whose dist/ and build/ are benchmarked (--package, else this one). */
+const packageRoot = args.package ? resolve(args.package) : root;
+
 function fileInfo(rel) {
-  const p = join(root, rel);
+  const p = join(packageRoot, rel);
   if (!existsSync(p)) return null;
   const bytes = readFileSync(p);
   return { sha256: createHash('sha256').update(bytes).digest('hex').slice(0, 12), bytes: bytes.length, mtime: statSync(p).mtime.toISOString() };
 }
 function readOnlyGit(argv) {
-  try { return execFileSync('git', argv, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
+  try { return execFileSync('git', argv, { cwd: packageRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
 }
 /** A peer's installed version: the peers live in bench/node_modules (bench/package.json). */
 const version = (pkg) => {
@@ -80,11 +87,11 @@ async function snapshotPackage() {
     const before = Object.fromEntries(BUILD_FILES.map((f) => [f, fileInfo(f)]));
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'build'), { recursive: true });
-    cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
-    for (const f of ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm']) cpSync(join(root, f), join(dir, f));
+    cpSync(join(packageRoot, 'dist'), join(dir, 'dist'), { recursive: true });
+    for (const f of ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm']) cpSync(join(packageRoot, f), join(dir, f));
     const after = Object.fromEntries(BUILD_FILES.map((f) => [f, fileInfo(f)]));
     const stable = BUILD_FILES.every((f) => before[f]?.sha256 === after[f]?.sha256)
-      && BUILD_FILES.every((f) => after[f] && statSync(join(root, f)).mtimeMs < Date.now() - 2000);
+      && BUILD_FILES.every((f) => (after[f] ? statSync(join(packageRoot, f)).mtimeMs < Date.now() - 2000 : !f.startsWith('build/') && f !== 'dist/index.js'));
     if (stable && await smokeTest(dir, attempt)) return { dir, files: after };
     spawnSync('sleep', ['5']);
   }

@@ -46,21 +46,23 @@ export class Arena {
   }
 
   /**
-   * The memory's current buffer. Cached: memory.grow detaches the old buffer (byteLength 0),
-   * which is what refreshes the cache, whoever grew the memory.
+   * The memory's current buffer. Cached: memory.grow detaches the old buffer, which is what
+   * refreshes the cache, whoever grew the memory. Detachment is read off the whole-memory view
+   * (length 0 once detached): a typed array's length is an inlined field load, an ArrayBuffer's
+   * byteLength a getter call (measured: several times the cost, on every call of every op).
    */
   get buffer(): ArrayBuffer {
-    if (this.cached.byteLength === 0) this.refresh();
+    if (this.f32view.length === 0) this.refresh();
     return this.cached;
   }
 
   /** Views of the whole memory (index = byte offset / 4 or / 8), current like `buffer`. */
   get heapF32(): Float32Array {
-    if (this.cached.byteLength === 0) this.refresh();
+    if (this.f32view.length === 0) this.refresh();
     return this.f32view;
   }
   get heapF64(): Float64Array {
-    if (this.cached.byteLength === 0) this.refresh();
+    if (this.f32view.length === 0) this.refresh();
     return this.f64view;
   }
 
@@ -127,8 +129,15 @@ export class Arena {
    * list, so a group that fits in freed blocks needs no growth at all.
    */
   reserve(requests: ReadonlyArray<readonly [bytes: number, what: string]>): void {
-    // No free blocks (the common case: scratch comes and goes at the top): nothing to simulate.
-    const free = this.free.length === 0 ? this.free : this.free.map((b) => ({ ...b }));
+    // The common case: everything fits between the top and the end of memory as it is (free
+    // blocks can only lower the top needed), so nothing can grow or fail: nothing to simulate.
+    let total = 0;
+    for (let r = 0; r < requests.length; r++) {
+      const bytes = requests[r][0];
+      if (bytes > 0) total += roundUp(bytes, ALIGN);
+    }
+    if (this.top + total <= this.buffer.byteLength) return;
+    const free = this.free.map((b) => ({ ptr: b.ptr, bytes: b.bytes }));
     let top = this.top;
     let grower: [string, number] | null = null;
     for (const [bytes, what] of requests) {
@@ -158,6 +167,14 @@ export class Arena {
     if (at === this.starts.length - 1) {
       this.starts.pop();
       this.sizes.pop();
+      // The newest block at the top (scratch, the common case): the top comes down to it, and
+      // further down over a free block that ends there. No block object, no search.
+      if (ptr + bytes === this.top) {
+        this.top = ptr;
+        const last = this.free[this.free.length - 1];
+        if (last && last.ptr + last.bytes === ptr) { this.top = last.ptr; this.free.pop(); }
+        return;
+      }
     } else {
       this.starts.splice(at, 1);
       this.sizes.splice(at, 1);

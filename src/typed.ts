@@ -4,10 +4,10 @@
 
 const TypedArrayPrototype = Object.getPrototypeOf(Int8Array.prototype) as object;
 
+/** The getter as a plain function of the receiver (uncurried: the fastest form V8 inlines). */
 function intrinsicGetter<T>(key: PropertyKey): (view: unknown) => T {
   const get = Object.getOwnPropertyDescriptor(TypedArrayPrototype, key)!.get!;
-  const apply = Reflect.apply;
-  return (view) => apply(get, view, []) as T;
+  return Function.prototype.call.bind(get) as (view: unknown) => T;
 }
 
 /** The element type's name ('Float32Array', ...) of a genuine typed array, else undefined. Never throws. */

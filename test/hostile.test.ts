@@ -528,7 +528,22 @@ describe('5. unknown option names', () => {
       expect((error as BatchNormError).argument).toBe(argument);
     }
   });
+  it('own keys count whether enumerable or not; an unknown non-enumerable key and inherited keys are ignored', () => {
+    const x = values(SIZE, 1);
+    const want = engine.forward(x, [...SHAPE], { training: true, eps: 0.5 });
+    const hidden = { training: true };
+    Object.defineProperty(hidden, 'eps', { value: 0.5, enumerable: false });
+    Object.defineProperty(hidden, 'colour', { value: 'red', enumerable: false });
+    expect(engine.forward(x, [...SHAPE], hidden as never).y).toEqual(want.y);
+    // A class instance: its own fields are options, its prototype's getters are not.
+    class Opts { training = true; eps = 0.5; get momentum(): number { throw new Error('read an inherited getter'); } }
+    expect(engine.forward(x, [...SHAPE], new Opts()).y).toEqual(want.y);
+    const inherited = Object.create({ eps: 0.5 }) as { training: boolean };
+    inherited.training = true;
+    expect(engine.forward(x, [...SHAPE], inherited).y).toEqual(engine.forward(x, [...SHAPE], { training: true }).y);
+  });
 });
+
 
 describe('6. every element of folded and merged inputs is a number', () => {
   const bn = () => ({ runningMean: [0, 0.5, 1], runningVar: [1, 2, 3], weight: [1, 1, 1], bias: [0, 0, 0] });

@@ -64,6 +64,16 @@ const caseArb: fc.Arbitrary<Case> = fc.oneof(
     inner: fc.constant(1),
     seed: fc.integer(),
   }),
+  // Rows a multiple of 4 KiB apart (C = 1024, 2048) or half of it: the channel-last loops take
+  // fewer rows per group and per step there (period.ts groupRowsOf, backward dx); odd row
+  // counts leave single rows after the four-row steps.
+  fc.record({
+    layout: fc.constant('NHWC' as const),
+    outer: fc.integer({ min: 1, max: 11 }),
+    C: fc.constantFrom(512, 1024, 2048),
+    inner: fc.constant(1),
+    seed: fc.integer(),
+  }),
 );
 
 function channelOf(k: Case, i: number): number {

@@ -206,7 +206,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
-  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
+  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean, rmPin), rv = scope.stable(f.runningVar, rvPin);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
     const [xCopy, yScratch, ws] = scope.allocate([
@@ -247,9 +247,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     k.narrowF64(stats + 16 * C, C, saved + 4 * C);
     if (update) k.updateRunningF32(C, stats, stats + 8 * C, f.unbiased ? n - 1 : n, f.momentum, runMean, runVar);
     // Fresh views from here on: the kernels do not grow memory, but the allocation above may have.
-    // saveMean and saveInvStd share one new buffer (one allocation instead of two).
-    const savedCopy = scope.readF32(saved, 2 * C);
-    const saveMean = savedCopy.subarray(0, C), saveInvStd = savedCopy.subarray(C);
+    const [saveMean, saveInvStd] = scope.readF32Pair(saved, C);
     const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
     if (update) {
