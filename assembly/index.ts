@@ -15,6 +15,10 @@ import {
   backwardDxNchwF32Simd, backwardDxNchwF32Scalar, backwardDxNhwcF32Simd, backwardDxNhwcF32Scalar,
 } from './backward';
 import { forwardTrainNchwF32 as forwardTrainNchw, backwardNchwF32 as backwardNchw } from './fused';
+import {
+  layerNormRowsF32 as layerNormRows, rmsNormRowsF32 as rmsNormRows,
+  layerNormBackwardRowsF32 as layerNormBackwardRows, rmsNormBackwardRowsF32 as rmsNormBackwardRows,
+} from './rows';
 
 /** First byte the host may use. */
 export function heapBase(): usize {
@@ -231,4 +235,62 @@ export function foldBackwardF32(
   checkRange(sumDy, f64s(C)); checkRange(s2, f64s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C)); checkRange(dweight, f32s(C)); checkRange(dbias, f32s(C));
   foldBackward(C, sumDy, s2, xmu, invStd, gamma, n, training, k1, k2, k3, dweight, dbias);
+}
+
+// Row normalizations (rows.ts): [rows][C], statistics per row, parameters per column; a null
+// (0) residual, weight or bias is absent, and sum is written (and checked) with a residual.
+function checkRowsForward(x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, bias: usize,
+  mean: usize, m2: usize, partials: usize): void {
+  checkCounts(rows, C, 1);
+  checkBlock(block);
+  const n = f32s(<u64>rows * C);
+  checkRange(x, n); checkRange(y, n);
+  if (residual) { checkRange(residual, n); checkRange(sum, n); }
+  if (weight) checkRange(weight, f32s(C));
+  if (bias) checkRange(bias, f32s(C));
+  checkRange(mean, f64s(rows)); checkRange(m2, f64s(rows));
+  checkRange(partials, f64s(<u64>4 * segmentsOf(C, block) * rows));
+}
+
+export function layerNormRowsF32(
+  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, bias: usize, eps: f64,
+  mean: usize, m2: usize, partials: usize, saveMean: usize, saveInvStd: usize,
+): void {
+  checkRowsForward(x, residual, sum, y, rows, C, block, weight, bias, mean, m2, partials);
+  checkRange(saveMean, f32s(rows)); checkRange(saveInvStd, f32s(rows));
+  layerNormRows(x, residual, sum, y, rows, C, block, weight, bias, eps, mean, m2, partials, saveMean, saveInvStd);
+}
+
+export function rmsNormRowsF32(
+  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, eps: f64,
+  mean: usize, m2: usize, partials: usize, saveInvRms: usize,
+): void {
+  checkRowsForward(x, residual, sum, y, rows, C, block, weight, 0, mean, m2, partials);
+  checkRange(saveInvRms, f32s(rows));
+  rmsNormRows(x, residual, sum, y, rows, C, block, weight, eps, mean, m2, partials, saveInvRms);
+}
+
+function checkRowsBackward(dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, inv: usize, sums: usize, fields: i32, dweight: usize): void {
+  checkCounts(rows, C, 1);
+  const n = f32s(<u64>rows * C);
+  checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
+  if (weight) checkRange(weight, f32s(C));
+  checkRange(inv, f32s(rows));
+  checkRange(sums, f64s(<u64>fields * C)); checkRange(dweight, f32s(C));
+}
+
+export function layerNormBackwardRowsF32(
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, mean: usize, invStd: usize, sums: usize,
+  dweight: usize, dbias: usize,
+): void {
+  checkRowsBackward(dy, x, dx, rows, C, weight, invStd, sums, 2, dweight);
+  checkRange(mean, f32s(rows)); checkRange(dbias, f32s(C));
+  layerNormBackwardRows(dy, x, dx, rows, C, weight, mean, invStd, sums, dweight, dbias);
+}
+
+export function rmsNormBackwardRowsF32(
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, invRms: usize, sums: usize, dweight: usize,
+): void {
+  checkRowsBackward(dy, x, dx, rows, C, weight, invRms, sums, 1, dweight);
+  rmsNormBackwardRows(dy, x, dx, rows, C, weight, invRms, sums, dweight);
 }

@@ -20,3 +20,11 @@ export type {
 } from './ops/sync.js';
 export { readSafetensors, SafetensorsError, MAX_HEADER_BYTES } from './safetensors.js';
 export type { SafetensorsFile, SafetensorsDtype, SafetensorsArray } from './safetensors.js';
+export { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, LayerNorm, RMSNorm } from './layers/layernorm.js';
+export type { LayerNormLayerOptions, RmsNormLayerOptions } from './layers/layernorm.js';
+export type {
+  LayerNormOptions, LayerNormResult, LayerNormBackwardOptions, LayerNormBackwardResult,
+  RmsNormOptions, RmsNormResult, RmsNormBackwardOptions, RmsNormBackwardResult,
+} from './ops/layernorm.js';
+export { oracleLayerNorm, oracleLayerNormBackward, oracleRmsNorm, oracleRmsNormBackward } from './oracle/layernorm.js';
+export type { OracleRowNormOptions, OracleRowNormBackwardOptions } from './oracle/layernorm.js';

@@ -7,6 +7,7 @@
 // place) at the same O(C) cost.
 import type { Geometry } from './layout.js';
 import { STATS_BLOCK, channelsLast, statsBlocks, workspaceBytes } from './exec.js';
+import { blocksNchw } from './wasm/kernels.js';
 
 /**
  * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
@@ -85,7 +86,7 @@ export interface ReducePlan {
 const PLAN_CACHE_SIZE = 64;
 const cache = new Map<string, AnyPlan>();
 
-type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan;
+type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan | RowNormPlan | RowNormBackwardPlan;
 
 /** The last plan of each (op, flag), checked first: a repeated call builds no key. */
 const last: Record<string, { g: Geometry; plan: AnyPlan } | undefined> = Object.create(null);
@@ -153,6 +154,38 @@ export function reducePlan(g: Geometry): ReducePlan {
       g, channelsLast: last, blocks,
       workspace: regions([['sums', 16 * C], ['mean', 4 * C], ['partials', 16 * C * blocks], ['work', last ? workspaceBytes(C) : 0]]),
     };
+  });
+}
+
+/**
+ * LayerNorm and RMSNorm (src/ops/layernorm.ts, assembly/rows.ts) on g = geometry([R, D], 'NHWC'):
+ * R rows (g.outer) of D = prod(normalizedShape) values (g.channels).
+ */
+export interface RowNormPlan {
+  readonly g: Geometry;
+  /** Statistics blocks (segments of STATS_BLOCK values) per row. */
+  readonly blocks: number;
+  /** f64 stats: mean | m2 (R each); f32 saved: saveMean | saveInvStd (R each); f64 partials; f32 params: weight | bias copies (D each). */
+  readonly workspace: Regions<'stats' | 'saved' | 'partials' | 'params'>;
+}
+
+export interface RowNormBackwardPlan {
+  readonly g: Geometry;
+  /** f64 column sums (2·D); f32 params: weight (D) | saved mean | saved invStd (R each) copies; f32 grads: dweight | dbias (D each). */
+  readonly workspace: Regions<'sums' | 'params' | 'grads'>;
+}
+
+export function rowNormPlan(g: Geometry): RowNormPlan {
+  return cached('row norm', 'rowNorm', g, '', () => {
+    const R = g.outer, D = g.channels, blocks = blocksNchw(1, D, STATS_BLOCK);
+    return { g, blocks, workspace: regions([['stats', 16 * R], ['saved', 8 * R], ['partials', 32 * blocks * R], ['params', 8 * D]]) };
+  });
+}
+
+export function rowNormBackwardPlan(g: Geometry): RowNormBackwardPlan {
+  return cached('row norm backward', 'rowNormBackward', g, '', () => {
+    const R = g.outer, D = g.channels;
+    return { g, workspace: regions([['sums', 16 * D], ['params', 4 * D + 8 * R], ['grads', 8 * D]]) };
   });
 }
 

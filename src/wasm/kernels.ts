@@ -24,7 +24,8 @@ export type ArgSpec =
 export interface KernelSpec {
   /** The assembly/ file that implements it. */
   readonly file: string;
-  readonly layout: 'NCHW' | 'channels-last' | 'per-channel';
+  /** 'rows': [rows][C] with statistics per row and parameters per column (LayerNorm, RMSNorm). */
+  readonly layout: 'NCHW' | 'channels-last' | 'per-channel' | 'rows';
   readonly doc: string;
   readonly args: readonly ArgSpec[];
 }
@@ -73,6 +74,13 @@ const perC = (a: ArgValues) => a.C;
 const work = (a: ArgValues) => workspaceBytes(a.C) / 4;
 /** Partials of blocks [0, b1): 4 f64 fields (count | pivot | offset | m2) of C per block. */
 const partialsTo = (a: ArgValues) => 4 * a.C * a.b1;
+/** Row-normalization partials: 4 f64 fields per statistics block (segment) of every row. */
+const rowPartials = (a: ArgValues) => 4 * blocksNchw(1, a.C, a.block) * a.rows;
+const perRow = (a: ArgValues) => a.rows;
+/** The arguments the row-normalization forward kernels share, before and after the parameters. */
+const rowsIn = [f32('x', 'read', rows), f32('residual', 'read', rows, true), f32('sum', 'write', rows, true),
+  f32('y', 'write', rows), count('rows'), count('C'), count('block')] as const;
+const rowsStats = [f64('mean', 'write', perRow), f64('m2', 'write', perRow), f64('partials', 'write', rowPartials)] as const;
 /** Backward partials of blocks [0, b1): 2 f64 fields (Σg | Σg·(x − mean)) of C per block. */
 const sumsPartialsTo = (a: ArgValues) => 2 * a.C * a.b1;
 
@@ -185,6 +193,30 @@ export const KERNELS = {
     args: [count('C'), f64('sumDy', 'read', perC), f64('s2', 'read', perC), num('xmu', 'bool'), f32('invStd', 'read', perC),
       f32('gamma', 'read', perC), num('n', 'f64'), num('training', 'bool'), f32('k1', 'write', perC), f32('k2', 'write', perC),
       f32('k3', 'write', perC), f32('dweight', 'write', perC), f32('dbias', 'write', perC)],
+  },
+  layerNormRowsF32: {
+    file: 'rows.ts', layout: 'rows',
+    doc: 'LayerNorm forward: per-row f64 statistics (statsNchwF32 + mergeMomentsF64 on chunks of rows), y = (((v − meanHi) − meanLo)·invStd)·w + b, v = x or the written sum = x + residual.',
+    args: [...rowsIn, f32('weight', 'read', perC, true), f32('bias', 'read', perC, true), num('eps', 'f64'), ...rowsStats,
+      f32('saveMean', 'write', perRow), f32('saveInvStd', 'write', perRow)],
+  },
+  rmsNormRowsF32: {
+    file: 'rows.ts', layout: 'rows',
+    doc: 'RMSNorm forward: invRms = 1/sqrt(m2/C + mean² + eps) from the per-row moments, y = (v·invRms)·w.',
+    args: [...rowsIn, f32('weight', 'read', perC, true), num('eps', 'f64'), ...rowsStats, f32('saveInvRms', 'write', perRow)],
+  },
+  layerNormBackwardRowsF32: {
+    file: 'rows.ts', layout: 'rows',
+    doc: 'LayerNorm backward: dx per row from Σw·dy, Σw·dy·(x − mean) (f64); dweight, dbias summed over the rows in f64.',
+    args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
+      f32('weight', 'read', perC, true), f32('mean', 'read', perRow), f32('invStd', 'read', perRow),
+      f64('sums', 'readwrite', (a) => 2 * a.C), f32('dweight', 'write', perC), f32('dbias', 'write', perC)],
+  },
+  rmsNormBackwardRowsF32: {
+    file: 'rows.ts', layout: 'rows',
+    doc: 'RMSNorm backward: dx per row from Σw·dy·x (f64); dweight summed over the rows in f64.',
+    args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
+      f32('weight', 'read', perC, true), f32('invRms', 'read', perRow), f64('sums', 'readwrite', perC), f32('dweight', 'write', perC)],
   },
 } as const satisfies Record<string, KernelSpec>;
 

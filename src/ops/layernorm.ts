@@ -1,0 +1,316 @@
+// LayerNorm and RMSNorm, forward and backward (PyTorch's layer_norm / native_layer_norm and
+// RMSNorm; the residual option is ONNX Runtime's SkipLayerNormalization): x of `shape` is R rows
+// of D = prod(normalizedShape) values (the trailing dims), normalized row by row with f64
+// statistics. The formulas are in assembly/rows.ts, where they are computed. Each entry point
+// reads its arguments once (src/args.ts), checks all of them, then runs one kernel.
+import { CallScope, type Core, type Pinned } from '../exec.js';
+import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
+import { MAX_ELEMENTS, geometry, type Geometry } from '../layout.js';
+import { STATS_BLOCK, rowNormBackwardPlan, rowNormPlan } from '../plan.js';
+import { checkAliasing, checkEps, checkF32, checkOptionalF32, readOptions, readShape, type Options } from '../args.js';
+import { callerOutput } from './batchnorm.js';
+
+export interface LayerNormOptions {
+  /** The trailing dims of `shape` that form one row (PyTorch's normalized_shape); required. */
+  normalizedShape: readonly number[];
+  /** Per element of a row, length prod(normalizedShape) (default 1). */
+  weight?: Float32Array | null;
+  /** Per element of a row (default 0). */
+  bias?: Float32Array | null;
+  /** Added to the variance, finite and >= 2^-126; default 1e-5. */
+  eps?: number;
+  /** Same length as x: normalizes the float32 sum x + residual and returns it as `sum`. */
+  residual?: Float32Array | null;
+  /** Destination for y, length = x.length; may be x or residual itself. */
+  out?: Float32Array;
+  /** Destination for `sum` (with a residual), length = x.length; may be x or residual itself, not out. */
+  sumOut?: Float32Array;
+}
+
+export interface LayerNormResult {
+  y: Float32Array;
+  /** Per row (R = x.length / prod(normalizedShape)). */
+  saveMean: Float32Array;
+  /** 1 / sqrt(var + eps) per row. */
+  saveInvStd: Float32Array;
+  /** x + residual (float32), when a residual is given. */
+  sum?: Float32Array;
+}
+
+export interface LayerNormBackwardOptions {
+  normalizedShape: readonly number[];
+  weight?: Float32Array | null;
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  /** Destination for dx; may be dy or x itself. */
+  out?: Float32Array;
+}
+
+export interface LayerNormBackwardResult {
+  dx: Float32Array;
+  dweight: Float32Array;
+  dbias: Float32Array;
+}
+
+export interface RmsNormOptions {
+  normalizedShape: readonly number[];
+  weight?: Float32Array | null;
+  /** Added to mean(x²), finite and >= 2^-126; default 2^-23, the float32 machine epsilon (PyTorch's eps=None). */
+  eps?: number;
+  residual?: Float32Array | null;
+  out?: Float32Array;
+  sumOut?: Float32Array;
+}
+
+export interface RmsNormResult {
+  y: Float32Array;
+  /** 1 / sqrt(mean(x²) + eps) per row. */
+  saveInvRms: Float32Array;
+  sum?: Float32Array;
+}
+
+export interface RmsNormBackwardOptions {
+  normalizedShape: readonly number[];
+  weight?: Float32Array | null;
+  saveInvRms: Float32Array;
+  out?: Float32Array;
+}
+
+export interface RmsNormBackwardResult {
+  dx: Float32Array;
+  dweight: Float32Array;
+}
+
+/** The keys of each options object (the reading layer rejects any other). */
+export const LAYER_NORM_KEYS = ['normalizedShape', 'weight', 'bias', 'eps', 'residual', 'out', 'sumOut'] as const;
+export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'out', 'sumOut'] as const;
+export const LAYER_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveMean', 'saveInvStd', 'out'] as const;
+export const RMS_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveInvRms', 'out'] as const;
+
+const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']);
+const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x']);
+
+/** Dimensions (rank >= 1, positive integers), as read by readShape. */
+export function checkDims(value: unknown, argument: string): number[] {
+  if (!Array.isArray(value) && !ArrayBuffer.isView(value)) {
+    throw new InvalidArgumentError(argument, 'an array of dimensions', describe(value));
+  }
+  const dims = Array.from(value as ArrayLike<unknown>);
+  if (dims.length < 1) throw new ShapeError(argument, 'at least one dimension', 'rank 0 []');
+  dims.forEach((d, i) => {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 1) throw new ShapeError(`${argument}[${i}]`, 'a positive integer', describe(d));
+  });
+  return dims as number[];
+}
+
+/** A checked shape and normalizedShape: x as rows, geometry([R, D], 'NHWC') (rows = outer, D = channels). */
+export interface Rows {
+  g: Geometry;
+  shape: readonly number[];
+  normalizedShape: readonly number[];
+}
+
+export function checkRows(shapeValue: unknown, normalizedValue: unknown): Rows {
+  const shape = checkDims(shapeValue, 'shape');
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (size > MAX_ELEMENTS) throw new ShapeError('shape', `at most ${MAX_ELEMENTS} elements (4 GiB of float32)`, `${size} elements`);
+  const normalizedShape = checkDims(normalizedValue, 'opts.normalizedShape');
+  const k = normalizedShape.length;
+  if (k > shape.length || normalizedShape.some((d, i) => d !== shape[shape.length - k + i])) {
+    throw new ShapeError('opts.normalizedShape', `trailing dims of shape [${shape.join(', ')}] (this one needs an input of shape [*, ${normalizedShape.join(', ')}])`,
+      `[${normalizedShape.join(', ')}]`);
+  }
+  const D = normalizedShape.reduce((a, b) => a * b, 1);
+  return { g: geometry([size / D, D], 'NHWC'), shape, normalizedShape };
+}
+
+/** A validated forward call (LayerNorm or RMSNorm): every argument checked, nothing touched yet. */
+export interface RowNormCall {
+  g: Geometry;
+  x: Float32Array;
+  residual: Float32Array | null;
+  weight: Float32Array | null;
+  /** Always null for RMSNorm. */
+  bias: Float32Array | null;
+  eps: number;
+  out: Float32Array | null;
+  /** Destination of the sum (with a residual), or null: a new array. */
+  sumOut: Float32Array | null;
+}
+
+type ForwardKey = 'normalizedShape' | 'weight' | 'eps' | 'residual' | 'out' | 'bias' | 'sumOut';
+
+/** Reads and checks a forward call's arguments (`centered`: LayerNorm, else RMSNorm). */
+function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, centered: boolean): { call: RowNormCall; o: Options<ForwardKey> } {
+  const dims = readShape(shape);
+  const o: Options<ForwardKey> = readOptions(opts, 'opts', centered ? LAYER_NORM_KEYS : RMS_NORM_KEYS, 'an options object with `normalizedShape`');
+  const rows = checkRows(dims, readShape(o.normalizedShape));
+  const { g } = rows;
+  const arena = core.arena;
+  const perRow = () => `normalizedShape [${rows.normalizedShape.join(', ')}]: ${g.channels} values`;
+  const xv = checkF32(arena, x, 'x', g.size, () => `shape [${rows.shape.join(', ')}]`);
+  const weight = checkOptionalF32(arena, o.weight, 'opts.weight', g.channels, perRow);
+  const bias = centered ? checkOptionalF32(arena, o.bias, 'opts.bias', g.channels, perRow) : null;
+  const eps = centered || o.eps !== undefined ? checkEps(o.eps, 'opts.eps') : 2 ** -23;
+  const residual = checkOptionalF32(arena, o.residual, 'opts.residual', g.size, 'same as x');
+  const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
+  const sumOut = checkOptionalF32(arena, o.sumOut, 'opts.sumOut', g.size, 'same as x');
+  if (sumOut !== null && residual === null) throw new InvalidArgumentError('opts.sumOut', 'no destination for a sum without opts.residual', describe(o.sumOut));
+  checkAliasing([['opts.out', out], ['opts.sumOut', sumOut]],
+    [['x', xv], ['opts.residual', residual], ['opts.weight', weight], ['opts.bias', bias]], FORWARD_IN_PLACE);
+  return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut }, o };
+}
+
+/** The kernels' pointer for a pinned input: its own bytes when resident, else `copy`, filled here; 0 when absent. */
+function place(scope: CallScope, a: Float32Array | null, p: Pinned | null, copy: number): number {
+  if (a === null || p === null) return 0;
+  if (p.resident) return p.ptr;
+  scope.setF32(copy, a);
+  return copy;
+}
+
+const pinOf = (scope: CallScope, a: Float32Array | null): Pinned | null => (a === null ? null : scope.pin(a));
+
+/**
+ * Runs a validated forward call: layerNormRowsF32 (centered) or rmsNormRowsF32. y goes to a
+ * resident out, else over the scratch copy of x, else to new scratch; the sum to a resident
+ * sumOut, else over the scratch copy of the residual, else to new scratch. Returns the saved
+ * statistics (saveMean | saveInvStd, or saveInvRms) in one array.
+ */
+export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y: Float32Array; saved: Float32Array; sum: Float32Array | null } {
+  const { g, eps } = c;
+  const R = g.outer, D = g.channels, size = g.size;
+  const plan = rowNormPlan(g);
+  const k = engine.kernels;
+  const scope = new CallScope(engine);
+  const xPin = scope.pin(c.x), rPin = pinOf(scope, c.residual), outPin = pinOf(scope, c.out), sumPin = pinOf(scope, c.sumOut);
+  const wPin = pinOf(scope, c.weight), bPin = pinOf(scope, c.bias);
+  try {
+    const [xCopy, rCopy, yScratch, sumScratch, ws] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [scope.copyBytes(rPin), 'residual'],
+      [!outPin?.resident && xPin.resident ? 4 * size : 0, 'y'], [rPin?.resident && !sumPin?.resident ? 4 * size : 0, 'sum'], [plan.workspace.bytes, 'workspace'],
+    ]);
+    const params = ws + plan.workspace.params, stats = ws + plan.workspace.stats;
+    const saved = ws + plan.workspace.saved, partials = ws + plan.workspace.partials;
+    const xPtr = place(scope, c.x, xPin, xCopy), rPtr = place(scope, c.residual, rPin, rCopy);
+    const wPtr = place(scope, c.weight, wPin, params), bPtr = place(scope, c.bias, bPin, params + 4 * D);
+    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
+    const sumPtr = rPin === null ? 0 : sumPin?.resident ? sumPin.ptr : rPin.resident ? sumScratch : rPtr;
+    if (centered) {
+      k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, saved, saved + 4 * R);
+    } else {
+      k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, eps, stats, stats + 8 * R, partials, saved);
+    }
+    // Fresh views from here on: the allocation above may have grown memory.
+    const savedCopy = scope.readF32(saved, centered ? 2 * R : R);
+    const y = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
+    if (!outPin?.resident) y.set(scope.f32(yPtr, size));
+    let sum: Float32Array | null = null;
+    if (c.sumOut !== null) {
+      sum = scope.live(c.sumOut, sumPin!);
+      if (!sumPin!.resident) sum.set(scope.f32(sumPtr, size));
+    } else if (sumPtr !== 0) sum = scope.readF32(sumPtr, size);
+    return { y, saved: savedCopy, sum };
+  } finally {
+    scope.release();
+  }
+}
+
+export function forwardLayerNorm(engine: Core, x: Float32Array, shape: readonly number[], opts: LayerNormOptions): LayerNormResult {
+  const { call, o } = forwardCall(engine, x, shape, opts, true);
+  const { y, saved, sum } = runRowNorm(engine, call, true);
+  const R = call.g.outer;
+  const result: LayerNormResult = { y: callerOutput(y, call.out, o.out), saveMean: saved.subarray(0, R), saveInvStd: saved.subarray(R) };
+  if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
+  return result;
+}
+
+export function forwardRmsNorm(engine: Core, x: Float32Array, shape: readonly number[], opts: RmsNormOptions): RmsNormResult {
+  const { call, o } = forwardCall(engine, x, shape, opts, false);
+  const { y, saved, sum } = runRowNorm(engine, call, false);
+  const result: RmsNormResult = { y: callerOutput(y, call.out, o.out), saveInvRms: saved };
+  if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward.
+
+/** A validated backward call: `mean` null for RMSNorm (`inv` is then invRms). */
+export interface RowNormBackwardCall {
+  g: Geometry;
+  dy: Float32Array;
+  x: Float32Array;
+  weight: Float32Array | null;
+  mean: Float32Array | null;
+  inv: Float32Array;
+  out: Float32Array | null;
+}
+
+type BackwardKey = 'normalizedShape' | 'weight' | 'saveMean' | 'saveInvStd' | 'saveInvRms' | 'out';
+
+function backwardCall(core: Core, dy: unknown, x: unknown, shape: unknown, opts: unknown, centered: boolean) {
+  const dims = readShape(shape);
+  const o: Options<BackwardKey> = readOptions(opts, 'opts', centered ? LAYER_NORM_BACKWARD_KEYS : RMS_NORM_BACKWARD_KEYS,
+    `an options object with \`normalizedShape\`, ${centered ? '`saveMean`, `saveInvStd`' : '`saveInvRms`'}`);
+  const rows = checkRows(dims, readShape(o.normalizedShape));
+  const { g } = rows;
+  const arena = core.arena;
+  const what = () => `shape [${rows.shape.join(', ')}]`, saved = () => `${g.outer} rows of shape [${rows.shape.join(', ')}], from the forward pass`;
+  const dyv = checkF32(arena, dy, 'dy', g.size, what);
+  const xv = checkF32(arena, x, 'x', g.size, what);
+  const weight = checkOptionalF32(arena, o.weight, 'opts.weight', g.channels, () => `normalizedShape [${rows.normalizedShape.join(', ')}]: ${g.channels} values`);
+  const mean = centered ? checkF32(arena, o.saveMean, 'opts.saveMean', g.outer, saved) : null;
+  const inv = centered ? checkF32(arena, o.saveInvStd, 'opts.saveInvStd', g.outer, saved) : checkF32(arena, o.saveInvRms, 'opts.saveInvRms', g.outer, saved);
+  const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
+  checkAliasing([['opts.out', out]],
+    [['dy', dyv], ['x', xv], ['opts.weight', weight], ['opts.saveMean', mean], [centered ? 'opts.saveInvStd' : 'opts.saveInvRms', inv]], BACKWARD_IN_PLACE);
+  const call: RowNormBackwardCall = { g, dy: dyv, x: xv, weight, mean, inv, out };
+  return { call, o };
+}
+
+/** Runs a validated backward call; dx goes to a resident out, else over the scratch copy of dy, else to new scratch. */
+export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: Float32Array; grads: Float32Array } {
+  const { g } = c;
+  const R = g.outer, D = g.channels, size = g.size, centered = c.mean !== null;
+  const plan = rowNormBackwardPlan(g);
+  const k = engine.kernels;
+  const scope = new CallScope(engine);
+  const dyPin = scope.pin(c.dy), xPin = scope.pin(c.x), outPin = pinOf(scope, c.out);
+  const wPin = pinOf(scope, c.weight), meanPin = pinOf(scope, c.mean), invPin = scope.pin(c.inv);
+  try {
+    const [dyCopy, xCopy, dxScratch, ws] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [!outPin?.resident && dyPin.resident ? 4 * size : 0, 'dx'],
+      [plan.workspace.bytes, 'workspace'],
+    ]);
+    const params = ws + plan.workspace.params, sums = ws + plan.workspace.sums, grads = ws + plan.workspace.grads;
+    const dyPtr = place(scope, c.dy, dyPin, dyCopy), xPtr = place(scope, c.x, xPin, xCopy);
+    const wPtr = place(scope, c.weight, wPin, params);
+    const meanPtr = place(scope, c.mean, meanPin, params + 4 * D), invPtr = place(scope, c.inv, invPin, params + 4 * D + 4 * R);
+    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
+    if (centered) k.layerNormBackwardRowsF32(dyPtr, xPtr, dxPtr, R, D, wPtr, meanPtr, invPtr, sums, grads, grads + 4 * D);
+    else k.rmsNormBackwardRowsF32(dyPtr, xPtr, dxPtr, R, D, wPtr, invPtr, sums, grads);
+    const dx = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
+    if (!outPin?.resident) dx.set(scope.f32(dxPtr, size));
+    return { dx, grads: scope.readF32(grads, centered ? 2 * D : D) };
+  } finally {
+    scope.release();
+  }
+}
+
+export function backwardLayerNorm(
+  engine: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: LayerNormBackwardOptions,
+): LayerNormBackwardResult {
+  const { call, o } = backwardCall(engine, dy, x, shape, opts, true);
+  const { dx, grads } = runRowNormBackward(engine, call);
+  const D = call.g.channels;
+  return { dx: callerOutput(dx, call.out, o.out), dweight: grads.subarray(0, D), dbias: grads.subarray(D) };
+}
+
+export function backwardRmsNorm(
+  engine: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: RmsNormBackwardOptions,
+): RmsNormBackwardResult {
+  const { call, o } = backwardCall(engine, dy, x, shape, opts, false);
+  const { dx, grads } = runRowNormBackward(engine, call);
+  return { dx: callerOutput(dx, call.out, o.out), dweight: grads };
+}
