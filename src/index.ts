@@ -20,3 +20,9 @@ export type {
 } from './ops/sync.js';
 export { readSafetensors, SafetensorsError, MAX_HEADER_BYTES } from './safetensors.js';
 export type { SafetensorsFile, SafetensorsDtype, SafetensorsArray } from './safetensors.js';
+export { groupNorm, groupNormBackward, instanceNorm, instanceNormBackward } from './ops/groupnorm.js';
+export type {
+  GroupActivation, GroupNormOptions, GroupNormBackwardOptions, InstanceNormOptions, InstanceNormBackwardOptions,
+} from './ops/groupnorm.js';
+export { oracleGroupNorm, oracleGroupNormBackward, oracleInstanceNorm, oracleInstanceNormBackward } from './oracle/groupnorm.js';
+export type { OracleGroupNormOptions, OracleGroupNormResult, OracleGroupNormBackwardOptions, OracleInstanceNormOptions } from './oracle/groupnorm.js';
