@@ -26,3 +26,5 @@ export type {
 } from './ops/groupnorm.js';
 export { oracleGroupNorm, oracleGroupNormBackward, oracleInstanceNorm, oracleInstanceNormBackward } from './oracle/groupnorm.js';
 export type { OracleGroupNormOptions, OracleGroupNormResult, OracleGroupNormBackwardOptions, OracleInstanceNormOptions } from './oracle/groupnorm.js';
+export { GroupNorm, InstanceNorm } from './layers/groupnorm.js';
+export type { GroupNormLayerOptions, InstanceNormLayerOptions } from './layers/groupnorm.js';
