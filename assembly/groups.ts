@@ -23,7 +23,7 @@
 // for z >= 0, the other way round for z < 0, so neither is computed as 1 − (something near 1).
 // exp(t) for t <= 0: 0 below T_MIN = −112 (there |z|·e^z < 2^-150 rounds to 0 anyway; t is clamped
 // there first, so the exponent arithmetic stays in range),
-// n = nearest(t·log2 e), r = (t − n·C1) − n·C2 (Cody–Waite: C1 = 355/512 has 9 bits, so n·C1
+// n = nearest(t·log2 e) (see big1), r = (t − n·C1) − n·C2 (Cody–Waite: C1 = 355/512 has 9 bits, so n·C1
 // and t − n·C1 are exact; C2 = ln 2 − C1), exp(r) = 1 + r + r²·P(r) with P of degree 5 (the
 // Cephes expf minimax coefficients), then ·2^n as hi·lo, hi = exp(r)·2^⌊n/2⌋ and lo =
 // 2^(n − ⌊n/2⌋) both normal floats (hi exact), so hi·lo rounds once, also into the subnormals.
@@ -51,31 +51,36 @@ const P5: f32 = 5.0000001201e-1;
 const T_MIN: f32 = -112;
 
 // exp(t) = hi·lo for t <= 0 (or NaN): hi = exp(r)·2^⌊n/2⌋ (normal, exact product), lo = 2^(n − ⌊n/2⌋).
+// n = nearest(t·log2 e) by the 1.5·2^23 trick: big = t·log2 e + 1.5·2^23 rounds to an integer
+// (to nearest even, |t·log2 e| < 2^22), n = big − 1.5·2^23 exactly, and n as an i32 is
+// bits(big) − bits(1.5·2^23) (wasm's nearest and trunc_sat cost far more in V8).
+const MAGIC: f32 = 12582912;
 // @ts-ignore: decorator
-@inline function expN1(t: f32): f32 {
-  return nearest<f32>(max<f32>(t, T_MIN) * LOG2E);
+@inline function big1(t: f32): f32 {
+  return (t < T_MIN ? T_MIN : t) * LOG2E + MAGIC;
 }
 // @ts-ignore: decorator
 @inline export function expNegHi1(t: f32): f32 {
-  const s = max<f32>(t, T_MIN), n = expN1(t);
+  const s = t < T_MIN ? T_MIN : t, big = big1(t), n = big - MAGIC;
   const r = (s - n * C1) - n * C2;
   const p = (((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5) * (r * r) + r + <f32>1;
-  return t >= T_MIN ? p * reinterpret<f32>(((<i32>n >> 1) + 127) << 23) : 0;
+  const k = reinterpret<i32>(big) - reinterpret<i32>(MAGIC);
+  return t >= T_MIN ? p * reinterpret<f32>(((k >> 1) + 127) << 23) : 0;
 }
 // @ts-ignore: decorator
 @inline export function expNegLo1(t: f32): f32 {
-  const k = <i32>expN1(t);
+  const k = reinterpret<i32>(big1(t)) - reinterpret<i32>(MAGIC);
   return reinterpret<f32>((k - (k >> 1) + 127) << 23);
 }
 
 /** Four lanes of expNegHi1 and expNegLo1. */
 // @ts-ignore: decorator
-@inline function expN4(t: v128): v128 {
-  return f32x4.nearest(f32x4.mul(f32x4.max(t, f32x4.splat(T_MIN)), f32x4.splat(LOG2E)));
+@inline function big4(t: v128): v128 {
+  return f32x4.add(f32x4.mul(f32x4.pmax(t, f32x4.splat(T_MIN)), f32x4.splat(LOG2E)), f32x4.splat(MAGIC));
 }
 // @ts-ignore: decorator
 @inline export function expNegHi4(t: v128): v128 {
-  const s = f32x4.max(t, f32x4.splat(T_MIN)), n = expN4(t);
+  const s = f32x4.pmax(t, f32x4.splat(T_MIN)), big = big4(t), n = f32x4.sub(big, f32x4.splat(MAGIC));
   const r = f32x4.sub(f32x4.sub(s, f32x4.mul(n, f32x4.splat(C1))), f32x4.mul(n, f32x4.splat(C2)));
   let p = f32x4.add(f32x4.mul(f32x4.splat(P0), r), f32x4.splat(P1));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P2));
@@ -83,12 +88,13 @@ const T_MIN: f32 = -112;
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P4));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(P5));
   p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
-  const hi = f32x4.mul(p, i32x4.shl(i32x4.add(i32x4.shr_s(i32x4.trunc_sat_f32x4_s(n), 1), i32x4.splat(127)), 23));
+  const k = i32x4.sub(big, f32x4.splat(MAGIC));
+  const hi = f32x4.mul(p, i32x4.shl(i32x4.add(i32x4.shr_s(k, 1), i32x4.splat(127)), 23));
   return v128.and(hi, f32x4.ge(t, f32x4.splat(T_MIN)));
 }
 // @ts-ignore: decorator
 @inline export function expNegLo4(t: v128): v128 {
-  const k = i32x4.trunc_sat_f32x4_s(expN4(t));
+  const k = i32x4.sub(big4(t), f32x4.splat(MAGIC));
   return i32x4.shl(i32x4.add(i32x4.sub(k, i32x4.shr_s(k, 1)), i32x4.splat(127)), 23);
 }
 
