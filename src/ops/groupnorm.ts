@@ -232,11 +232,7 @@ export function groupNormBackward(
   const a = checkBackward(core, g, dy, x, groups, o);
   const bias = checkOptionalF32(core.arena, o.bias, 'opts.bias', g.channels, () => `C = ${g.channels} channels`);
   const silu = checkActivation(o.activation);
-  checkAliasing([['opts.out', a.out]], [['dy', a.dy], ['x', a.x], ['opts.weight', a.weight], ['opts.bias', bias],
-    ['opts.saveMean', a.saveMean], ['opts.saveInvStd', a.saveInvStd]], BACKWARD_IN_PLACE);
-  const result = runBackward(core, groupNormPlan(g, groups, 'backward'), { ...a, bias, silu, inputStats: true });
-  result.dx = callerOutput(result.dx, a.out, o.out);
-  return result;
+  return checkedBackward(core, groupNormPlan(g, groups, 'backward'), { ...a, bias, silu, inputStats: true }, o.out);
 }
 
 export function instanceNormBackward(
@@ -245,10 +241,15 @@ export function instanceNormBackward(
   const { core, o, g } = readCall(engine, shape, opts, INSTANCE_NORM_BACKWARD_KEYS, 'an options object with `saveMean`, `saveInvStd`');
   const a = checkBackward(core, g, dy, x, g.channels, o);
   const inputStats = checkBoolean(o.useInputStats, 'opts.useInputStats', true);
-  checkAliasing([['opts.out', a.out]], [['dy', a.dy], ['x', a.x], ['opts.weight', a.weight],
-    ['opts.saveMean', a.saveMean], ['opts.saveInvStd', a.saveInvStd]], BACKWARD_IN_PLACE);
-  const result = runBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats });
-  result.dx = callerOutput(result.dx, a.out, o.out);
+  return checkedBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats }, o.out);
+}
+
+/** The aliasing check of a backward call (out may be exactly dy or x), then the call; the caller's own out back. */
+function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, callerOut: unknown): BackwardResult {
+  checkAliasing([['opts.out', b.out]], [['dy', b.dy], ['x', b.x], ['opts.weight', b.weight], ['opts.bias', b.bias],
+    ['opts.saveMean', b.saveMean], ['opts.saveInvStd', b.saveInvStd]], BACKWARD_IN_PLACE);
+  const result = runBackward(core, plan, b);
+  result.dx = callerOutput(result.dx, b.out, callerOut);
   return result;
 }
 
