@@ -30,7 +30,7 @@
 // For z < 0 the SiLU forward takes y = ((z·u)·hi)·lo: where e is subnormal but y is not
 // (z in (−104, −87)), y keeps its precision. Measured (test/groupnorm.test.ts, every 97th float32
 // of [−110, 110], both builds): y within 3.4 ulp of the exact z·σ(z) (bound tested: 4 ulp).
-// NaN propagates (nearest and the polynomial keep it); z = +Inf gives +Inf, −Inf gives NaN
+// NaN propagates (through z itself: a NaN t gives e = 0); z = +Inf gives +Inf, −Inf gives NaN
 // (−Inf·0, as PyTorch's x·sigmoid(x)).
 //
 // Every SIMD lane does the same f32 operations in the same order as the scalar twin and the
