@@ -19,6 +19,11 @@ import {
   layerNormRowsF32 as layerNormRows, rmsNormRowsF32 as rmsNormRows,
   layerNormBackwardRowsF32 as layerNormBackwardRows, rmsNormBackwardRowsF32 as rmsNormBackwardRows,
 } from './rows';
+import {
+  normalizeSiluNchwF32 as normalizeSiluNchw, normalizeSiluNhwcF32 as normalizeSiluNhwc, siluBackwardNchwF32 as siluBackwardNchw,
+  siluBackwardNhwcF32 as siluBackwardNhwc, groupNormDxNchwF32 as groupNormDxNchw, groupNormDxNhwcF32 as groupNormDxNhwc,
+  mergeGroupMomentsF64 as mergeGroupMoments,
+} from './groups';
 
 /** First byte the host may use. */
 export function heapBase(): usize {
@@ -293,4 +298,66 @@ export function rmsNormBackwardRowsF32(
 ): void {
   checkRowsBackward(dy, x, dx, rows, C, weight, invRms, sums, 1, dweight);
   rmsNormBackwardRows(dy, x, dx, rows, C, weight, invRms, sums, dweight);
+}
+
+// GroupNorm / InstanceNorm (groups.ts): elementwise kernels over per-(n, c) parameters, and the
+// channels-last group merge. `a` and `b` are the read (dy or x) and written tensors' checks.
+
+/** Checks of an NCHW elementwise kernel: tensors of outer·C·inner values, `params` f32[C] arrays. */
+function checkRuns(outer: i32, C: i32, inner: i32, a: usize, x: usize, out: usize, p0: usize, p1: usize, p2: usize, p3: usize): void {
+  checkCounts(outer, C, inner);
+  const n = f32s(<u64>outer * C * inner);
+  if (a) checkRange(a, n);
+  checkRange(x, n); checkRange(out, n);
+  checkRange(p0, f32s(C)); checkRange(p1, f32s(C)); checkRange(p2, f32s(C)); if (p3) checkRange(p3, f32s(C));
+}
+
+/** Checks of a channels-last elementwise kernel: tensors of rows·C values, f32[C] parameters, the workspace. */
+function checkRows(rows: i32, C: i32, a: usize, x: usize, out: usize, p0: usize, p1: usize, p2: usize, p3: usize, work: usize): void {
+  checkRuns(1, C, rows, a, x, out, p0, p1, p2, p3);
+  checkRange(work, workspaceBytes(C));
+}
+
+export function normalizeSiluNchwF32(x: usize, y: usize, outer: i32, C: i32, inner: i32, meanHi: usize, scale: usize, shift: usize): void {
+  checkRuns(outer, C, inner, 0, x, y, meanHi, scale, shift, 0);
+  normalizeSiluNchw(x, y, outer, C, inner, meanHi, scale, shift);
+}
+
+export function normalizeSiluNhwcF32(x: usize, y: usize, rows: i32, C: i32, meanHi: usize, scale: usize, shift: usize, work: usize): void {
+  checkRows(rows, C, 0, x, y, meanHi, scale, shift, 0, work);
+  normalizeSiluNhwc(x, y, rows, C, meanHi, scale, shift, work);
+}
+
+export function siluBackwardNchwF32(
+  dy: usize, x: usize, dz: usize, outer: i32, C: i32, inner: i32, meanHi: usize, scale: usize, shift: usize,
+): void {
+  checkRuns(outer, C, inner, dy, x, dz, meanHi, scale, shift, 0);
+  siluBackwardNchw(dy, x, dz, outer, C, inner, meanHi, scale, shift);
+}
+
+export function siluBackwardNhwcF32(
+  dy: usize, x: usize, dz: usize, rows: i32, C: i32, meanHi: usize, scale: usize, shift: usize, work: usize,
+): void {
+  checkRows(rows, C, dy, x, dz, meanHi, scale, shift, 0, work);
+  siluBackwardNhwc(dy, x, dz, rows, C, meanHi, scale, shift, work);
+}
+
+export function groupNormDxNchwF32(
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, mean: usize, k1: usize, k2: usize, k3: usize,
+): void {
+  checkRuns(outer, C, inner, dy, x, dx, mean, k1, k2, k3);
+  groupNormDxNchw(dy, x, dx, outer, C, inner, mean, k1, k2, k3);
+}
+
+export function groupNormDxNhwcF32(
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, mean: usize, k1: usize, k2: usize, k3: usize, work: usize,
+): void {
+  checkRows(rows, C, dy, x, dx, mean, k1, k2, k3, work);
+  groupNormDxNhwc(dy, x, dx, rows, C, mean, k1, k2, k3, work);
+}
+
+export function mergeGroupMomentsF64(partials: usize, blocks: i32, outer: i32, C: i32, mean: usize, m2: usize): void {
+  checkCounts(blocks, outer, C);
+  checkRange(partials, f64s(<u64>blocks * 4 * outer * C)); checkRange(mean, f64s(outer)); checkRange(m2, f64s(outer));
+  mergeGroupMoments(partials, blocks, outer, C, mean, m2);
 }

@@ -28,3 +28,11 @@ export type {
 } from './ops/layernorm.js';
 export { oracleLayerNorm, oracleLayerNormBackward, oracleRmsNorm, oracleRmsNormBackward } from './oracle/layernorm.js';
 export type { OracleRowNormOptions, OracleRowNormBackwardOptions } from './oracle/layernorm.js';
+export { groupNorm, groupNormBackward, instanceNorm, instanceNormBackward } from './ops/groupnorm.js';
+export type {
+  GroupActivation, GroupNormOptions, GroupNormBackwardOptions, InstanceNormOptions, InstanceNormBackwardOptions,
+} from './ops/groupnorm.js';
+export { oracleGroupNorm, oracleGroupNormBackward, oracleInstanceNorm, oracleInstanceNormBackward } from './oracle/groupnorm.js';
+export type { OracleGroupNormOptions, OracleGroupNormResult, OracleGroupNormBackwardOptions, OracleInstanceNormOptions } from './oracle/groupnorm.js';
+export { GroupNorm, InstanceNorm } from './layers/groupnorm.js';
+export type { GroupNormLayerOptions, InstanceNormLayerOptions } from './layers/groupnorm.js';

@@ -7,7 +7,7 @@
 // place) at the same O(C) cost.
 import type { Geometry } from './layout.js';
 import { STATS_BLOCK, channelsLast, statsBlocks, workspaceBytes } from './exec.js';
-import { blocksNchw } from './wasm/kernels.js';
+import { blocksNchw, blocksRows } from './wasm/kernels.js';
 
 /**
  * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
@@ -86,7 +86,7 @@ export interface ReducePlan {
 const PLAN_CACHE_SIZE = 64;
 const cache = new Map<string, AnyPlan>();
 
-type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan | RowNormPlan | RowNormBackwardPlan;
+type AnyPlan = ForwardPlan | BackwardPlan | MomentsPlan | ReducePlan | RowNormPlan | RowNormBackwardPlan | GroupPlan;
 
 /** The last plan of each (op, flag), checked first: a repeated call builds no key. */
 const last: Record<string, { g: Geometry; plan: AnyPlan } | undefined> = Object.create(null);
@@ -190,3 +190,51 @@ export function rowNormBackwardPlan(g: Geometry): RowNormBackwardPlan {
 }
 
 export { STATS_BLOCK };
+
+/**
+ * GroupNorm and InstanceNorm (src/ops/groupnorm.ts): N samples, G groups of Cg = C / G channels,
+ * R spatial positions per sample; InstanceNorm is G = C.
+ *   'runs' (NCHW, or one spatial position in either layout): group (n, g) is one contiguous run
+ *     of Cg·R values, statistics as NCHW with outer 1 and N·G channels; the apply and backward
+ *     passes see N·C planes of R values.
+ *   'rows' (channels-last, R > 1): sample n is [R][C] rows; statistics and backward sums per
+ *     sample as channels-last batch norm over R rows, groups merged from their channels' partials.
+ */
+export interface GroupPlan {
+  readonly g: Geometry;
+  readonly samples: number;
+  readonly groups: number;
+  readonly spatial: number;
+  readonly path: 'runs' | 'rows';
+  /** Blocks of the statistics partition (forward) or of the backward sums (backward): per run or plane ('runs'), per sample ('rows'). */
+  readonly blocks: number;
+  /**
+   * Forward: f64 group mean | m2 (N·G), per-(n, c) mean | m2 | invStd (N·C); f32 meanHi | scale |
+   * shift | gamma | beta (N·C). Backward: f64 Σdy | Σdy·(x − μ) (N·C); f32 mean | k1 | k2 | k3 |
+   * scale | shift (N·C).
+   * Then the block partials and the channels-last workspace.
+   */
+  readonly workspace: Regions<'stats' | 'params' | 'partials' | 'work'>;
+}
+
+function makeGroupPlan(g: Geometry, groups: number, pass: 'forward' | 'backward'): GroupPlan {
+  const N = g.shape[0], C = g.channels, R = g.count / N;
+  const NC = N * C, NG = N * groups, M = (C / groups) * R;
+  const path = g.layout === 'NHWC' && R > 1 ? 'rows' : 'runs';
+  const blocks = path === 'rows' ? blocksRows(R, STATS_BLOCK) : blocksNchw(1, pass === 'forward' ? M : R, STATS_BLOCK);
+  const perBlock = path === 'rows' ? N * C : pass === 'forward' ? NG : NC;
+  const workspace = pass === 'forward'
+    ? regions([['stats', 16 * NG + 24 * NC], ['params', 20 * NC], ['partials', 32 * perBlock * blocks],
+      ['work', path === 'rows' ? workspaceBytes(C) : 0]])
+    : regions([['stats', 16 * NC], ['params', 24 * NC], ['partials', 16 * perBlock * blocks], ['work', path === 'rows' ? workspaceBytes(C) : 0]]);
+  return { g, samples: N, groups, spatial: R, path, blocks, workspace };
+}
+
+export function groupNormPlan(g: Geometry, groups: number, pass: 'forward' | 'backward'): GroupPlan {
+  // The group count is part of the key: the memo slot names it (a repeated call builds one short string).
+  return cached(`group ${pass} ${groups}`, `group ${pass}`, g, String(groups), () => makeGroupPlan(g, groups, pass));
+}
+
+export function instanceNormPlan(g: Geometry, pass: 'forward' | 'backward'): GroupPlan {
+  return cached(pass === 'forward' ? 'instance forward' : 'instance backward', `instance ${pass}`, g, '', () => makeGroupPlan(g, g.channels, pass));
+}

@@ -218,6 +218,48 @@ export const KERNELS = {
     args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
       f32('weight', 'read', perC, true), f32('invRms', 'read', perRow), f64('sums', 'readwrite', perC), f32('dweight', 'write', perC)],
   },
+  normalizeSiluNchwF32: {
+    file: 'groups.ts', layout: 'NCHW',
+    doc: 'y = z·σ(z), z = (x − meanHi)·scale + shift (GroupNorm + SiLU). y may be x.',
+    args: [f32('x', 'read', nchw), f32('y', 'write', nchw), count('outer'), count('C'), count('inner'),
+      f32('meanHi', 'read', perC), f32('scale', 'read', perC), f32('shift', 'read', perC)],
+  },
+  normalizeSiluNhwcF32: {
+    file: 'groups.ts', layout: 'channels-last',
+    doc: 'y = z·σ(z), z = (x − meanHi)·scale + shift over [rows][C]. y may be x.',
+    args: [f32('x', 'read', rows), f32('y', 'write', rows), count('rows'), count('C'),
+      f32('meanHi', 'read', perC), f32('scale', 'read', perC), f32('shift', 'read', perC), f32('work', 'readwrite', work)],
+  },
+  siluBackwardNchwF32: {
+    file: 'groups.ts', layout: 'NCHW',
+    doc: 'dz = dy·σ(z)·(1 + z·(1 − σ(z))), z recomputed as normalizeSiluNchwF32 does. dz may be dy or x.',
+    args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), f32('dz', 'write', nchw), count('outer'), count('C'), count('inner'),
+      f32('meanHi', 'read', perC), f32('scale', 'read', perC), f32('shift', 'read', perC)],
+  },
+  siluBackwardNhwcF32: {
+    file: 'groups.ts', layout: 'channels-last',
+    doc: 'dz = dy·σ(z)·(1 + z·(1 − σ(z))) over [rows][C]. dz may be dy or x.',
+    args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dz', 'write', rows), count('rows'), count('C'),
+      f32('meanHi', 'read', perC), f32('scale', 'read', perC), f32('shift', 'read', perC), f32('work', 'readwrite', work)],
+  },
+  groupNormDxNchwF32: {
+    file: 'groups.ts', layout: 'NCHW',
+    doc: 'dx = (dy·k3 − k1) − (x − mean)·k2 (GroupNorm / InstanceNorm dx per (n, c)). dx may be dy or x.',
+    args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), f32('dx', 'write', nchw), count('outer'), count('C'), count('inner'),
+      f32('mean', 'read', perC), f32('k1', 'read', perC), f32('k2', 'read', perC), f32('k3', 'read', perC)],
+  },
+  groupNormDxNhwcF32: {
+    file: 'groups.ts', layout: 'channels-last',
+    doc: 'dx = (dy·k3 − k1) − (x − mean)·k2 over [rows][C]. dx may be dy or x.',
+    args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
+      f32('mean', 'read', perC), f32('k1', 'read', perC), f32('k2', 'read', perC), f32('k3', 'read', perC), f32('work', 'readwrite', work)],
+  },
+  mergeGroupMomentsF64: {
+    file: 'groups.ts', layout: 'per-channel',
+    doc: 'Moments (f64 mean, m2) of `outer` groups of C consecutive channels from channels-last block partials of outer·C channels.',
+    args: [f64('partials', 'read', (a) => 4 * a.outer * a.C * a.blocks), count('blocks'), count('outer'), count('C'),
+      f64('mean', 'write', (a) => a.outer), f64('m2', 'write', (a) => a.outer)],
+  },
 } as const satisfies Record<string, KernelSpec>;
 
 export type KernelName = keyof typeof KERNELS;

@@ -1,0 +1,470 @@
+// GroupNorm and InstanceNorm, forward and backward (PyTorch's torch.nn.functional.group_norm and
+// instance_norm), on the batch-norm kernels plus assembly/groups.ts. Float32 in and out, f64
+// statistics as for batch norm. Shapes [N, C, ...spatial] (NCHW) or [N, ...spatial, C] (NHWC),
+// rank >= 2; R = the spatial size, G groups of Cg = C / G channels, M = Cg·R values per group.
+// InstanceNorm is GroupNorm with G = C (per (n, c) statistics) plus optional running statistics.
+//
+// Forward, per (n, g) over its M values (biased variance, as PyTorch):
+//   mean = Σx / M,  var = Σ(x − mean)² / M,  invStd = 1 / sqrt(var + eps)
+//   y = (x − mean)·invStd·w_c + b_c           activation 'silu': y = z·σ(z) of that z
+// The group's mean and m2 come from the statistics kernels (block partials with their own pivots,
+// merged by Chan's update: 'runs' statsNchwF32 + mergeMomentsF64 with one run per group; 'rows'
+// statsNhwcF32 per sample + mergeGroupMomentsF64, see src/plan.ts). They are expanded to every
+// (n, c) of the group and folded by foldF32 (assembly/fold.ts) with per-(n, c) gamma = w_c, beta = b_c:
+// meanHi = f32(mean), scale = f32(w_c·invStd), shift = f32(b_c − f32(mean − meanHi)·scale), the
+// batch-norm rounding contract; the apply is normalizeNchwF32 over N·C planes of R values, or
+// normalizeNhwcF32 per sample (normalizeSilu* with SiLU).
+//
+// InstanceNorm running statistics (PyTorch's instance_norm, aten/src/ATen/native/Normalization.cpp:
+// the running stats are repeated N times, batch_norm updates each (n, c) copy, then the mean over
+// n is copied back), m = momentum (weight of the new batch):
+//   runningMean_c = (1 − m)·runningMean_c + m·(Σ_n mean_nc) / N
+//   runningVar_c  = (1 − m)·runningVar_c  + m·(Σ_n m2_nc / (R − 1)) / N      (unbiased, as PyTorch)
+// in f64, rounded once. useInputStats false normalizes every instance with the running statistics.
+//
+// Backward (through the group statistics), per (n, g) with μ, invStd as saved by the forward:
+//   S1 = Σ_{c∈g} w_c·Σdy_nc,  S2 = Σ_{c∈g} w_c·Σdy·(x − μ)_nc   (f64, channels in order)
+//   dx = invStd·(w_c·dy − S1/M − (x − μ)·invStd²·S2/M)
+//   dweight_c = Σ_n invStd_ng·Σdy·(x − μ)_nc,  dbias_c = Σ_n Σdy_nc
+// The per-(n, c) sums come from backwardReduce{Nchw,Nhwc}F32 + mergeSumsF64; dx is
+// groupNormDx{Nchw,Nhwc}F32 with k3 = w_c·invStd, k1 = invStd·S1/M, k2 = invStd³·S2/M (f64, rounded
+// once). InstanceNorm with useInputStats false: μ and invStd are constants, dx = w_c·invStd·dy
+// (backwardDx*F32 in eval mode). With SiLU, z is recomputed from x as the forward applied it, from
+// the saved statistics: z = (x − saveMean)·f32(w_c·saveInvStd) + b_c (siluBackward*F32 writes
+// dz = dy·σ(z)·(1 + z·(1 − σ(z))) once, into dx's memory), and the above runs on dz.
+import type { Core } from '../exec.js';
+import type { Engine } from '../engine.js';
+import { CallScope, STATS_BLOCK } from '../exec.js';
+import { Arena } from '../memory.js';
+import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
+import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
+import { groupNormPlan, instanceNormPlan, type GroupPlan } from '../plan.js';
+import {
+  checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject, readOptions, readShape, type Options,
+} from '../args.js';
+import { FORWARD_IN_PLACE, callerOutput, type BackwardResult, type ForwardResult } from './batchnorm.js';
+
+export type GroupActivation = 'none' | 'silu';
+
+export interface GroupNormOptions {
+  /** Number of groups, dividing C. */
+  groups: number;
+  /** 'NCHW' (default): channel axis 1. 'NHWC': channel axis last. */
+  layout?: Layout;
+  /** Per-channel weight and bias, length C (default 1 and 0). */
+  weight?: Float32Array | null;
+  bias?: Float32Array | null;
+  /** Added to the variance, finite and >= 2^-126; default 1e-5. */
+  eps?: number;
+  /** 'silu': y = z·σ(z) fused (the UNet/VAE GroupNorm + SiLU); default 'none'. */
+  activation?: GroupActivation;
+  /** Destination for y, length = x.length; may be x. */
+  out?: Float32Array;
+}
+
+export interface GroupNormBackwardOptions {
+  groups: number;
+  layout?: Layout;
+  weight?: Float32Array | null;
+  /** With activation 'silu': the forward's bias, to recompute the pre-activation. */
+  bias?: Float32Array | null;
+  /** From the forward, length N·groups. */
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  activation?: GroupActivation;
+  /** Destination for dx; may be dy or x. */
+  out?: Float32Array;
+}
+
+export interface InstanceNormOptions {
+  layout?: Layout;
+  weight?: Float32Array | null;
+  bias?: Float32Array | null;
+  /** Running statistics, length C, given together or not at all; updated in place with useInputStats. */
+  runningMean?: Float32Array | null;
+  runningVar?: Float32Array | null;
+  /** true (default): each instance's own statistics; false: the running ones (required then). */
+  useInputStats?: boolean;
+  /** Weight of the new batch in the running average, in [0, 1]; default 0.1. */
+  momentum?: number;
+  eps?: number;
+  out?: Float32Array;
+}
+
+export interface InstanceNormBackwardOptions {
+  layout?: Layout;
+  weight?: Float32Array | null;
+  /** From the forward, length N·C. */
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  /** As in the forward: false means the statistics were constants (the running ones). */
+  useInputStats?: boolean;
+  out?: Float32Array;
+}
+
+export const GROUP_NORM_KEYS = ['groups', 'layout', 'weight', 'bias', 'eps', 'activation', 'out'] as const;
+export const GROUP_NORM_BACKWARD_KEYS = ['groups', 'layout', 'weight', 'bias', 'saveMean', 'saveInvStd', 'activation', 'out'] as const;
+export const INSTANCE_NORM_KEYS = ['layout', 'weight', 'bias', 'runningMean', 'runningVar', 'useInputStats', 'momentum', 'eps', 'out'] as const;
+export const INSTANCE_NORM_BACKWARD_KEYS = ['layout', 'weight', 'saveMean', 'saveInvStd', 'useInputStats', 'out'] as const;
+
+const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x']);
+
+// ---------------------------------------------------------------------------------------------
+// Checks (phase 2 of the reading layer, src/args.ts: on values read once).
+
+/** The engine's kernels and arena, read once (an Engine from createEngine()). */
+function checkEngine(engine: unknown): Core {
+  const arena = isObject(engine) ? engine.arena : undefined;
+  const kernels = isObject(engine) ? engine.kernels : undefined;
+  if (!(arena instanceof Arena) || !isObject(kernels)) {
+    throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
+  }
+  return { arena, kernels: kernels as unknown as Core['kernels'] };
+}
+
+function checkGroups(value: unknown, C: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new InvalidArgumentError('opts.groups', 'a positive integer dividing the channel count', describe(value));
+  }
+  if (C % value !== 0) throw new ShapeError('opts.groups', `a divisor of C = ${C} channels`, String(value));
+  return value;
+}
+
+function checkActivation(value: unknown): boolean {
+  if (value === undefined || value === 'none') return false;
+  if (value !== 'silu') throw new InvalidArgumentError('opts.activation', `'none' or 'silu'`, describe(value));
+  return true;
+}
+
+const shapeOf = (g: Geometry) => () => `shape [${g.shape.join(', ')}]`;
+
+/** What every entry point reads first: the engine, the shape and the options object. */
+function readCall<K extends string>(engine: unknown, shape: unknown, opts: unknown, keys: readonly (K | 'layout')[], what: string) {
+  const core = checkEngine(engine);
+  const dims = readShape(shape);
+  const o = readOptions(opts, 'opts', keys, what);
+  return { core, o, g: geometry(dims, checkLayout(o.layout)) };
+}
+
+/** x, weight, bias, eps and out of a forward call. */
+function checkForward(core: Core, g: Geometry, x: unknown, o: Options<'weight' | 'bias' | 'eps' | 'out'>) {
+  const C = g.channels, channels = () => `C = ${C} channels`;
+  return {
+    x: checkF32(core.arena, x, 'x', g.size, shapeOf(g)),
+    weight: checkOptionalF32(core.arena, o.weight, 'opts.weight', C, channels),
+    bias: checkOptionalF32(core.arena, o.bias, 'opts.bias', C, channels),
+    eps: checkEps(o.eps, 'opts.eps'),
+    out: checkOptionalF32(core.arena, o.out, 'opts.out', g.size, 'same as x'),
+  };
+}
+
+/** dy, x, weight, saveMean, saveInvStd (`stats` per sample) and out of a backward call. */
+function checkBackward(
+  core: Core, g: Geometry, dy: unknown, x: unknown, stats: number, o: Options<'weight' | 'saveMean' | 'saveInvStd' | 'out'>,
+) {
+  const C = g.channels, saved = () => `N·${stats} = ${g.shape[0] * stats} statistics, from the forward`;
+  return {
+    dy: checkF32(core.arena, dy, 'dy', g.size, shapeOf(g)),
+    x: checkF32(core.arena, x, 'x', g.size, shapeOf(g)),
+    weight: checkOptionalF32(core.arena, o.weight, 'opts.weight', C, () => `C = ${C} channels`),
+    saveMean: checkF32(core.arena, o.saveMean, 'opts.saveMean', g.shape[0] * stats, saved),
+    saveInvStd: checkF32(core.arena, o.saveInvStd, 'opts.saveInvStd', g.shape[0] * stats, saved),
+    out: checkOptionalF32(core.arena, o.out, 'opts.out', g.size, 'same as x'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points.
+
+export function groupNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: GroupNormOptions): ForwardResult {
+  const { core, o, g } = readCall(engine, shape, opts, GROUP_NORM_KEYS, 'an options object with `groups`');
+  const groups = checkGroups(o.groups, g.channels);
+  const a = checkForward(core, g, x, o);
+  const silu = checkActivation(o.activation);
+  // F.group_norm's _verify_batch_size on [N·C / G, G, ...spatial]: (N·C / G)·R must exceed 1.
+  if ((g.shape[0] * g.channels / groups) * (g.count / g.shape[0]) === 1) {
+    throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}] with ${groups} groups`);
+  }
+  checkAliasing([['opts.out', a.out]], [['x', a.x], ['opts.weight', a.weight], ['opts.bias', a.bias]], FORWARD_IN_PLACE);
+  const result = runForward(core, groupNormPlan(g, groups, 'forward'), {
+    ...a, silu, inputStats: true, runningMean: null, runningVar: null, momentum: 0,
+  });
+  result.y = callerOutput(result.y, a.out, o.out);
+  return result;
+}
+
+export function instanceNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: InstanceNormOptions = {}): ForwardResult {
+  const { core, o, g } = readCall(engine, shape, opts, INSTANCE_NORM_KEYS, 'an options object');
+  const a = checkForward(core, g, x, o);
+  const C = g.channels, channels = () => `C = ${C} channels`;
+  const runningMean = checkOptionalF32(core.arena, o.runningMean, 'opts.runningMean', C, channels);
+  const runningVar = checkOptionalF32(core.arena, o.runningVar, 'opts.runningVar', C, channels);
+  if ((runningMean === null) !== (runningVar === null)) {
+    const missing = runningMean === null ? 'opts.runningMean' : 'opts.runningVar';
+    throw new InvalidArgumentError(missing, 'a Float32Array when the other running statistic is given', 'null');
+  }
+  const inputStats = checkBoolean(o.useInputStats, 'opts.useInputStats', true);
+  if (!inputStats && runningMean === null) {
+    throw new InvalidArgumentError('opts.runningMean', 'running statistics when useInputStats is false', 'null');
+  }
+  const momentum = checkMomentum(o.momentum, 'opts.momentum');
+  // F.instance_norm's _verify_spatial_size, when it uses the input's statistics.
+  if (inputStats && g.count === g.shape[0]) {
+    throw new ShapeError('x', 'more than 1 spatial element when training', `input size [${g.shape.join(', ')}]`);
+  }
+  const update = inputStats && runningMean !== null;
+  checkAliasing(
+    [['opts.out', a.out], ['opts.runningMean', update ? runningMean : null], ['opts.runningVar', update ? runningVar : null]],
+    [['x', a.x], ['opts.weight', a.weight], ['opts.bias', a.bias],
+      ['opts.runningMean', update ? null : runningMean], ['opts.runningVar', update ? null : runningVar]],
+    FORWARD_IN_PLACE,
+  );
+  const result = runForward(core, instanceNormPlan(g, 'forward'), { ...a, silu: false, inputStats, runningMean, runningVar, momentum });
+  result.y = callerOutput(result.y, a.out, o.out);
+  return result;
+}
+
+export function groupNormBackward(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: GroupNormBackwardOptions,
+): BackwardResult {
+  const { core, o, g } = readCall(engine, shape, opts, GROUP_NORM_BACKWARD_KEYS, 'an options object with `groups`, `saveMean`, `saveInvStd`');
+  const groups = checkGroups(o.groups, g.channels);
+  const a = checkBackward(core, g, dy, x, groups, o);
+  const bias = checkOptionalF32(core.arena, o.bias, 'opts.bias', g.channels, () => `C = ${g.channels} channels`);
+  const silu = checkActivation(o.activation);
+  return checkedBackward(core, groupNormPlan(g, groups, 'backward'), { ...a, bias, silu, inputStats: true }, o.out);
+}
+
+export function instanceNormBackward(
+  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: InstanceNormBackwardOptions,
+): BackwardResult {
+  const { core, o, g } = readCall(engine, shape, opts, INSTANCE_NORM_BACKWARD_KEYS, 'an options object with `saveMean`, `saveInvStd`');
+  const a = checkBackward(core, g, dy, x, g.channels, o);
+  const inputStats = checkBoolean(o.useInputStats, 'opts.useInputStats', true);
+  return checkedBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats }, o.out);
+}
+
+/** The aliasing check of a backward call (out may be exactly dy or x), then the call; the caller's own out back. */
+function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, callerOut: unknown): BackwardResult {
+  checkAliasing([['opts.out', b.out]], [['dy', b.dy], ['x', b.x], ['opts.weight', b.weight], ['opts.bias', b.bias],
+    ['opts.saveMean', b.saveMean], ['opts.saveInvStd', b.saveInvStd]], BACKWARD_IN_PLACE);
+  const result = runBackward(core, plan, b);
+  result.dx = callerOutput(result.dx, b.out, callerOut);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated calls.
+
+interface ForwardCall {
+  x: Float32Array;
+  out: Float32Array | null;
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  eps: number;
+  silu: boolean;
+  /** The input's statistics, or (InstanceNorm) the running ones for every instance. */
+  inputStats: boolean;
+  runningMean: Float32Array | null;
+  runningVar: Float32Array | null;
+  momentum: number;
+}
+
+/** Per-(n, c) copies of per-channel values (or `fill`), as f32 at ptr: [N][C]. */
+function tileChannels(scope: CallScope, ptr: number, values: Float32Array | null, N: number, C: number, fill: number): void {
+  for (let n = 0; n < N; n++) {
+    if (values) scope.setF32(ptr + 4 * n * C, values);
+    else scope.fillF32(ptr + 4 * n * C, C, fill);
+  }
+}
+
+function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult {
+  const { g, samples: N, groups: G, spatial: R } = plan;
+  const C = g.channels, Cg = C / G, NC = N * C, NG = N * G, M = Cg * R;
+  const k = core.kernels;
+  const scope = new CallScope(core);
+  const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
+  const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
+  const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
+  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
+  try {
+    const [xCopy, yScratch, ws] = scope.allocate([
+      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'], [plan.workspace.bytes, 'workspace'],
+    ]);
+    const groupMean = ws + plan.workspace.stats, groupM2 = groupMean + 8 * NG;
+    const mean = groupM2 + 8 * NG, m2 = mean + 8 * NC, invStd = m2 + 8 * NC;
+    const meanHi = ws + plan.workspace.params, scale = meanHi + 4 * NC, shift = scale + 4 * NC, gamma = shift + 4 * NC, beta = gamma + 4 * NC;
+    const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
+    const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
+    if (!xPin.resident) scope.setF32(xPtr, f.x);
+    tileChannels(scope, gamma, w, N, C, 1);
+    tileChannels(scope, beta, b, N, C, 0);
+    const heap = core.arena.heapF64;
+    if (f.inputStats) {
+      if (plan.path === 'runs') {
+        k.statsNchwF32(xPtr, 1, NG, M, STATS_BLOCK, 0, plan.blocks, partials);
+        k.mergeMomentsF64(partials, plan.blocks, NG, groupMean, groupM2);
+      } else {
+        for (let n = 0; n < N; n++) {
+          const part = partials + 32 * n * C * plan.blocks, at = 8 * n * G;
+          k.statsNhwcF32(xPtr + 4 * n * R * C, R, C, STATS_BLOCK, 0, plan.blocks, part, work);
+          if (Cg === 1) k.mergeMomentsF64(part, plan.blocks, C, groupMean + at, groupM2 + at);
+          else k.mergeGroupMomentsF64(part, plan.blocks, G, Cg, groupMean + at, groupM2 + at);
+        }
+      }
+      for (let i = 0; i < NC; i++) { // the group's moments for each of its (n, c)
+        const s = Math.floor(i / Cg);
+        heap[(mean >>> 3) + i] = heap[(groupMean >>> 3) + s];
+        heap[(m2 >>> 3) + i] = heap[(groupM2 >>> 3) + s];
+      }
+    } else {
+      for (let i = 0; i < NC; i++) {
+        heap[(mean >>> 3) + i] = rm![i % C];
+        heap[(m2 >>> 3) + i] = rv![i % C];
+      }
+    }
+    // v / divisor is the variance: m2 / M, or the running var / 1.
+    k.foldF32(NC, mean, m2, f.inputStats ? M : 1, f.eps, gamma, beta, meanHi, scale, shift, invStd);
+    if (plan.path === 'runs') {
+      if (f.silu) k.normalizeSiluNchwF32(xPtr, yPtr, 1, NC, R, meanHi, scale, shift);
+      else k.normalizeNchwF32(xPtr, yPtr, 1, NC, R, meanHi, scale, shift, -Infinity);
+    } else {
+      for (let n = 0; n < N; n++) {
+        const at = 4 * n * R * C, p = 4 * n * C;
+        if (f.silu) k.normalizeSiluNhwcF32(xPtr + at, yPtr + at, R, C, meanHi + p, scale + p, shift + p, work);
+        else k.normalizeNhwcF32(xPtr + at, yPtr + at, R, C, meanHi + p, scale + p, shift + p, work, -Infinity);
+      }
+    }
+    // saveMean | saveInvStd in one new buffer: each group's (the first of its channels').
+    const saved = new Float32Array(2 * NG);
+    for (let s = 0; s < NG; s++) {
+      saved[s] = heap[(mean >>> 3) + s * Cg];
+      saved[NG + s] = heap[(invStd >>> 3) + s * Cg];
+    }
+    const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
+    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
+    if (f.inputStats && rm !== null) {
+      // PyTorch's update of the N repeated copies, averaged over n (header), in f64, rounded once.
+      const m = f.momentum, liveMean = scope.live(f.runningMean!, rmPin!), liveVar = scope.live(f.runningVar!, rvPin!);
+      for (let c = 0; c < C; c++) {
+        let sm = 0, sv = 0;
+        for (let n = 0; n < N; n++) {
+          sm += heap[(mean >>> 3) + n * C + c];
+          sv += heap[(m2 >>> 3) + n * C + c] / (R - 1);
+        }
+        liveMean[c] = (1 - m) * rm[c] + m * (sm / N);
+        liveVar[c] = (1 - m) * rv![c] + m * (sv / N);
+      }
+    }
+    return { y, saveMean: saved.subarray(0, NG), saveInvStd: saved.subarray(NG) };
+  } finally {
+    scope.release();
+  }
+}
+
+interface BackwardCall {
+  dy: Float32Array;
+  x: Float32Array;
+  out: Float32Array | null;
+  weight: Float32Array | null;
+  bias: Float32Array | null;
+  saveMean: Float32Array;
+  saveInvStd: Float32Array;
+  silu: boolean;
+  /** false: the statistics were constants (InstanceNorm with the running statistics). */
+  inputStats: boolean;
+}
+
+function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResult {
+  const { g, samples: N, groups: G, spatial: R } = plan;
+  const C = g.channels, Cg = C / G, NC = N * C, M = Cg * R;
+  const k = core.kernels;
+  const scope = new CallScope(core);
+  const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
+  const w = scope.stable(b.weight), bias = scope.stable(b.bias), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  try {
+    // dx goes to a resident out, else over the scratch copy of dy, else to new scratch; SiLU's dz
+    // is written where dx goes, unless that is x (needed until dx is written): then to scratch.
+    const dzOwn = b.silu && outPin?.resident === true && outPin.ptr === xPin.ptr;
+    const [dyCopy, xCopy, dxScratch, dzScratch, ws] = scope.allocate([
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [dzOwn ? 4 * g.size : 0, 'dz'], [plan.workspace.bytes, 'workspace'],
+    ]);
+    const sumDy = ws + plan.workspace.stats, sumDyXmu = sumDy + 8 * NC;
+    const meanPtr = ws + plan.workspace.params, k1 = meanPtr + 4 * NC, k2 = k1 + 4 * NC, k3 = k2 + 4 * NC;
+    const scale = k3 + 4 * NC, shift = scale + 4 * NC;
+    const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
+    const dyPtr = dyPin.resident ? dyPin.ptr : dyCopy;
+    const xPtr = xPin.resident ? xPin.ptr : xCopy;
+    const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
+    if (!dyPin.resident) scope.setF32(dyPtr, b.dy);
+    if (!xPin.resident) scope.setF32(xPtr, b.x);
+    const f32 = core.arena.heapF32, f64 = core.arena.heapF64;
+    for (let i = 0; i < NC; i++) f32[(meanPtr >>> 2) + i] = mean[Math.floor(i / Cg)];
+    let gPtr = dyPtr;
+    if (b.silu) {
+      for (let i = 0; i < NC; i++) {
+        const c = i % C;
+        f32[(scale >>> 2) + i] = (w ? w[c] : 1) * invStd[Math.floor(i / Cg)];
+        f32[(shift >>> 2) + i] = bias ? bias[c] : 0;
+      }
+      gPtr = dzOwn ? dzScratch : dxPtr;
+      if (plan.path === 'runs') k.siluBackwardNchwF32(dyPtr, xPtr, gPtr, 1, NC, R, meanPtr, scale, shift);
+      else {
+        for (let n = 0; n < N; n++) {
+          const at = 4 * n * R * C, p = 4 * n * C;
+          k.siluBackwardNhwcF32(dyPtr + at, xPtr + at, gPtr + at, R, C, meanPtr + p, scale + p, shift + p, work);
+        }
+      }
+    }
+    if (plan.path === 'runs') {
+      k.backwardReduceNchwF32(gPtr, xPtr, 1, NC, R, meanPtr, STATS_BLOCK, 0, plan.blocks, partials, 0);
+      k.mergeSumsF64(partials, plan.blocks, NC, sumDy, sumDyXmu);
+    } else {
+      for (let n = 0; n < N; n++) {
+        const part = partials + 16 * n * C * plan.blocks;
+        k.backwardReduceNhwcF32(gPtr + 4 * n * R * C, xPtr + 4 * n * R * C, R, C, meanPtr + 4 * n * C, STATS_BLOCK, 0, plan.blocks, part, work, 0);
+        k.mergeSumsF64(part, plan.blocks, C, sumDy + 8 * n * C, sumDyXmu + 8 * n * C);
+      }
+    }
+    // The per-(n, c) dx constants (header) in f64, each rounded once when stored.
+    const grads = new Float32Array(2 * C); // dweight | dbias
+    const dw = new Float64Array(C), db = new Float64Array(C);
+    for (let s = 0; s < N * G; s++) {
+      const first = s * Cg, is = invStd[s];
+      let s1 = 0, s2 = 0;
+      for (let i = first; i < first + Cg; i++) {
+        const wc = w ? w[i % C] : 1, sd = f64[(sumDy >>> 3) + i], sx = f64[(sumDyXmu >>> 3) + i];
+        s1 += wc * sd;
+        s2 += wc * sx;
+        dw[i % C] += is * sx;
+        db[i % C] += sd;
+      }
+      for (let i = first; i < first + Cg; i++) {
+        f32[(k1 >>> 2) + i] = b.inputStats ? (is * s1) / M : 0;
+        f32[(k2 >>> 2) + i] = b.inputStats ? (is * is * is * s2) / M : 0;
+        f32[(k3 >>> 2) + i] = (w ? w[i % C] : 1) * is;
+      }
+    }
+    for (let c = 0; c < C; c++) {
+      grads[c] = dw[c];
+      grads[C + c] = db[c];
+    }
+    if (plan.path === 'runs') {
+      if (b.inputStats) k.groupNormDxNchwF32(gPtr, xPtr, dxPtr, 1, NC, R, meanPtr, k1, k2, k3);
+      else k.backwardDxNchwF32(gPtr, xPtr, dxPtr, 1, NC, R, meanPtr, k1, k2, k3, false, 0);
+    } else {
+      for (let n = 0; n < N; n++) {
+        const at = 4 * n * R * C, p = 4 * n * C;
+        if (b.inputStats) k.groupNormDxNhwcF32(gPtr + at, xPtr + at, dxPtr + at, R, C, meanPtr + p, k1 + p, k2 + p, k3 + p, work);
+        else k.backwardDxNhwcF32(gPtr + at, xPtr + at, dxPtr + at, R, C, meanPtr + p, k1 + p, k2 + p, k3 + p, work, false, 0);
+      }
+    }
+    const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
+    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
+    return { dx, dweight: grads.subarray(0, C), dbias: grads.subarray(C) };
+  } finally {
+    scope.release();
+  }
+}
