@@ -1,13 +1,14 @@
-// The browser demo: loads the package (dist/, as a browser would load it from node_modules or a
-// CDN), batch-normalizes a ResNet-sized activation (32x64x56x56) in NCHW and NHWC, checks forward
-// (training and inference) and backward against the package's float64 oracle, then times the
-// kernels against a plain JavaScript loop and draws the result as an SVG bar chart.
+// The browser demo: loads the package by name (`wasm-batchnorm`, mapped to dist/ by the page's
+// import map, as an app maps node_modules/wasm-batchnorm/dist/ or a CDN), batch-normalizes a
+// ResNet-sized activation (32x64x56x56) in NCHW and NHWC, checks forward (training and inference)
+// and backward against the package's float64 oracle, then times the kernels against a plain
+// JavaScript loop and draws the result as an SVG bar chart.
 //
 // Results are also published as `window.__results` for test/browser.test.ts.
 //
 // Query options: ?simd=0|1 (default: auto-detect), ?n=32 (batch), ?bench=0 (skip the benchmark),
 // ?runs=5 (timed runs per bar).
-import { createEngine, oracleForward, oracleBackward } from '../../dist/index.js';
+import { createEngine, oracleForward, oracleBackward } from 'wasm-batchnorm'; // the import map in index.html
 import { plainForwardEval, plainForwardTrain, plainBackwardTrain } from '../../bench/plain-js.mjs';
 import { mulberry32 } from '../../bench/prng.mjs';
 
