@@ -10,3 +10,5 @@ const target = snapshot
 
 export const pkg = await import(target);
 export const { createEngine, oracleForward, oracleBackward } = pkg;
+/** URL of another file of the same dist/ (e.g. 'tfjs/index.js', the wasm-batchnorm/tfjs entry). */
+export const distUrl = (rel) => new URL(rel, target).href;

@@ -15,9 +15,9 @@
 // throws. The correct NCHW usage timed here is the plain broadcasting arithmetic
 // (x − mean)·(gamma·rsqrt(var + eps)) + beta with [1,C,1,...]-shaped statistics and parameters
 // (tf.sub/mul/add broadcast correctly). NHWC and [N, C] use tf.batchNorm (channel axis last).
+import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
-import { loadTfjsGradients } from './tfjs-node.mjs';
 import { tfjsContender } from './tfjs-calls.mjs';
 
 export const id = 'tfjs-wasm';
@@ -26,7 +26,9 @@ export const label = 'TensorFlow.js wasm';
 let ready = null;
 async function init() {
   ready ??= (async () => {
-    await loadTfjsGradients(); // for tf.grads
+    // Gradients for tf.grads: tfjs-core's Node entry has none registered (see the hook's header).
+    register('./tfjs-gradients-hook.mjs', import.meta.url);
+    await import('@tensorflow/tfjs-core/dist/register_all_gradients.js');
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // single thread: the plain SIMD build
     if (!(await tf.setBackend('wasm'))) throw new Error('tfjs: the wasm backend failed to initialise');
     await tf.ready();
