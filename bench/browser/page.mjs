@@ -5,6 +5,7 @@
 // Query: ?mode=test|quick|full (default quick), ?autorun=1 (start at once). The state is also in
 // window.__bench ({ done, error, mode, report }) for bench/browser/run.mjs and the tests.
 import { COLORS, ORDER, PEERS, SHORT, summarize } from '../derive.mjs';
+import { el, svg } from '../../examples/browser/dom.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -13,19 +14,6 @@ window.__bench = state;
 
 if (['test', 'quick', 'full'].includes(params.get('mode'))) $('mode').value = params.get('mode');
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  e.append(...children);
-  return e;
-}
-const SVG_NS = 'http://www.w3.org/2000/svg';
-function svg(tag, attrs = {}, text) {
-  const e = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
 const fmtX = (x) => `${x >= 10 ? x.toFixed(0) : x.toFixed(x >= 1 ? 1 : 2)}×`;

@@ -12,7 +12,7 @@
 // Messages out: { type: 'progress', text, done, total }, { type: 'case', case }, { type: 'done', report },
 //               { type: 'error', message }
 import { selectCases } from '../shapes.mjs';
-import { makeInputs, reference, compare, EPS, WRONG_ABOVE } from '../data.mjs';
+import { caseData, compare, WRONG_ABOVE } from '../data.mjs';
 import { OPS, derive, summarize } from '../derive.mjs';
 import { simdEngine } from '../contenders/engines.mjs';
 import * as floor from '../contenders/floor.mjs';
@@ -151,13 +151,7 @@ async function runContender(m, ctx, mode, perValue) {
 /** One (operation, case): every contender in turn; the floor first and again last (lower median, as suite.mjs). */
 async function runCase(c, op, contenders, mode, perValue) {
   const t0 = now();
-  const inputs = makeInputs(c, op);
-  const ref = reference(c, op, inputs);
-  let saved = null;
-  if (op === 'backward') {
-    const r = (await simdEngine()).forward(inputs.x, c.shape, { layout: c.layout, training: true, weight: inputs.weight, bias: inputs.bias, eps: EPS });
-    saved = { saveMean: r.saveMean, saveInvStd: r.saveInvStd };
-  }
+  const { inputs, ref, saved } = caseData(c, op, await simdEngine());
   const ctx = { c, op, inputs, saved, ref };
   const entries = [];
   for (const m of contenders) {

@@ -11,6 +11,7 @@
 import { createEngine, oracleForward, oracleBackward } from 'wasm-batchnorm'; // the import map in index.html
 import { plainForwardEval, plainForwardTrain, plainBackwardTrain } from '../../bench/plain-js.mjs';
 import { mulberry32 } from '../../bench/prng.mjs';
+import { el, svg } from './dom.js';
 
 const params = new URLSearchParams(location.search);
 const SIMD = params.get('simd') === '1' ? true : params.get('simd') === '0' ? false : undefined;
@@ -55,12 +56,6 @@ function setStatus(text, cls = '') {
   $('status').className = cls;
 }
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  e.append(...children);
-  return e;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Seeded data (mulberry32 uniforms from bench/prng.mjs, Box-Muller normals), as in bench/start.mjs.
@@ -170,13 +165,6 @@ function renderCheck(row) {
     el('td', {}, el('span', { class: `badge ${row.pass ? 'pass' : 'fail'}` }, row.pass ? 'PASS' : 'FAIL'))));
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-function svg(tag, attrs = {}, text) {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** Grouped horizontal bars: one group per (layout, op), ours above plain JS, GB/s on the axis. */
 function renderChart(rows) {
