@@ -155,3 +155,19 @@ export function compare(c, ref, out) {
   for (const v of Object.values(errs)) if (!(v <= err)) err = v;
   return { err, correct: err <= WRONG_ABOVE, checked: Object.keys(errs) };
 }
+
+/**
+ * Everything a case gives its contenders: inputs, the reference, and for backward `saved` (the
+ * saveMean/saveInvStd of our training forward on `engine`, which backward contenders that take
+ * saved statistics get: ours, plain JS).
+ */
+export function caseData(c, op, engine) {
+  const inputs = makeInputs(c, op);
+  const ref = reference(c, op, inputs);
+  let saved = null;
+  if (op === 'backward') {
+    const r = engine.forward(inputs.x, c.shape, { layout: c.layout, training: true, weight: inputs.weight, bias: inputs.bias, eps: EPS });
+    saved = { saveMean: r.saveMean, saveInvStd: r.saveInvStd };
+  }
+  return { inputs, ref, saved };
+}

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { selectCases } from './shapes.mjs';
-import { makeInputs, reference, compare, EPS } from './data.mjs';
+import { caseData, compare } from './data.mjs';
 import { simdEngine, scalarEngine } from './contenders/engines.mjs';
 import { ensureBenchDeps } from './deps.mjs';
 
@@ -81,14 +81,7 @@ const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms
 
 async function runCase(c) {
   const tCase = performance.now();
-  const inputs = makeInputs(c, op);
-  const ref = reference(c, op, inputs);
-  let saved = null;
-  if (op === 'backward') {
-    // The saved statistics every backward contender that takes them gets (ours, plain JS).
-    const r = (await simdEngine()).forward(inputs.x, c.shape, { layout: c.layout, training: true, weight: inputs.weight, bias: inputs.bias, eps: EPS });
-    saved = { saveMean: r.saveMean, saveInvStd: r.saveInvStd };
-  }
+  const { inputs, ref, saved } = caseData(c, op, await simdEngine());
   const entries = [];
   const live = [];
   for (const m of contenders) {

@@ -73,8 +73,8 @@ afterAll(async () => {
 });
 
 /** Opens the demo with `query`, waits for it to finish, returns its results and any page problems. */
-async function openDemo(base: RunningServer, query: string, init?: string): Promise<{ page: Page; results: DemoResults; problems: string[] }> {
-  const page = await browser!.newPage({ viewport: { width: 1100, height: 900 } });
+async function openDemo(base: RunningServer, query: string, init?: string, viewport = { width: 1100, height: 900 }): Promise<{ page: Page; results: DemoResults; problems: string[] }> {
+  const page = await browser!.newPage({ viewport });
   const problems = watchPage(page);
   if (init) await page.addInitScript(init);
   await page.goto(`${base.url}${DEMO_PATH.slice(1)}${query}`);
@@ -126,6 +126,32 @@ describe('real browser (headless chromium)', () => {
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`demo page: ${results.info.build} build, loaded in ${results.seconds.load?.toFixed(2)} s, checks ${results.seconds.checks?.toFixed(1)} s, `
         + `benchmark ${results.seconds.bench?.toFixed(1)} s; speed-up over plain JS ${results.bench!.map((b) => `${b.layout} ${b.op} ${b.speedup.toFixed(1)}x`).join(', ')}`);
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('demo page at a phone\'s width (390 px): nothing wider than the screen; install line; imports `wasm-batchnorm` through an import map to dist/', async (ctx) => {
+    ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
+    const { page, results, problems } = await openDemo(server, '?n=2&runs=1', undefined, { width: 390, height: 844 });
+    try {
+      expectAllChecksPass(results);
+      expect(await page.locator('#chart svg rect').count()).toBe(12);
+      const layout = await page.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        importMap: JSON.parse(document.querySelector('script[type="importmap"]')?.textContent ?? 'null'),
+        install: document.querySelector('.install')?.textContent,
+        fetched: performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname),
+      }));
+      expect(layout.scrollWidth).toBeLessThanOrEqual(390);
+      expect(layout.install).toBe('npm install wasm-batchnorm');
+      expect(layout.importMap).toEqual({ imports: { 'wasm-batchnorm': '../../dist/index.js' } });
+      // main.js imports the bare name only; the map resolved it to /dist/index.js.
+      const main = await (await fetch(`${server.url}examples/browser/main.js`)).text();
+      expect(main).toMatch(/from 'wasm-batchnorm'/);
+      expect(main).not.toMatch(/dist\/index\.js'/);
+      expect(layout.fetched).toContain('/dist/index.js');
       expect(problems).toEqual([]);
     } finally {
       await page.close();

@@ -3,6 +3,8 @@
 //   <!-- runnable -->              a whole program: compiled and run here (cwd: the project, which
 //                                  also holds test/fixtures/model.safetensors as model.safetensors);
 //   <!-- not runnable: <why> -->   a fragment, or browser-only (the package test runs a Vite app in chromium).
+// The @tensorflow/* packages the programs import (optional peers of wasm-batchnorm/tfjs) are
+// installed into the project too, offline, at the root install's versions.
 // The runnable blocks are compiled together by tsc (strict, skipLibCheck false) in a project made
 // the way the README's TypeScript note says (`npm init -y`, then "type": "module", "module":
 // "nodenext", "target": "es2022"), into which the `npm pack` tarball of the current sources is
@@ -70,6 +72,14 @@ beforeAll(async () => {
   await runOk('npm', ['init', '-y'], { cwd: project, env: npmEnv(), timeoutMs: 30_000 });
   initType = JSON.parse(await readFile(path.join(project, 'package.json'), 'utf8')).type;
   await installTarball(project, tarball);
+  // The optional peers the blocks import (the TensorFlow.js example), as a user installs them:
+  // offline, at the versions of the root install (whose packages npm's cache holds).
+  const peers = [...new Set(programs.flatMap((b) => [...b.code.matchAll(/^import (?:.* from )?'(@tensorflow\/[\w-]+)';$/gm)].map((m) => m[1]!)))];
+  if (peers.length) {
+    const version = async (name: string) => (JSON.parse(await readFile(path.join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+    const specs = await Promise.all(peers.map(async (name) => `${name}@${await version(name)}`));
+    await runOk('npm', ['install', ...specs, '--offline', '--no-audit', '--no-fund'], { cwd: project, env: npmEnv(), timeoutMs: 120_000 });
+  }
   // The file the safetensors example reads, as a user would have it next to their script.
   await copyFile(path.join(REPO, 'test/fixtures/model.safetensors'), path.join(project, 'model.safetensors'));
   for (const b of programs) await writeFile(path.join(project, fileOf(b)), `${b.code}\n`);

@@ -1,15 +1,17 @@
-// The browser demo: loads the package (dist/, as a browser would load it from node_modules or a
-// CDN), batch-normalizes a ResNet-sized activation (32x64x56x56) in NCHW and NHWC, checks forward
-// (training and inference) and backward against the package's float64 oracle, then times the
-// kernels against a plain JavaScript loop and draws the result as an SVG bar chart.
+// The browser demo: loads the package by name (`wasm-batchnorm`, mapped to dist/ by the page's
+// import map, as an app maps node_modules/wasm-batchnorm/dist/ or a CDN), batch-normalizes a
+// ResNet-sized activation (32x64x56x56) in NCHW and NHWC, checks forward (training and inference)
+// and backward against the package's float64 oracle, then times the kernels against a plain
+// JavaScript loop and draws the result as an SVG bar chart.
 //
 // Results are also published as `window.__results` for test/browser.test.ts.
 //
 // Query options: ?simd=0|1 (default: auto-detect), ?n=32 (batch), ?bench=0 (skip the benchmark),
 // ?runs=5 (timed runs per bar).
-import { createEngine, oracleForward, oracleBackward } from '../../dist/index.js';
+import { createEngine, oracleForward, oracleBackward } from 'wasm-batchnorm'; // the import map in index.html
 import { plainForwardEval, plainForwardTrain, plainBackwardTrain } from '../../bench/plain-js.mjs';
 import { mulberry32 } from '../../bench/prng.mjs';
+import { el, svg } from './dom.js';
 
 const params = new URLSearchParams(location.search);
 const SIMD = params.get('simd') === '1' ? true : params.get('simd') === '0' ? false : undefined;
@@ -54,12 +56,6 @@ function setStatus(text, cls = '') {
   $('status').className = cls;
 }
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  e.append(...children);
-  return e;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Seeded data (mulberry32 uniforms from bench/prng.mjs, Box-Muller normals), as in bench/start.mjs.
@@ -169,13 +165,6 @@ function renderCheck(row) {
     el('td', {}, el('span', { class: `badge ${row.pass ? 'pass' : 'fail'}` }, row.pass ? 'PASS' : 'FAIL'))));
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-function svg(tag, attrs = {}, text) {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** Grouped horizontal bars: one group per (layout, op), ours above plain JS, GB/s on the axis. */
 function renderChart(rows) {
