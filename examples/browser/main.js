@@ -249,13 +249,19 @@ function median(values) {
   return s[s.length >> 1];
 }
 
+/**
+ * Median ms of one call over RUNS samples. A sample repeats the call until at least 5 ms have
+ * passed: outside a cross-origin-isolated page the browser's clock ticks in 0.1 ms steps, so a
+ * single short call can read as 0 ms (and an infinite GB/s).
+ */
 function timeMs(run) {
   run(); // warm-up
   const times = [];
   for (let i = 0; i < RUNS; i++) {
     const t0 = performance.now();
-    run();
-    times.push(performance.now() - t0);
+    let calls = 0, elapsed = 0;
+    do { run(); calls++; elapsed = performance.now() - t0; } while (elapsed < 5);
+    times.push(elapsed / calls);
   }
   return median(times);
 }
