@@ -28,7 +28,7 @@ export type {
 } from './ops/layernorm.js';
 export { oracleLayerNorm, oracleLayerNormBackward, oracleRmsNorm, oracleRmsNormBackward } from './oracle/layernorm.js';
 export type { OracleRowNormOptions, OracleRowNormBackwardOptions } from './oracle/layernorm.js';
-export { groupNorm, groupNormBackward, instanceNorm, instanceNormBackward } from './ops/groupnorm.js';
+export { groupNorm, groupNormBackward, instanceNorm, instanceNormBackward } from './layers/groupnorm.js';
 export type {
   GroupActivation, GroupNormOptions, GroupNormBackwardOptions, InstanceNormOptions, InstanceNormBackwardOptions,
 } from './ops/groupnorm.js';

@@ -5,15 +5,31 @@
 //   InstanceNorm state: weight, bias (affine); running_mean, running_var, num_batches_tracked (tracked)
 // InstanceNorm, as PyTorch's _InstanceNorm.forward: useInputStats = training || !trackRunningStats,
 // momentum null means 0 (no update), and num_batches_tracked is kept but never incremented.
-import { Engine } from '../engine.js';
+import type { Engine } from '../engine.js';
+import { checkEngine, onEngine } from './entry.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from '../layout.js';
 import { checkBoolean, checkEps, checkF32, checkMomentum, readOptions, readShape } from '../args.js';
-import { groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, type GroupActivation } from '../ops/groupnorm.js';
+import {
+  groupNorm as groupNormOp, groupNormBackward as groupNormBackwardOp, instanceNorm as instanceNormOp,
+  instanceNormBackward as instanceNormBackwardOp, type GroupActivation,
+} from '../ops/groupnorm.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
   type StateDictTarget,
 } from '../statedict.js';
+
+/** GroupNorm (F.group_norm): statistics per (sample, group of C / groups channels), per-channel affine, optional fused SiLU. */
+export const groupNorm = onEngine(groupNormOp);
+
+/** Gradients of groupNorm's y with respect to x, weight and bias. */
+export const groupNormBackward = onEngine(groupNormBackwardOp);
+
+/** InstanceNorm (F.instance_norm): statistics per (sample, channel), optional affine and running statistics. */
+export const instanceNorm = onEngine(instanceNormOp);
+
+/** Gradients of instanceNorm's y with respect to x, weight and bias. */
+export const instanceNormBackward = onEngine(instanceNormBackwardOp);
 
 export interface GroupNormLayerOptions {
   /** Default 1e-5. */
@@ -58,8 +74,7 @@ abstract class NormLayer {
   protected saved: Saved | null = null;
 
   constructor(engine: unknown, channels: number, eps: unknown, affine: unknown, layout: unknown, affineDefault: boolean) {
-    if (!(engine instanceof Engine)) throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
-    this.engine = engine;
+    this.engine = checkEngine(engine);
     this.eps = checkEps(eps, 'options.eps');
     this.layout = checkLayout(layout, 'options.layout');
     const withAffine = checkBoolean(affine, 'options.affine', affineDefault);

@@ -1,25 +1,15 @@
 // LayerNorm and RMSNorm for users: the functional entry points (engine first) and the layer
 // classes with PyTorch's constructor arguments and state-dict names (torch.nn.LayerNorm,
 // torch.nn.RMSNorm). The ops themselves are src/ops/layernorm.ts.
-import { Engine } from '../engine.js';
-import { InvalidArgumentError, describe } from '../errors.js';
+import type { Engine } from '../engine.js';
+import { checkEngine, onEngine } from './entry.js';
+import { InvalidArgumentError } from '../errors.js';
 import { MAX_ELEMENTS } from '../layout.js';
 import { checkBoolean, checkEps, checkF32, readOptions, readShape } from '../args.js';
-import type { Core } from '../exec.js';
 import { backwardLayerNorm, backwardRmsNorm, checkDims, checkRows, forwardLayerNorm, forwardRmsNorm } from '../ops/layernorm.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
 } from '../statedict.js';
-
-function checkEngine(engine: unknown): Engine {
-  if (!(engine instanceof Engine)) throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
-  return engine;
-}
-
-/** An op on an engine's kernels as a public entry point: the same arguments, the engine checked first. */
-function onEngine<A extends unknown[], R>(op: (core: Core, ...args: A) => R): (engine: Engine, ...args: A) => R {
-  return (engine, ...args) => op(checkEngine(engine), ...args);
-}
 
 /** LayerNorm over the trailing `normalizedShape` dims of x (PyTorch's layer_norm); `residual` normalizes x + residual and returns that sum. */
 export const layerNorm = onEngine(forwardLayerNorm);

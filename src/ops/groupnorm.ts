@@ -33,14 +33,12 @@
 // the saved statistics: z = (x − saveMean)·f32(w_c·saveInvStd) + b_c (siluBackward*F32 writes
 // dz = dy·σ(z)·(1 + z·(1 − σ(z))) once, into dx's memory), and the above runs on dz.
 import type { Core } from '../exec.js';
-import type { Engine } from '../engine.js';
 import { CallScope, STATS_BLOCK } from '../exec.js';
-import { Arena } from '../memory.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
 import { groupNormPlan, instanceNormPlan, type GroupPlan } from '../plan.js';
 import {
-  checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, isObject, readOptions, readShape, type Options,
+  checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape, type Options,
 } from '../args.js';
 import { FORWARD_IN_PLACE, callerOutput, type BackwardResult, type ForwardResult } from './batchnorm.js';
 
@@ -112,16 +110,6 @@ const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out
 // ---------------------------------------------------------------------------------------------
 // Checks (phase 2 of the reading layer, src/args.ts: on values read once).
 
-/** The engine's kernels and arena, read once (an Engine from createEngine()). */
-function checkEngine(engine: unknown): Core {
-  const arena = isObject(engine) ? engine.arena : undefined;
-  const kernels = isObject(engine) ? engine.kernels : undefined;
-  if (!(arena instanceof Arena) || !isObject(kernels)) {
-    throw new InvalidArgumentError('engine', 'an Engine from createEngine()', describe(engine));
-  }
-  return { arena, kernels: kernels as unknown as Core['kernels'] };
-}
-
 function checkGroups(value: unknown, C: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new InvalidArgumentError('opts.groups', 'a positive integer dividing the channel count', describe(value));
@@ -139,8 +127,7 @@ function checkActivation(value: unknown): boolean {
 const shapeOf = (g: Geometry) => () => `shape [${g.shape.join(', ')}]`;
 
 /** What every entry point reads first: the engine, the shape and the options object. */
-function readCall<K extends string>(engine: unknown, shape: unknown, opts: unknown, keys: readonly (K | 'layout')[], what: string) {
-  const core = checkEngine(engine);
+function readCall<K extends string>(core: Core, shape: unknown, opts: unknown, keys: readonly (K | 'layout')[], what: string) {
   const dims = readShape(shape);
   const o = readOptions(opts, 'opts', keys, what);
   return { core, o, g: geometry(dims, checkLayout(o.layout)) };
@@ -176,8 +163,8 @@ function checkBackward(
 // ---------------------------------------------------------------------------------------------
 // Entry points.
 
-export function groupNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: GroupNormOptions): ForwardResult {
-  const { core, o, g } = readCall(engine, shape, opts, GROUP_NORM_KEYS, 'an options object with `groups`');
+export function groupNorm(core: Core, x: Float32Array, shape: readonly number[], opts: GroupNormOptions): ForwardResult {
+  const { o, g } = readCall(core, shape, opts, GROUP_NORM_KEYS, 'an options object with `groups`');
   const groups = checkGroups(o.groups, g.channels);
   const a = checkForward(core, g, x, o);
   const silu = checkActivation(o.activation);
@@ -193,8 +180,8 @@ export function groupNorm(engine: Engine, x: Float32Array, shape: readonly numbe
   return result;
 }
 
-export function instanceNorm(engine: Engine, x: Float32Array, shape: readonly number[], opts: InstanceNormOptions = {}): ForwardResult {
-  const { core, o, g } = readCall(engine, shape, opts, INSTANCE_NORM_KEYS, 'an options object');
+export function instanceNorm(core: Core, x: Float32Array, shape: readonly number[], opts: InstanceNormOptions = {}): ForwardResult {
+  const { o, g } = readCall(core, shape, opts, INSTANCE_NORM_KEYS, 'an options object');
   const a = checkForward(core, g, x, o);
   const C = g.channels, channels = () => `C = ${C} channels`;
   const runningMean = checkOptionalF32(core.arena, o.runningMean, 'opts.runningMean', C, channels);
@@ -225,9 +212,9 @@ export function instanceNorm(engine: Engine, x: Float32Array, shape: readonly nu
 }
 
 export function groupNormBackward(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: GroupNormBackwardOptions,
+  core: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: GroupNormBackwardOptions,
 ): BackwardResult {
-  const { core, o, g } = readCall(engine, shape, opts, GROUP_NORM_BACKWARD_KEYS, 'an options object with `groups`, `saveMean`, `saveInvStd`');
+  const { o, g } = readCall(core, shape, opts, GROUP_NORM_BACKWARD_KEYS, 'an options object with `groups`, `saveMean`, `saveInvStd`');
   const groups = checkGroups(o.groups, g.channels);
   const a = checkBackward(core, g, dy, x, groups, o);
   const bias = checkOptionalF32(core.arena, o.bias, 'opts.bias', g.channels, () => `C = ${g.channels} channels`);
@@ -236,9 +223,9 @@ export function groupNormBackward(
 }
 
 export function instanceNormBackward(
-  engine: Engine, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: InstanceNormBackwardOptions,
+  core: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: InstanceNormBackwardOptions,
 ): BackwardResult {
-  const { core, o, g } = readCall(engine, shape, opts, INSTANCE_NORM_BACKWARD_KEYS, 'an options object with `saveMean`, `saveInvStd`');
+  const { o, g } = readCall(core, shape, opts, INSTANCE_NORM_BACKWARD_KEYS, 'an options object with `saveMean`, `saveInvStd`');
   const a = checkBackward(core, g, dy, x, g.channels, o);
   const inputStats = checkBoolean(o.useInputStats, 'opts.useInputStats', true);
   return checkedBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats }, o.out);
