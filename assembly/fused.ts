@@ -15,6 +15,9 @@
 // separate kernels do: the same bits as the separate reduction + merge for the same `block`.
 //
 // Contract: f32 tensors [outer][C][inner]; y may equal x, dx may equal dy or x (in place).
+// Only channels [c0, c1) are read and written (0 <= c0 <= c1 <= C): each channel's result
+// depends on that channel alone, so calls on disjoint channel ranges (threads) compose to the
+// bits of one call on all of them.
 // gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel (each
 // channel's two f64 output slots hold its running block sums until the channel is done), and
 // overlap nothing else.
@@ -31,13 +34,13 @@ import { reduceRun, dxRunSimd, dxRunScalar } from './backward';
  * fold.ts (normalize.ts: lower = 0 fuses ReLU, −Inf is the identity).
  */
 export function forwardTrainNchwF32(
-  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, c0: i32, c1: i32, gamma: usize, beta: usize, eps: f64,
   mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
   const S = segmentsOf(inner, block), P = planesOf(inner, block);
-  for (let c = 0; c < C; c++) {
+  for (let c = c0; c < c1; c++) {
     const oc = <usize>c << 3, pc = <usize>c << 2;
     let n = 0.0, mu = 0.0, q = 0.0, shift = 0.0; // mergeMomentsF64's running state
     for (let first = 0; first < outer; first += P) {
@@ -88,14 +91,14 @@ export function forwardTrainNchwF32(
  * y != 0, dy is masked by the fused ReLU's output first (simd.ts).
  */
 export function backwardNchwF32(
-  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32,
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32, c0: i32, c1: i32,
   mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   const plane = <usize>inner << 2;
   const stride = plane * C;
   const n = <f64>outer * <f64>inner;
   const S = segmentsOf(inner, block), P = planesOf(inner, block);
-  for (let c = 0; c < C; c++) {
+  for (let c = c0; c < c1; c++) {
     const pc = <usize>c << 2, oc = <usize>c << 3;
     const m = load<f32>(mean + pc), s = <f64>load<f32>(invStd + pc);
     const base = plane * c;

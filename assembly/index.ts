@@ -60,6 +60,11 @@ function nchwBlocks(outer: i32, inner: i32, block: i32): i32 {
   return segmentsOf(inner, block) * ((outer - 1) / planesOf(inner, block) + 1);
 }
 
+/** Channel ranges: 0 <= c0 <= c1 <= C. */
+function checkChannels(c0: i32, c1: i32, C: i32): void {
+  assert(c0 >= 0 && c0 <= c1 && c1 <= C, 'kernel: channel range outside [0, C]');
+}
+
 /**
  * Block ranges: 0 <= b0 <= b1 <= blocks, partials of b1 blocks in memory, `fields` f64[C] per
  * block (statistics: 4, backward sums: 2).
@@ -178,29 +183,31 @@ export function backwardDxNhwcF32(
 }
 
 export function forwardTrainNchwF32(
-  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, y: usize, outer: i32, C: i32, inner: i32, block: i32, c0: i32, c1: i32, gamma: usize, beta: usize, eps: f64,
   mean: usize, m2: usize, invStd: usize, lower: f32,
 ): void {
   checkCounts(outer, C, inner);
   checkBlock(block);
+  checkChannels(c0, c1, C);
   const n = f32s(<u64>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
   checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
   checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(invStd, f64s(C));
-  forwardTrainNchw(x, y, outer, C, inner, block, gamma, beta, eps, mean, m2, invStd, lower);
+  forwardTrainNchw(x, y, outer, C, inner, block, c0, c1, gamma, beta, eps, mean, m2, invStd, lower);
 }
 
 export function backwardNchwF32(
-  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32,
+  dy: usize, x: usize, dx: usize, outer: i32, C: i32, inner: i32, block: i32, c0: i32, c1: i32,
   mean: usize, invStd: usize, gamma: usize, training: bool, sumDy: usize, sumDyXmu: usize, y: usize,
 ): void {
   checkCounts(outer, C, inner);
   checkBlock(block);
+  checkChannels(c0, c1, C);
   const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
   checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
-  backwardNchw(dy, x, dx, outer, C, inner, block, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
+  backwardNchw(dy, x, dx, outer, C, inner, block, c0, c1, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
 }
 
 export function foldF32(

@@ -35,7 +35,7 @@ function time(fns) {
   return samples.map(median);
 }
 
-const engine = await createEngine();
+const engine = await createEngine({ threads: 1 }); // one thread, as every peer here: bench/threads.mjs measures threads
 const k = engine.kernels, arena = engine.arena;
 arena.release(arena.alloc(16 << 20)); // memory grown once up front: no view below is ever detached
 const x = engine.tensor(Float32Array.from({ length: SIZE }, (_, i) => Math.sin(i)));

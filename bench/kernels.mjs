@@ -18,7 +18,7 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values: args } = parseArgs({ options: { all: { type: 'boolean', default: false }, build: { type: 'string', default: 'simd' } } });
 const BLOCK = 2048; // src/exec.ts STATS_BLOCK
 
-const engine = await createEngine({ build: args.build });
+const engine = await createEngine({ build: args.build, threads: 1 }); // kernels alone, on the calling thread
 const cases = allCases().filter((c) => args.all || c.quick);
 
 /** Scalar arguments of a kernel on one case (the names the registry uses). */

@@ -285,7 +285,7 @@ const results = [];
 for (const c of cases) {
   const inp = inputsOf(c);
   const ref = reference(c, inp);
-  const engine = await pkg.createEngine({ build: 'simd' });
+  const engine = await pkg.createEngine({ build: 'simd', threads: 1 }); // one thread, as ORT here: bench/threads.mjs measures threads
   const row = { id: c.id, op: c.op, shape: c.shape, layout: c.layout ?? null, residual: !!c.residual, silu: !!c.silu, contenders: {} };
   for (const k of CONTENDERS) {
     if (k.id !== 'floor' && !wanted(args.contenders, k.id)) continue;

@@ -108,7 +108,7 @@ async function smokeTest(dir, attempt) {
     const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 2 + (i % 5));
     const dy = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
     for (const simd of [true, false]) {
-      const engine = await pkg.createEngine({ simd });
+      const engine = await pkg.createEngine({ simd, threads: 1 });
       for (const layout of ['NCHW', 'NHWC']) {
         const f = engine.forward(x, shape, { layout, training: true });
         const o = pkg.oracleForward(x, shape, { layout, training: true });

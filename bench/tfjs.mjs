@@ -57,7 +57,7 @@ const tfl = await import('@tensorflow/tfjs-layers');
 await import('@tensorflow/tfjs-backend-cpu');
 const wasmBackend = await import('@tensorflow/tfjs-backend-wasm');
 const { useTfjs, batchNormalization } = await import(distUrl('tfjs/index.js'));
-const engine = await createEngine();
+const engine = await createEngine({ threads: 1 }); // one thread, as every peer here: bench/threads.mjs measures threads
 useTfjs({ ...tf, layers: tfl.layers }, engine);
 
 function build(c, bn) {

@@ -202,8 +202,13 @@ export function checkF32(arena: Arena, value: unknown, name: string, length: num
   if (s.length !== length) {
     throw new ShapeError(name, `length ${length} (${text(what)})`, `length ${s.length}`);
   }
-  if (s.buffer === arena.buffer && !arena.owns(s.byteOffset, s.byteLength)) {
-    throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${s.byteOffset}, ${s.byteOffset + s.byteLength}) of its memory`);
+  if (arena.holds(s.buffer)) {
+    if (!arena.owns(s.byteOffset, s.byteLength)) {
+      throw new MemoryError(name, 'a view inside a tensor allocated by this engine', `bytes [${s.byteOffset}, ${s.byteOffset + s.byteLength}) of its memory`);
+    }
+    // Shared memory: a view from before a growth is over an older buffer object of the same
+    // memory; the call gets one over the current buffer, so identity and overlap checks compare like with like.
+    if (s.buffer !== arena.buffer) return new Float32Array(arena.buffer, s.byteOffset, s.length);
   }
   return float32View(s);
 }

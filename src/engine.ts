@@ -2,12 +2,14 @@
 // an Engine is that instance (the kernels and their memory arena) with the functional API on it.
 // The ops live in src/ops/, the loader in src/wasm/, tensors in src/tensor.ts.
 import { Arena } from './memory.js';
-import { InvalidArgumentError, describe } from './errors.js';
+import { DisposedError, InvalidArgumentError, describe } from './errors.js';
+import { Pool } from './threads/pool.js';
+import { threadSupport } from './threads/support.js';
 import { checkNumbers, readOptions } from './args.js';
 import { Tensor } from './tensor.js';
 import { BUILDS, BUILD_NAMES, type Build } from './wasm/builds.js';
 import type { KernelExports } from './wasm/kernels.js';
-import { checkSources, instantiateKernels, loadModule, type WasmOrigin, type WasmSources } from './wasm/load.js';
+import { checkSources, instantiateKernels, loadModule, reason as reason_, type WasmOrigin, type WasmSources } from './wasm/load.js';
 import {
   forwardBatchNorm, backwardBatchNorm,
   type ForwardOptions, type ForwardResult, type BackwardOptions, type BackwardResult,
@@ -49,9 +51,21 @@ export interface EngineOptions {
    * } });
    */
   wasm?: WasmSources;
+  /**
+   * Threads a call may split over, the calling thread included: a whole number from 1 to 64, or
+   * `'auto'` (the default) = min(4, the machine's logical cores) where shared memory and workers
+   * are available (Node; a `crossOriginIsolated` page), else 1. `1` is the single-threaded
+   * engine: no workers, no `SharedArrayBuffer`. More than 1 loads the build's threaded binary
+   * over a shared memory; workers start on the first call big enough to split (or
+   * `startThreads()`), and results are bit-identical for every thread count. Where threads
+   * cannot run, the engine has 1 and `info().threads.reason` says why.
+   */
+  threads?: number | 'auto';
 }
 
-const ENGINE_OPTIONS = ['build', 'simd', 'wasm'] as const;
+const ENGINE_OPTIONS = ['build', 'simd', 'wasm', 'threads'] as const;
+/** 'auto' uses at most this many threads: the gain of a fifth on memory-bound passes is small. */
+const AUTO_THREADS = 4;
 
 /** What the JavaScript engine running us supports, as far as it was probed. */
 export interface EngineFeatures {
@@ -76,6 +90,18 @@ export interface EngineInfo {
   source: WasmOrigin | null;
   /** The URL the module was loaded from (a `file:` URL in Node), or `null` (bytes, module). */
   url: string | null;
+  threads: ThreadsInfo;
+}
+
+export interface ThreadsInfo {
+  /** What `createEngine` was asked for. */
+  requested: number | 'auto';
+  /** Threads a large call splits over once the workers run (1: single-threaded engine). */
+  count: number;
+  /** Threads ready now: the calling thread plus the workers that have started. */
+  running: number;
+  /** Why `count` is below what was asked (or, for 'auto', below min(4, cores)), or why the workers stopped; else null. */
+  reason: string | null;
 }
 
 /**
@@ -86,12 +112,35 @@ export class Engine {
   readonly build: Build;
   /** @internal */ readonly kernels: KernelExports;
   /** @internal */ readonly arena: Arena;
+  /** @internal The workers of a threaded engine, else null. */ readonly pool: Pool | null;
+  private readonly threads: { requested: number | 'auto'; reason: string | null };
 
   /** @internal Use createEngine(). */
-  constructor(kernels: KernelExports, build: Build) {
+  constructor(kernels: KernelExports, build: Build, pool: Pool | null = null, threads = { requested: 1 as number | 'auto', reason: null as string | null }) {
     this.kernels = kernels;
     this.build = build;
     this.arena = new Arena(kernels.memory, kernels.heapBase());
+    this.pool = pool;
+    this.threads = threads;
+  }
+
+  /**
+   * Starts a threaded engine's workers now (they otherwise start on the first call big enough
+   * to split, which then runs on the calling thread alone) and resolves with the threads ready:
+   * for benchmarks and latency-sensitive first calls. Single-threaded engines resolve with 1.
+   */
+  async startThreads(): Promise<number> {
+    if (this.arena.closed) throw new DisposedError();
+    return this.pool === null ? 1 : this.pool.start();
+  }
+
+  /**
+   * Ends the engine: terminates its workers and refuses every later call (DisposedError).
+   * Idempotent. Its memory is freed when nothing references the engine or its tensors.
+   */
+  dispose(): void {
+    this.arena.close();
+    this.pool?.dispose();
   }
 
   /** Batch-normalizes x; see ForwardOptions for the semantics (PyTorch's by default). */
@@ -131,6 +180,7 @@ export class Engine {
    * allocated; growing memory detaches earlier views (read `tensor.data` again).
    */
   tensor(lengthOrValues: number | ArrayLike<number>): Tensor {
+    if (this.arena.closed) throw new DisposedError();
     let source: ArrayLike<number> | null = null;
     let length: number;
     if (typeof lengthOrValues === 'number') {
@@ -145,7 +195,7 @@ export class Engine {
       length = source.length;
       if (length < 1) throw new InvalidArgumentError('values', 'at least one value', 'length 0');
       // A view of this engine's memory would be detached by a growing allocation: copy it first.
-      if (ArrayBuffer.isView(source) && source.buffer === this.arena.buffer) source = new Float32Array(source);
+      if (ArrayBuffer.isView(source) && this.arena.holds(source.buffer)) source = new Float32Array(source);
     }
     const ptr = this.arena.alloc(length * 4, source === null ? 'length' : 'values');
     const t = new Tensor(this.arena, ptr, length);
@@ -168,6 +218,12 @@ export class Engine {
       },
       source: loaded?.source ?? null,
       url: loaded?.url ?? null,
+      threads: {
+        requested: this.threads.requested,
+        count: this.pool?.size ?? 1,
+        running: this.pool === null || this.pool.reason !== null ? 1 : this.pool.ready(false),
+        reason: this.pool?.reason ?? this.threads.reason,
+      },
     };
   }
 }
@@ -216,7 +272,32 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     spec = BUILDS[spec.fallback!];
     loaded = await loadModule(spec, wasm?.[spec.name]);
   }
-  const engine = new Engine(await instantiateKernels(spec, loaded), spec.name);
+  const threads = checkThreads(o.threads);
+  const { count, reason } = await threadSupport(threads, AUTO_THREADS, wasm !== undefined);
+  let engine: Engine | null = null;
+  let why = reason;
+  if (count > 1) {
+    // The threaded binary of the chosen build over a new shared memory (its maximum is the
+    // module's, 4 GiB of address space reserved, committed only as it grows).
+    try {
+      const threaded = await loadModule(spec, undefined, true);
+      if (threaded === null) throw new Error(`the JavaScript engine rejects the threaded ${spec.title} binary`);
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true } as WebAssembly.MemoryDescriptor);
+      const kernels = await instantiateKernels(spec, threaded, memory);
+      engine = new Engine(kernels, spec.name, new Pool(threaded.module, memory, count), { requested: threads, reason: null });
+    } catch (error) {
+      why = `the threaded build could not load: ${reason_(error)}`;
+    }
+  }
+  engine ??= new Engine(await instantiateKernels(spec, loaded), spec.name, null, { requested: threads, reason: why });
   loadRecords.set(engine, { source: loaded.source, url: loaded.url, simd: accepted });
   return engine;
+}
+
+function checkThreads(value: unknown): number | 'auto' {
+  if (value === undefined || value === 'auto') return 'auto';
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 64) {
+    throw new InvalidArgumentError('options.threads', `'auto' or a whole number from 1 to 64`, describe(value));
+  }
+  return value;
 }

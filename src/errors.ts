@@ -29,6 +29,23 @@ export class ShapeError extends BatchNormError {}
 export class MemoryError extends BatchNormError {}
 
 /**
+ * A threaded engine's worker failed, ended or hung during a call (argument: the kernel). The
+ * call returns no result; after a lost worker the engine runs later calls on the calling thread.
+ */
+export class ThreadError extends BatchNormError {
+  constructor(kernel: string, what: string, detail?: string) {
+    super(kernel, 'every worker to finish its range of the call', what, detail);
+  }
+}
+
+/** A call on an engine after engine.dispose(). */
+export class DisposedError extends BatchNormError {
+  constructor() {
+    super('engine', 'an engine that has not been disposed', 'a disposed engine', 'create another with createEngine()');
+  }
+}
+
+/**
  * Renders a received value for an error message, briefly. Typed arrays are described through
  * the intrinsic getters; for other objects a throwing getter (a hostile Proxy, say) cannot
  * replace the error being built.

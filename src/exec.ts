@@ -1,13 +1,20 @@
 // Executing a call: where each tensor of one call lives in wasm memory, its scratch, and the
 // statistics and backward-sum steps shared by the ops.
 import type { Arena } from './memory.js';
+import { DisposedError } from './errors.js';
 import type { Geometry } from './layout.js';
-import { blocksNchw, blocksRows, type KernelExports } from './wasm/kernels.js';
+import { blocksNchw, blocksRows, workspaceBytes, type KernelExports } from './wasm/kernels.js';
+import type { Pool } from './threads/pool.js';
+import { ranges, runJobs } from './threads/split.js';
 
-/** What an op runs on: one instance's kernels and the arena over its memory (an Engine is one). */
+/**
+ * What an op runs on: one instance's kernels, the arena over its memory, and (a threaded
+ * engine) the pool of workers running the same kernels on the same memory (an Engine is one).
+ */
 export interface Core {
   readonly kernels: KernelExports;
   readonly arena: Arena;
+  readonly pool: Pool | null;
 }
 
 /** Where a tensor argument's values are for the kernels: its own bytes, or scratch. */
@@ -27,9 +34,11 @@ export interface Pinned {
  */
 export class CallScope {
   private readonly held: number[] = [];
-  constructor(private readonly engine: Core) {}
+  constructor(private readonly engine: Core) {
+    if (engine.arena.closed) throw new DisposedError();
+  }
   pin(a: Float32Array): Pinned {
-    return { ptr: a.byteOffset, length: a.length, resident: a.buffer === this.engine.arena.buffer };
+    return { ptr: a.byteOffset, length: a.length, resident: this.engine.arena.holds(a.buffer) };
   }
   /**
    * This call's scratch, in one go: the sizes in order (0: none, pointer 0). One preflight
@@ -90,12 +99,12 @@ export class CallScope {
    */
   stable(a: Float32Array | null, pinned?: Pinned | null): Float32Array | null {
     if (a === null) return null;
-    const resident = pinned ? pinned.resident : a.buffer === this.engine.arena.buffer;
+    const resident = pinned ? pinned.resident : this.engine.arena.holds(a.buffer);
     return resident ? new Float32Array(a) : a;
   }
   /** A live view of a caller's array: itself, or a fresh view over its bytes if memory grew. */
   live(a: Float32Array, p: Pinned): Float32Array {
-    return p.resident && a.buffer !== this.engine.arena.buffer ? this.f32(p.ptr, p.length) : a;
+    return p.resident && a.buffer !== this.engine.arena.buffer && !this.engine.arena.isShared ? this.f32(p.ptr, p.length) : a;
   }
   release(): void {
     for (const ptr of this.held) this.engine.arena.release(ptr);
@@ -128,14 +137,37 @@ export function statsBlocks(g: Geometry, block = STATS_BLOCK): number {
 
 export { workspaceBytes } from './wasm/kernels.js';
 
+// The steps below take the call's thread count T (threadsFor, src/threads/split.ts) and split
+// over the pool when T > 1; T = 1 calls the kernel directly. Channels-last kernels get their own
+// workspace per thread: T copies, `workStride` bytes apart from the plan's `work` region (the
+// last region of every plan that has one, so the extra copies follow it: `threadWorkBytes`).
+
+/** Bytes between the per-thread copies of a channels-last kernel's workspace. */
+export function workStride(C: number): number {
+  return Math.ceil(workspaceBytes(C) / 64) * 64;
+}
+
+/** Workspace bytes beyond the plan's for a call on T threads. */
+export function threadWorkBytes(g: Geometry, T: number): number {
+  return T > 1 && channelsLast(g) ? (T - 1) * workStride(g.channels) : 0;
+}
+
 /**
  * Per-channel mean and m2 of x (f64[C] at stats and stats + 8·C): the layout's statistics
- * kernel writes the partial of each of the `blocks` blocks (statsBlocks(g)), mergeMomentsF64
- * folds them in block order.
+ * kernel writes the partial of each of the `blocks` blocks (statsBlocks(g)), on T threads by
+ * block ranges; mergeMomentsF64 folds them in block order.
  */
-export function batchStats(k: KernelExports, g: Geometry, blocks: number, x: number, partials: number, stats: number, work: number): void {
-  const C = g.channels;
-  if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, STATS_BLOCK, 0, blocks, partials, work);
+export function batchStats(core: Core, g: Geometry, blocks: number, x: number, partials: number, stats: number, work: number, T = 1): void {
+  const k = core.kernels, C = g.channels;
+  if (T > 1 && blocks > 1) {
+    const parts = ranges(blocks, T);
+    if (channelsLast(g)) {
+      const ws = workStride(C);
+      runJobs(k, core.pool, 'statsNhwcF32', parts.map(([b0, b1], t) => [x, g.outer, C, STATS_BLOCK, b0, b1, partials, work + t * ws]));
+    } else {
+      runJobs(k, core.pool, 'statsNchwF32', parts.map(([b0, b1]) => [x, g.outer, C, g.inner, STATS_BLOCK, b0, b1, partials]));
+    }
+  } else if (channelsLast(g)) k.statsNhwcF32(x, g.outer, C, STATS_BLOCK, 0, blocks, partials, work);
   else k.statsNchwF32(x, g.outer, C, g.inner, STATS_BLOCK, 0, blocks, partials);
   k.mergeMomentsF64(partials, blocks, C, stats, stats + 8 * C);
 }
@@ -143,14 +175,81 @@ export function batchStats(k: KernelExports, g: Geometry, blocks: number, x: num
 /**
  * Per-channel Σg and Σg·(x − mean) (f64[C] at sums and sums + 8·C): the layout's backward
  * reduction kernel writes the partial of each of the `blocks` blocks (the statistics partition),
- * mergeSumsF64 adds them in block order; g = dy, masked by the fused ReLU's output y unless y is 0.
+ * on T threads by block ranges; mergeSumsF64 adds them in block order; g = dy, masked by the
+ * fused ReLU's output y unless y is 0.
  */
 export function backwardSums(
-  k: KernelExports, g: Geometry, blocks: number, dy: number, x: number, mean: number, partials: number, sums: number,
-  work: number, y: number,
+  core: Core, g: Geometry, blocks: number, dy: number, x: number, mean: number, partials: number, sums: number,
+  work: number, y: number, T = 1,
 ): void {
-  const C = g.channels;
-  if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, STATS_BLOCK, 0, blocks, partials, work, y);
+  const k = core.kernels, C = g.channels;
+  if (T > 1 && blocks > 1) {
+    const parts = ranges(blocks, T);
+    if (channelsLast(g)) {
+      const ws = workStride(C);
+      runJobs(k, core.pool, 'backwardReduceNhwcF32',
+        parts.map(([b0, b1], t) => [dy, x, g.outer, C, mean, STATS_BLOCK, b0, b1, partials, work + t * ws, y]));
+    } else {
+      runJobs(k, core.pool, 'backwardReduceNchwF32', parts.map(([b0, b1]) => [dy, x, g.outer, C, g.inner, mean, STATS_BLOCK, b0, b1, partials, y]));
+    }
+  } else if (channelsLast(g)) k.backwardReduceNhwcF32(dy, x, g.outer, C, mean, STATS_BLOCK, 0, blocks, partials, work, y);
   else k.backwardReduceNchwF32(dy, x, g.outer, C, g.inner, mean, STATS_BLOCK, 0, blocks, partials, y);
   k.mergeSumsF64(partials, blocks, C, sums, sums + 8 * C);
+}
+
+/**
+ * Where one thread's part of an elementwise pass lies: channels-last by row ranges (multiples of
+ * 4 rows, so every part starts 16-byte aligned); NCHW by ranges of samples, or of channels when
+ * there is one sample. `offset` is the part's first value, `channel` its first channel.
+ */
+function applyParts(g: Geometry, T: number): { offset: number; rows: number; channel: number; channels: number }[] {
+  const C = g.channels;
+  if (channelsLast(g)) return ranges(g.outer, T, 4).map(([lo, hi]) => ({ offset: lo * C, rows: hi - lo, channel: 0, channels: C }));
+  if (g.outer > 1) return ranges(g.outer, T).map(([lo, hi]) => ({ offset: lo * C * g.inner, rows: hi - lo, channel: 0, channels: C }));
+  return ranges(C, T).map(([lo, hi]) => ({ offset: lo * g.inner, rows: 1, channel: lo, channels: hi - lo }));
+}
+
+/** y = max((x − meanHi)·scale + shift, lower) over the tensor (assembly/normalize.ts), on T threads by applyParts. */
+export function normalize(
+  core: Core, g: Geometry, x: number, y: number, meanHi: number, scale: number, shift: number, work: number, lower: number, T = 1,
+): void {
+  const k = core.kernels, C = g.channels;
+  if (T > 1) {
+    const parts = applyParts(g, T);
+    if (channelsLast(g)) {
+      const ws = workStride(C);
+      runJobs(k, core.pool, 'normalizeNhwcF32',
+        parts.map((p, t) => [x + 4 * p.offset, y + 4 * p.offset, p.rows, C, meanHi, scale, shift, work + t * ws, lower]));
+    } else {
+      runJobs(k, core.pool, 'normalizeNchwF32', parts.map((p) => {
+        const c = 4 * p.channel;
+        return [x + 4 * p.offset, y + 4 * p.offset, p.rows, p.channels, g.inner, meanHi + c, scale + c, shift + c, lower];
+      }));
+    }
+  } else if (channelsLast(g)) k.normalizeNhwcF32(x, y, g.outer, C, meanHi, scale, shift, work, lower);
+  else k.normalizeNchwF32(x, y, g.outer, C, g.inner, meanHi, scale, shift, lower);
+}
+
+/** dx from the folded k1, k2, k3 (assembly/backward.ts), on T threads by applyParts; y = 0: no ReLU mask. */
+export function backwardDx(
+  core: Core, g: Geometry, dy: number, x: number, dx: number, mean: number, k1: number, k2: number, k3: number,
+  work: number, training: boolean, y: number, T = 1,
+): void {
+  const k = core.kernels, C = g.channels;
+  if (T > 1) {
+    const parts = applyParts(g, T), t1 = training ? 1 : 0;
+    if (channelsLast(g)) {
+      const ws = workStride(C);
+      runJobs(k, core.pool, 'backwardDxNhwcF32', parts.map((p, t) => {
+        const o = 4 * p.offset;
+        return [dy + o, x + o, dx + o, p.rows, C, mean, k1, k2, k3, work + t * ws, t1, y === 0 ? 0 : y + o];
+      }));
+    } else {
+      runJobs(k, core.pool, 'backwardDxNchwF32', parts.map((p) => {
+        const o = 4 * p.offset, c = 4 * p.channel;
+        return [dy + o, x + o, dx + o, p.rows, p.channels, g.inner, mean + c, k1 + c, k2 + c, k3 + c, t1, y === 0 ? 0 : y + o];
+      }));
+    }
+  } else if (channelsLast(g)) k.backwardDxNhwcF32(dy, x, dx, g.outer, C, mean, k1, k2, k3, work, training, y);
+  else k.backwardDxNchwF32(dy, x, dx, g.outer, C, g.inner, mean, k1, k2, k3, training, y);
 }

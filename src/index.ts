@@ -4,7 +4,7 @@ export { BatchNorm } from './layer.js';
 export type { ForwardOptions, ForwardResult, BackwardOptions, BackwardResult, Activation } from './ops/batchnorm.js';
 export type { BatchNormOptions } from './layer.js';
 export type { Layout } from './layout.js';
-export { BatchNormError, InvalidArgumentError, ShapeError, MemoryError } from './errors.js';
+export { BatchNormError, InvalidArgumentError, ShapeError, MemoryError, ThreadError, DisposedError } from './errors.js';
 export { oracleForward, oracleBackward, oracleMoments } from './oracle/batchnorm.js';
 export type { OracleForwardOptions, OracleForwardResult, OracleBackwardOptions } from './oracle/batchnorm.js';
 export { CONVENTIONS, functionalOptions } from './conventions.js';

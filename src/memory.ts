@@ -1,4 +1,4 @@
-import { MemoryError } from './errors.js';
+import { DisposedError, MemoryError } from './errors.js';
 
 /** Wasm32 linear memory tops out at 65536 pages of 64 KiB = 4 GiB. */
 export const MAX_MEMORY_BYTES = 65536 * 65536;
@@ -35,12 +35,20 @@ export class Arena {
   private cached: ArrayBuffer;
   private f32view: Float32Array;
   private f64view: Float64Array;
+  /**
+   * Shared memory (threaded engines): growing never detaches, and each `memory.buffer` read
+   * after a grow is a new SharedArrayBuffer object over the same memory, so the views callers
+   * hold may be over any of them. Every buffer object this arena handed out is remembered here
+   * (one per growth): residency is `holds(view.buffer)`, O(1) whatever the number of tensors.
+   */
+  private readonly shared: WeakSet<ArrayBufferLike> | null;
 
   constructor(memory: WebAssembly.Memory, heapBase: number) {
     this.memory = memory;
     this.cached = memory.buffer;
     this.f32view = new Float32Array(this.cached);
     this.f64view = new Float64Array(this.cached);
+    this.shared = isShared(this.cached) ? new WeakSet([this.cached]) : null;
     this.base = roundUp(heapBase, ALIGN);
     this.top = this.base;
   }
@@ -50,6 +58,7 @@ export class Arena {
    * refreshes the cache, whoever grew the memory. Detachment is read off the whole-memory view
    * (length 0 once detached): a typed array's length is an inlined field load, an ArrayBuffer's
    * byteLength a getter call (measured: several times the cost, on every call of every op).
+   * Shared memory never detaches: only this arena grows it, and ensure() refreshes the cache.
    */
   get buffer(): ArrayBuffer {
     if (this.f32view.length === 0) this.refresh();
@@ -70,6 +79,27 @@ export class Arena {
     this.cached = this.memory.buffer;
     this.f32view = new Float32Array(this.cached);
     this.f64view = new Float64Array(this.cached);
+    this.shared?.add(this.cached);
+  }
+
+  /** The memory is a shared one (a threaded engine's). */
+  get isShared(): boolean {
+    return this.shared !== null;
+  }
+
+  /**
+   * `buffer` is this memory's: the current buffer, or (shared memory) any buffer object of it
+   * from before a growth, whose views stay valid.
+   */
+  holds(buffer: ArrayBufferLike): boolean {
+    return buffer === this.buffer || (this.shared !== null && this.shared.has(buffer));
+  }
+
+  /** Set by close() (engine.dispose()): nothing more is allocated. */
+  closed = false;
+
+  close(): void {
+    this.closed = true;
   }
 
   /** Bytes currently handed out (live allocations). */
@@ -79,6 +109,7 @@ export class Arena {
 
   /** Allocates `bytes` (rounded up to ALIGN), growing memory if needed. Throws MemoryError. */
   alloc(bytes: number, what = 'allocation'): number {
+    if (this.closed) throw new DisposedError();
     const size = roundUp(Math.max(bytes, 1), ALIGN);
     for (let i = 0; i < this.free.length; i++) {
       const block = this.free[i];
@@ -213,7 +244,11 @@ export class Arena {
       throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - this.top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
     }
     const have = this.memory.buffer.byteLength;
-    if (end <= have) return;
+    if (end <= have) {
+      // Shared memory grown by someone else (kernels.memory.grow): take the longer buffer.
+      if (this.shared !== null && have !== this.cached.byteLength) this.refresh();
+      return;
+    }
     const pages = Math.ceil((end - have) / PAGE);
     try {
       this.memory.grow(pages);
@@ -222,7 +257,12 @@ export class Arena {
       Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
       throw error;
     }
+    if (this.shared !== null) this.refresh();
   }
+}
+
+function isShared(buffer: ArrayBufferLike): boolean {
+  return typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer;
 }
 
 function roundUp(n: number, to: number): number {

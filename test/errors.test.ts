@@ -429,7 +429,7 @@ bc_('aliasing', 'out overlaps weight', () => {
 
 const engines: Record<string, Engine> = {};
 beforeAll(async () => {
-  for (const b of BUILDS) engines[b.name] = await createEngine({ simd: b.simd });
+  for (const b of BUILDS) engines[b.name] = await createEngine({ simd: b.simd, threads: 1 });
   expect(engines.simd.build).toBe('simd');
   expect(engines.scalar.build).toBe('scalar');
 });
@@ -494,7 +494,7 @@ for (const build of BUILDS) {
     // (aliasing cases are covered separately: tensors never share memory).
     const movable = forwardCases.filter((c) => c.category !== 'aliasing' && !c.name.startsWith('empty x'));
     it(`all ${movable.length} non-aliasing forward cases, with every Float32Array in an engine tensor`, async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       for (const c of movable) {
         const moved = residentCopy(engine, c.make(engine));
         // Memory may have grown while moving: rebuild the views from the tensors' current memory.
@@ -512,7 +512,7 @@ for (const build of BUILDS) {
     });
 
     it(`all non-aliasing backward cases, with every Float32Array in an engine tensor`, async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       for (const c of backwardCases.filter((k) => k.category !== 'aliasing')) {
         const moved = residentCopy(engine, c.make(engine));
         const snap = snapshot(engine, [moved.args.dy, moved.args.x, moved.args.shape, moved.args.opts]);
@@ -529,7 +529,7 @@ for (const build of BUILDS) {
     });
 
     it('out partially overlapping x inside one tensor is rejected; out === x (one tensor) is allowed', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const t = engine.tensor(f32(N_S + 4, 31));
       const whole = t.data;
       const x = whole.subarray(0, N_S);
@@ -548,7 +548,7 @@ for (const build of BUILDS) {
     });
 
     it('a view into engine memory outside every tensor is rejected with MemoryError (each argument)', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const a = engine.tensor(N_S);
       const b = engine.tensor(N_S);
       const buffer = a.data.buffer;
@@ -589,7 +589,7 @@ for (const build of BUILDS) {
     });
 
     it('stale views after memory growth are rejected with MemoryError naming the argument', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const x = engine.tensor(f32(N_S, 41));
       const w = engine.tensor(f32(3, 42));
       const rm = engine.tensor(f32(3, 43));
@@ -630,7 +630,7 @@ for (const build of BUILDS) {
     });
 
     it('training with one value per channel on tensors: rejected, running stats in tensors untouched', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const x = engine.tensor(f32(10, 51));
       const rm = engine.tensor(f32(10, 52));
       const rv = engine.tensor(pos(10, 53));
@@ -698,7 +698,7 @@ for (const build of BUILDS) {
     });
 
     it('out === x (in place) on an engine tensor gives byte-identical y to out-of-place', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const x = f32(N_S, 81);
       const ref = engine.forward(x, S, { training: true });
       const t = engine.tensor(x);
@@ -709,7 +709,7 @@ for (const build of BUILDS) {
     });
 
     it('backward: out === dy and out === x are allowed and match out-of-place (plain and tensors)', async () => {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       for (const training of [true, false]) {
         const dy = f32(N_S, 91), x = f32(N_S, 92), weight = f32(3, 93), saveMean = f32(3, 94), saveInvStd = pos(3, 95);
         const ref = engine.backward(dy, x, S, { training, weight, saveMean, saveInvStd });
@@ -749,7 +749,7 @@ for (const build of BUILDS) {
      * Also checks that nothing below the heap base (the module's static data) was written.
      */
     async function withGrowth<T>(setup: (engine: Engine) => () => T): Promise<{ engine: Engine; result: T }> {
-      const engine = await createEngine({ simd: build.simd });
+      const engine = await createEngine({ simd: build.simd, threads: 1 });
       const call = setup(engine);
       fillToEndOfMemory(engine);
       const before = engine.info().memoryBytes;

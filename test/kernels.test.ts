@@ -487,7 +487,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const eps = 1e-5;
       const px = h.f32(x), py = inPlace ? px : h.bytes(4 * x.length), pg = h.f32(gamma), pb = h.f32(beta);
       const out = h.bytes(24 * k.C);
-      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, STATS_BLOCK, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, STATS_BLOCK, 0, k.C, pg, pb, eps, out, out + 8 * k.C, out + 16 * k.C, relu ? 0 : -Infinity);
       const got = h.readF64(out, 3 * k.C), y = h.readF32(py, x.length);
       h.done();
       const n = k.outer * k.inner;
@@ -512,7 +512,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const want = stats(h, k, x, block);
       const px = h.f32(x), py = h.bytes(4 * x.length), pg = h.f32(new Float32Array(k.C).fill(1)), pb = h.f32(new Float32Array(k.C));
       const out = h.bytes(24 * k.C);
-      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, block, pg, pb, 1e-5, out, out + 8 * k.C, out + 16 * k.C, -Infinity);
+      engine.kernels.forwardTrainNchwF32(px, py, k.outer, k.C, k.inner, block, 0, k.C, pg, pb, 1e-5, out, out + 8 * k.C, out + 16 * k.C, -Infinity);
       const got = h.readF64(out, 2 * k.C);
       h.done();
       for (let c = 0; c < k.C; c++) {
@@ -535,7 +535,7 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       const pd = h.f32(dy), px = h.f32(x), pm = h.f32(mean), ps = h.f32(invStd), pg = h.f32(gamma), py = yRelu ? h.f32(yRelu) : 0;
       const pdx = alias === 'dy' ? pd : alias === 'x' ? px : h.bytes(4 * x.length);
       const sums = h.bytes(16 * k.C);
-      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, block, pm, ps, pg, training, sums, sums + 8 * k.C, py);
+      engine.kernels.backwardNchwF32(pd, px, pdx, k.outer, k.C, k.inner, block, 0, k.C, pm, ps, pg, training, sums, sums + 8 * k.C, py);
       const got = h.readF64(sums, 2 * k.C), dx = h.readF32(pdx, x.length);
       h.done();
       for (let c = 0; c < k.C; c++) {
@@ -636,9 +636,9 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       k.mergeSumsF64(pp, 1, C, pm, pq);
       k.backwardDxNchwF32(px, px, px, outer, C, inner, ph, pl, pa, pb, true, px);
       k.backwardDxNhwcF32(py, px, px, outer * inner, C, ph, pl, pa, pb, pw, true, px);
-      k.forwardTrainNchwF32(px, px, outer, C, inner, STATS_BLOCK, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
-      k.backwardNchwF32(px, px, px, outer, C, inner, STATS_BLOCK, ph, pa, pa, true, pm, pq, px);
-      k.backwardNchwF32(px, px, px, outer, C, inner, 1, ph, pa, pa, true, pm, pq, px);
+      k.forwardTrainNchwF32(px, px, outer, C, inner, STATS_BLOCK, 0, C, pa, pb, 1e-5, pm, pq, pw, 0); // pw: 24·C bytes of f64 outputs fit
+      k.backwardNchwF32(px, px, px, outer, C, inner, STATS_BLOCK, 0, C, ph, pa, pa, true, pm, pq, px);
+      k.backwardNchwF32(px, px, px, outer, C, inner, 1, 0, C, ph, pa, pa, true, pm, pq, px);
       // Partials of the finest partition (block = 1) flush with the end of memory, x in the slack.
       const xs = pp + 32 * C;
       mem().set(x, xs / 4);
@@ -677,6 +677,6 @@ describe('debug build traps on contract violations', () => {
     expect(() => k.backwardReduceNhwcF32(params, params, 4, 1, params, 2, 0, 2, end - 16, params + 128, 0)).toThrow(/range past the end of memory/);
     expect(() => k.mergeSumsF64(end - 16, 2, 1, params, params + 8)).toThrow(/range past the end of memory/);
     expect(() => k.mergeSumsF64(params, 0, 1, params, params + 8)).toThrow(/counts must be positive/);
-    expect(() => k.backwardNchwF32(params, params, params, 1, 1, 4, 0, params, params, params, true, params + 64, params + 72, 0)).toThrow(/block must be in/);
+    expect(() => k.backwardNchwF32(params, params, params, 1, 1, 4, 0, 0, 1, params, params, params, true, params + 64, params + 72, 0)).toThrow(/block must be in/);
   });
 });

@@ -109,7 +109,7 @@ describe('memory does not grow across repeated calls', () => {
   }
 
   it('100 000 calls of one shape ([4, 8, 3, 3], SIMD build): memory stays at its first-round size', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const r = rounds(engine, [4, 8, 3, 3], Math.ceil(100_000 / 6));
     console.log(`[memory] 100 002 calls [4, 8, 3, 3]: memory ${r.after1} bytes after the first round, max ${r.max}, bound ${r.bound}; ${(r.ms / 100_000 * 1000).toFixed(1)} µs/call`);
     expect(r.max).toBe(r.after1);
@@ -138,7 +138,7 @@ describe('memory does not grow across repeated calls', () => {
 describe('tensors are freed and their memory reused', () => {
   let engine: Engine;
   beforeAll(async () => {
-    engine = await createEngine({ simd: true });
+    engine = await createEngine({ simd: true, threads: 1 });
   });
 
   it('a freed block is reused by the next allocation that fits; freeing everything returns the top to the base', () => {
@@ -234,7 +234,7 @@ describe('tensors are freed and their memory reused', () => {
 
 describe('Arena.reserve: the preflight of a call', () => {
   it('property: after reserve(sizes), alloc of those sizes in order never grows memory; a refused reserve changes nothing', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     fc.assert(fc.property(
       fc.array(fc.integer({ min: 1, max: 30_000 }), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 12 }),
       fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 200_000 })), { minLength: 1, maxLength: 6 }), fc.boolean(),
@@ -287,7 +287,7 @@ describe('requests beyond 4 GiB fail with MemoryError before any allocation', ()
   }
 
   it('engine.tensor(2^30 + 1), (2^30), (2^32), (2^53) and a [2^15, 2^15] call on a fresh engine', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const same = unchanged(engine);
     for (const length of [2 ** 30 + 1, 2 ** 30, 2 ** 32, 2 ** 53, 2 ** 1000]) {
       expectError(() => engine.tensor(length), MemoryError, 'length', /wasm32 memory is 4 GiB/);
@@ -299,7 +299,7 @@ describe('requests beyond 4 GiB fail with MemoryError before any allocation', ()
   });
 
   it('near the 4 GiB ceiling: tensors and copy-path calls whose scratch would cross it fail before allocating or growing anything', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     // Move the arena's top to 4 GiB − 6 MiB. (The memory really grows to that size, which only
     // reserves address space: nothing is written, so the process does not use 4 GiB of RAM.)
     const { top } = engine.arena.layout();
@@ -339,7 +339,7 @@ describe('requests beyond 4 GiB fail with MemoryError before any allocation', ()
 
     // The engine is still usable: a call that fits in the headroom works and matches a fresh engine.
     const small = data(4096, 6);
-    const ref = (await createEngine({ simd: true })).forward(small, [256, 16], { training: true });
+    const ref = (await createEngine({ simd: true, threads: 1 })).forward(small, [256, 16], { training: true });
     const got = engine.forward(small, [256, 16], { training: true });
     sameBytes(got.y, ref.y, 'y');
     expect(got.saveMean).toEqual(ref.saveMean);
@@ -423,7 +423,7 @@ describe('a refused memory.grow leaves the engine usable and every buffer untouc
   });
 
   it('a refusal in the middle of zero-copy work: the call fails cleanly, the next one succeeds', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const shape = [4, 8, 32, 32];
     const size = product(shape);
     const tx = engine.tensor(data(size, 10)), tout = engine.tensor(size);
@@ -450,7 +450,7 @@ describe('a refused memory.grow leaves the engine usable and every buffer untouc
 // ---------------------------------------------------------------------------------------------
 describe('memory growth never leaves a stale view without a clear error', () => {
   it('tensor.data is always live; old views are detached and rejected with MemoryError by every entry point', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const t = engine.tensor(Float32Array.from([1, 2, 3, 4, 5, 6]));
     const old = t.data;
     const big = engine.tensor(2 ** 20); // grows memory
@@ -467,7 +467,7 @@ describe('memory growth never leaves a stale view without a clear error', () => 
   });
 
   it('memory grown outside the engine (kernels.memory.grow): the next calls see the new buffer, zero-copy stays zero-copy', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const x = engine.tensor(data(24, 7)), y = engine.tensor(24);
     const before = engine.forward(x.data, [4, 3, 2], { training: true, out: y.data }).y.slice();
     const stale = x.data;
@@ -483,7 +483,7 @@ describe('memory growth never leaves a stale view without a clear error', () => 
   });
 
   it('engine.tensor(view of another tensor) copies correctly even when its own allocation grows memory', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     const src = engine.tensor(Float32Array.from({ length: 1000 }, (_, i) => i));
     const fill = engine.tensor(Math.floor((engine.info().memoryBytes - src.byteOffset - 8000) / 4));
     const memory = engine.info().memoryBytes;
@@ -495,7 +495,7 @@ describe('memory growth never leaves a stale view without a clear error', () => 
   });
 
   it('engine.tensor and Tensor.set: typed arrays and arrays of numbers are converted; anything else is rejected before allocating', async () => {
-    const engine = await createEngine({ simd: true });
+    const engine = await createEngine({ simd: true, threads: 1 });
     expect(Array.from(engine.tensor(Float64Array.from([1.5, 2 ** 40, 1e-50])).data)).toEqual([1.5, 2 ** 40, 0]);
     expect(Array.from(engine.tensor([1, -2, 3]).data)).toEqual([1, -2, 3]);
     expect(Array.from(engine.tensor(Int16Array.from([-7, 9])).data)).toEqual([-7, 9]);

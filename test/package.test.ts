@@ -105,7 +105,7 @@ async function expectViteAppWorks(url: string): Promise<Record<string, unknown>>
 }
 
 describe('npm package', () => {
-  it('the tarball ships dist/ (JS + declarations, no source maps) and the two release wasm builds, nothing else', () => {
+  it('the tarball ships dist/ (JS + declarations, no source maps) and the release wasm builds (single-threaded and threaded), nothing else', () => {
     expect(packed).toContain('CHANGELOG.md');
     expect(packed).toContain('package.json');
     expect(packed).toContain('README.md');
@@ -114,7 +114,10 @@ describe('npm package', () => {
     expect(packed).toContain('dist/engine.js');
     expect(packed).toContain('build/batchnorm.simd.wasm');
     expect(packed).toContain('build/batchnorm.scalar.wasm');
-    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)\.wasm)$/.test(f));
+    expect(packed).toContain('build/batchnorm.simd.threads.wasm');
+    expect(packed).toContain('build/batchnorm.scalar.threads.wasm');
+    expect(packed).toContain('dist/threads/worker.js');
+    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)(\.threads)?\.wasm)$/.test(f));
     expect(unexpected, 'files that should not be in the tarball').toEqual([]);
   });
 
@@ -261,18 +264,22 @@ describe('npm package', () => {
     const build = await runOk(process.execPath, [VITE, 'build', '--logLevel', 'warn'], { cwd: app, env: { ...process.env, NODE_ENV: 'production' }, timeoutMs: 60_000 });
     expect(build.stdout + build.stderr, 'vite build printed warnings').toBe('');
 
-    // What the README says: both builds are emitted as files (each is above Vite's default
-    // build.assetsInlineLimit, 4 KiB), byte-identical to build/, referenced by URL from the one
-    // JS chunk; nothing is inlined as a data: URL.
+    // What the README says: every build is emitted as a file (each is above Vite's default
+    // build.assetsInlineLimit, 4 KiB), byte-identical to build/, and so is the threads' worker
+    // script, all referenced by URL from the one JS chunk; nothing is inlined as a data: URL.
     const assets = (await readdir(path.join(app, 'dist', 'assets'))).sort();
-    const expected = [/^batchnorm\.scalar-[\w-]+\.wasm$/, /^batchnorm\.simd-[\w-]+\.wasm$/, /^index-[\w-]+\.js$/];
+    const files = ['batchnorm.scalar', 'batchnorm.scalar.threads', 'batchnorm.simd', 'batchnorm.simd.threads'].map((b) => `${b}.wasm`);
+    const expected = [...files.map((f) => new RegExp(`^${f.replace('.wasm', '').replace(/\./g, '\\.')}-[\\w-]+\\.wasm$`)),
+      /^index-[\w-]+\.js$/, /^worker-[\w-]+\.js$/];
     expect(assets.length === expected.length && assets.every((f, i) => expected[i]!.test(f)), `dist/assets: ${assets.join(', ')}`).toBe(true);
-    const js = await readFile(path.join(app, 'dist', 'assets', assets[2]!), 'utf8');
-    for (const [i, b] of (['scalar', 'simd'] as const).entries()) {
-      const bytes = await readFile(path.join(consumer, 'node_modules', NAME, 'build', `batchnorm.${b}.wasm`));
-      expect(bytes.length, `build/batchnorm.${b}.wasm is no longer above assetsInlineLimit: the README's Vite paragraph needs an update`).toBeGreaterThan(4096);
-      expect(Buffer.compare(await readFile(path.join(app, 'dist', 'assets', assets[i]!)), bytes), `${assets[i]} differs from build/`).toBe(0);
-      expect(js.includes(`/assets/${assets[i]}`), `the bundle does not reference ${assets[i]}`).toBe(true);
+    const js = await readFile(path.join(app, 'dist', 'assets', assets[4]!), 'utf8');
+    const shipped = [...files.map((f) => path.join('build', f)), path.join('dist', 'threads', 'worker.js')];
+    for (const [i, file] of shipped.entries()) {
+      const bytes = await readFile(path.join(consumer, 'node_modules', NAME, file));
+      expect(bytes.length, `${file} is no longer above assetsInlineLimit: the README's Vite paragraph needs an update`).toBeGreaterThan(4096);
+      const asset = assets[i === 4 ? 5 : i]!;
+      expect(Buffer.compare(await readFile(path.join(app, 'dist', 'assets', asset)), bytes), `${asset} differs from ${file}`).toBe(0);
+      expect(js.includes(`/assets/${asset}`), `the bundle does not reference ${asset}`).toBe(true);
     }
     expect(js.includes('data:application/wasm'), 'a wasm build was inlined as a data: URL').toBe(false);
     expect(js.includes('__vite-browser-external'), 'a Node built-in was stubbed into the browser bundle').toBe(false);

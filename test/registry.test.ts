@@ -17,7 +17,7 @@ function scalars(name: KernelName): ArgValues {
   const outer = 2, C = 3, inner = 5, rows = outer * inner, block = 4;
   const blocks = KERNELS[name].layout === 'channels-last' ? blocksRows(rows, block) : blocksNchw(outer, inner, block);
   return {
-    outer, C, inner, rows, block, b0: 0, b1: blocks, blocks: 3,
+    outer, C, inner, rows, block, b0: 0, b1: blocks, c0: 0, c1: C, blocks: 3,
     training: 1, xmu: 1, eps: 1e-5, lower: 0, divisor: 9, momentum: 0.1, n: rows,
   };
 }

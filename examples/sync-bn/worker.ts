@@ -67,7 +67,7 @@ async function allGather<T>(job: ShardJob, boxes: Map<number, Mailbox>, value: T
 
 async function run(job: ShardJob): Promise<ShardResult> {
   const boxes = new Map(Object.entries(job.peers).map(([rank, port]) => [Number(rank), new Mailbox(port)]));
-  const engine = await createEngine();
+  const engine = await createEngine({ threads: 1 }); // each shard is one worker already
   const { shape, layout, x, dy, weight, bias, runningMean, runningVar, momentum, eps } = job;
 
   // Forward: local moments -> all-reduce (Chan's merge) -> normalize with the global statistics.

@@ -1,7 +1,8 @@
 import type { Core } from '../exec.js';
 import { InvalidArgumentError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
-import { CallScope, STATS_BLOCK, backwardSums, batchStats } from '../exec.js';
+import { CallScope, STATS_BLOCK, backwardDx, backwardSums, batchStats, normalize, threadWorkBytes } from '../exec.js';
+import { ranges, runJobs, threadsFor } from '../threads/split.js';
 import { backwardPlan, forwardPlan } from '../plan.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
@@ -207,10 +208,12 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
   const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean, rmPin), rv = scope.stable(f.runningVar, rvPin);
+  const T = threadsFor(engine.pool, g.size);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
     const [xCopy, yScratch, ws] = scope.allocate([
-      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'], [plan.workspace.bytes, 'workspace'],
+      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
+      [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
     const stats = ws + plan.workspace.stats, params = ws + plan.workspace.params;
     const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
@@ -227,10 +230,14 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     }
 
     if (plan.path === 'fused') {
-      k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
+      // Threads take channel ranges (each channel's bits depend on that channel alone).
+      const fused = (c0: number, c1: number) =>
+        [xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower];
+      if (T > 1) runJobs(k, engine.pool, 'forwardTrainNchwF32', ranges(C, T).map(([c0, c1]) => fused(c0, c1)));
+      else k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, 0, C, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
     } else {
       if (f.stats === 'batch') {
-        batchStats(k, g, plan.blocks, xPtr, partials, stats, work);
+        batchStats(engine, g, plan.blocks, xPtr, partials, stats, work, T);
       } else if (given) {
         scope.setF64(stats, given.mean);
         scope.setF64(stats + 8 * C, given.m2);
@@ -240,8 +247,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
       }
       // v / divisor is the variance: m2 / n for batch or given moments, the running var / 1.
       k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, scale, shift, stats + 16 * C);
-      if (plan.channelsLast) k.normalizeNhwcF32(xPtr, yPtr, g.outer, C, meanHi, scale, shift, work, lower);
-      else k.normalizeNchwF32(xPtr, yPtr, g.outer, C, g.inner, meanHi, scale, shift, lower);
+      normalize(engine, g, xPtr, yPtr, meanHi, scale, shift, work, lower, T);
     }
     k.narrowF64(stats, C, saved);
     k.narrowF64(stats + 16 * C, C, saved + 4 * C);
@@ -338,11 +344,12 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const yPin = b.y === null ? null : scope.pin(b.y);
   const w = scope.stable(b.weight), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  const T = threadsFor(engine.pool, g.size);
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
     const [dyCopy, xCopy, yCopy, dxScratch, ws] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [scope.copyBytes(yPin), 'y'],
-      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [plan.workspace.bytes, 'workspace'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
     const sums = ws + plan.workspace.sums, params = ws + plan.workspace.params, work = ws + plan.workspace.work;
     const partials = ws + plan.workspace.partials;
@@ -360,18 +367,20 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
 
     if (plan.path === 'fused') {
-      k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
+      const fused = (c0: number, c1: number) =>
+        [dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, meanPtr, invStdPtr, gamma, training ? 1 : 0, sums, sums + 8 * C, yPtr];
+      if (T > 1) runJobs(k, engine.pool, 'backwardNchwF32', ranges(C, T).map(([c0, c1]) => fused(c0, c1)));
+      else k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, 0, C, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
-        backwardSums(k, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, yPtr);
+        backwardSums(engine, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, yPtr, T);
       } else {
         scope.setF64(sums, given.sumDy);
         scope.setF64(sums + 8 * C, given.sumDyXhat);
       }
       k.foldBackwardF32(C, sums, sums + 8 * C, given === null, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
-      if (plan.channelsLast) k.backwardDxNhwcF32(dyPtr, xPtr, dxPtr, g.outer, C, meanPtr, k1, k2, k3, work, training, yPtr);
-      else k.backwardDxNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, meanPtr, k1, k2, k3, training, yPtr);
+      backwardDx(engine, g, dyPtr, xPtr, dxPtr, meanPtr, k1, k2, k3, work, training, yPtr, T);
     }
 
     const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);

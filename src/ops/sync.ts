@@ -26,7 +26,8 @@ import {
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Layout } from '../layout.js';
-import { CallScope, backwardSums, batchStats } from '../exec.js';
+import { CallScope, backwardSums, batchStats, threadWorkBytes } from '../exec.js';
+import { threadsFor } from '../threads/split.js';
 import { momentsPlan, reducePlan } from '../plan.js';
 import {
   checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
@@ -237,16 +238,16 @@ export function momentsBatchNorm(engine: Core, xInput: Float32Array, shape: read
   const C = g.channels;
   const x = checkF32(engine.arena, xInput, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
 
-  const k = engine.kernels;
   const plan = momentsPlan(g);
   const scope = new CallScope(engine);
   const xPin = scope.pin(x);
   try {
-    const [xCopy, ws] = scope.allocate([[scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace']]);
+    const T = threadsFor(engine.pool, g.size);
+    const [xCopy, ws] = scope.allocate([[scope.copyBytes(xPin), 'x'], [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace']]);
     const stats = ws + plan.workspace.stats;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     if (!xPin.resident) scope.setF32(xPtr, x);
-    batchStats(k, g, plan.blocks, xPtr, ws + plan.workspace.partials, stats, ws + plan.workspace.work);
+    batchStats(engine, g, plan.blocks, xPtr, ws + plan.workspace.partials, stats, ws + plan.workspace.work, T);
     const s = scope.f64(stats, 2 * C);
     return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
   } finally {
@@ -294,14 +295,14 @@ export function backwardReduceBatchNorm(
   const { g, dy, x, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forwardWithMoments');
   const C = g.channels;
 
-  const k = engine.kernels;
   const plan = reducePlan(g);
   const scope = new CallScope(engine);
   const dyPin = scope.pin(dy), xPin = scope.pin(x);
   const mean = new Float32Array(saveMean), invStd = new Float64Array(saveInvStd);
   try {
+    const T = threadsFor(engine.pool, g.size);
     const [dyCopy, xCopy, ws] = scope.allocate([
-      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [plan.workspace.bytes, 'workspace'],
+      [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
     const sums = ws + plan.workspace.sums, meanPtr = ws + plan.workspace.mean, work = ws + plan.workspace.work;
     const partials = ws + plan.workspace.partials;
@@ -310,7 +311,7 @@ export function backwardReduceBatchNorm(
     if (!dyPin.resident) scope.setF32(dyPtr, dy);
     if (!xPin.resident) scope.setF32(xPtr, x);
     scope.setF32(meanPtr, mean);
-    backwardSums(k, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, 0);
+    backwardSums(engine, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, 0, T);
     const s = scope.f64(sums, 2 * C);
     const sumDy = s.slice(0, C);
     const sumDyXhat = new Float64Array(C);

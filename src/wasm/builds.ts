@@ -1,7 +1,10 @@
 // The build table: every binary built from assembly/ (the asconfig.json targets the package
 // ships), in the order createEngine prefers them. The loader, engine.info(), the tests and the
-// bench enumerate it; a new build (relaxed SIMD, threads) is one more entry here and one more
-// asconfig.json target.
+// bench enumerate it; a new build is one more entry here and one more asconfig.json target.
+// Every build also has a threaded binary (`<name>-threads` in asconfig.json): the same source,
+// compiled to import a shared memory, which the calling thread and the workers of
+// src/threads/pool.ts all instantiate. The arithmetic is the same instructions, so a threaded
+// engine's results are the bits of the single-threaded one.
 
 export type Build = 'simd' | 'scalar';
 
@@ -23,15 +26,19 @@ export interface BuildSpec {
   readonly fallback: Build | null;
   /** The package's own file. A literal `new URL('…', import.meta.url)` per build: bundlers must see it. */
   readonly url: () => URL;
+  /** The threaded binary (imports a shared `env.memory`), also a literal URL. */
+  readonly threadsUrl: () => URL;
 }
 
 const simd: BuildSpec = {
   name: 'simd', features: ['simd'], simdFlag: 1, fallback: 'scalar', title: 'SIMD', needs: '128-bit SIMD',
   url: () => new URL('../../build/batchnorm.simd.wasm', import.meta.url),
+  threadsUrl: () => new URL('../../build/batchnorm.simd.threads.wasm', import.meta.url),
 };
 const scalar: BuildSpec = {
   name: 'scalar', features: [], simdFlag: 0, fallback: null, title: 'scalar', needs: 'WebAssembly 1.0',
   url: () => new URL('../../build/batchnorm.scalar.wasm', import.meta.url),
+  threadsUrl: () => new URL('../../build/batchnorm.scalar.threads.wasm', import.meta.url),
 };
 
 export const BUILDS: Readonly<Record<Build, BuildSpec>> = Object.freeze({ simd, scalar });

@@ -84,7 +84,7 @@ function isNode(): boolean {
  * reject it for browsers, where this is never called): process.getBuiltinModule (Node 20.16+),
  * else a dynamic import of a non-literal specifier.
  */
-async function nodeBuiltin<T>(id: 'node:fs/promises' | 'node:url'): Promise<T> {
+export async function nodeBuiltin<T>(id: 'node:fs/promises' | 'node:url' | 'node:worker_threads' | 'node:os'): Promise<T> {
   const proc = globalThis.process as { getBuiltinModule?: (id: string) => unknown } | undefined;
   if (typeof proc?.getBuiltinModule === 'function') return proc.getBuiltinModule(id) as T;
   return (await import(/* webpackIgnore: true */ /* @vite-ignore */ id)) as T;
@@ -177,13 +177,21 @@ async function fromUrl(spec: BuildSpec, url: URL, argument: string): Promise<Loa
   return fromBytes(spec, new Uint8Array(await response.arrayBuffer()), 'fetch', url.href, argument);
 }
 
-/** One build's module from options.wasm[build] or the package's own file; null: the JavaScript engine rejects it. */
-export async function loadModule(spec: BuildSpec, source: WasmSource | undefined): Promise<Loaded | null> {
+/**
+ * One build's module from options.wasm[build] or the package's own file (`threaded`: its
+ * threaded binary, always the package's); null: the JavaScript engine rejects it.
+ */
+export async function loadModule(spec: BuildSpec, source: WasmSource | undefined, threaded = false): Promise<Loaded | null> {
   const argument = `options.wasm.${spec.name}`;
+  if (threaded) return load(spec, spec.threadsUrl(), argument);
   if (source instanceof WebAssembly.Module) return { module: source, source: 'module', url: null };
   if (isBufferSource(source)) return fromBytes(spec, toBytes(source), 'bytes', null, argument);
   const url = source === undefined ? spec.url()
     : typeof source === 'string' ? await resolveUrl(source, argument) : source;
+  return load(spec, url, argument);
+}
+
+function load(spec: BuildSpec, url: URL, argument: string): Promise<Loaded | null> {
   const key = `${spec.name} ${url.href}`;
   let loaded = compiled.get(key);
   if (!loaded) {
@@ -244,14 +252,15 @@ export const imports = {
 
 
 /**
- * Instantiates a loaded module of build `spec` with its own memory and checks that it is that
+ * Instantiates a loaded module of build `spec` with its own memory (or, threaded, the shared
+ * `memory` it imports) and checks that it is that
  * build of this package (its exports, and simdEnabled() against the build table).
  */
-export async function instantiateKernels(spec: BuildSpec, loaded: Loaded): Promise<KernelExports> {
+export async function instantiateKernels(spec: BuildSpec, loaded: Loaded, memory?: WebAssembly.Memory): Promise<KernelExports> {
   const argument = `options.wasm.${spec.name}`, expected = `the ${spec.name} build of wasm-batchnorm`;
   let instance: WebAssembly.Instance;
   try {
-    instance = await WebAssembly.instantiate(loaded.module, imports);
+    instance = await WebAssembly.instantiate(loaded.module, memory ? { env: { ...imports.env, memory } } : imports);
   } catch (error) {
     throw withCause(new InvalidArgumentError(argument, expected, `a module that does not instantiate: ${reason(error)}`), error);
   }

@@ -19,9 +19,13 @@ export async function loadDebugEngine(checked = true): Promise<Engine> {
   return new Engine(checked ? checkedKernels(kernels) : kernels, 'simd');
 }
 
+/**
+ * One build's single-threaded engine (`threads: 1`, today's engine: its own non-shared memory);
+ * test/threads.test.ts covers the threaded engines against these.
+ */
 export async function makeEngine(build: BuildName): Promise<Engine> {
   if (build === 'debug') return loadDebugEngine();
-  const engine = await createEngine({ build });
+  const engine = await createEngine({ build, threads: 1 });
   if (engine.build !== build) throw new Error(`asked for the ${build} build, got ${engine.build}`);
   return engine;
 }

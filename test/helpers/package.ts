@@ -43,10 +43,10 @@ export async function compileDist(outDir: string): Promise<void> {
   await runOk(process.execPath, [TSC, '-p', path.join(REPO, 'tsconfig.json'), '--outDir', outDir], { cwd: REPO, timeoutMs: 60_000 });
 }
 
-/** The modules of src/, folders included (paths relative to src/, without .ts). */
-async function sourceModules(): Promise<string[]> {
+/** The modules of src/, folders included (paths relative to src/, without .ts or .js: plain JS modules compile too). */
+async function sourceModules(): Promise<{ name: string; file: string }[]> {
   const entries = await readdir(path.join(REPO, 'src'), { recursive: true });
-  return entries.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => f.slice(0, -3));
+  return entries.filter((f) => /\.(ts|js)$/.test(f) && !f.endsWith('.d.ts')).map((f) => ({ name: f.slice(0, -3), file: f }));
 }
 
 /**
@@ -56,8 +56,8 @@ async function sourceModules(): Promise<string[]> {
 export async function distIsFresh(): Promise<boolean> {
   const mtime = (f: string) => stat(f).then((s) => s.mtimeMs, () => Number.NaN);
   const config = await mtime(path.join(REPO, 'tsconfig.json'));
-  for (const name of await sourceModules()) {
-    const src = await mtime(path.join(REPO, 'src', `${name}.ts`));
+  for (const { name, file } of await sourceModules()) {
+    const src = await mtime(path.join(REPO, 'src', file));
     for (const out of [`${name}.js`, `${name}.d.ts`]) {
       const built = await mtime(path.join(REPO, 'dist', out));
       if (!(built >= src && built >= config)) return false;
@@ -77,7 +77,7 @@ export async function buildDist(dir: string): Promise<boolean> {
     return true;
   }
   await mkdir(dir, { recursive: true });
-  for (const name of await sourceModules()) {
+  for (const { name } of await sourceModules()) {
     await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
     for (const out of [`${name}.js`, `${name}.d.ts`, `${name}.js.map`]) {
       await cp(path.join(REPO, 'dist', out), path.join(dir, out)).catch((error: NodeJS.ErrnoException) => {

@@ -1,0 +1,257 @@
+// Threaded engines (src/threads/): every output bit-identical to the single-threaded engine for
+// 2, 3 and 4 threads, on shapes that reach every split (block ranges of the statistics and
+// backward sums, channel ranges of the channel-at-a-time kernels, sample / channel / row ranges
+// of the applies), both layouts, every op, SIMD and scalar; calls too small to split stay on the
+// calling thread; the pool's life cycle (lazy start, startThreads, dispose, a lost or failing
+// worker) and zero-copy tensors over shared memory.
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
+import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
+import type { Pool } from '../src/threads/pool.js';
+import { rng } from './helpers/numeric.js';
+
+type Layout = 'NCHW' | 'NHWC';
+interface Case { name: string; shape: number[]; layout: Layout }
+
+// Every case has at least 2 · MIN_VALUES_PER_THREAD values, so it splits.
+const CASES: Case[] = [
+  { name: 'NCHW large planes (channel-at-a-time kernels, channel ranges)', shape: [8, 24, 40, 40], layout: 'NCHW' },
+  { name: 'NCHW small planes (block ranges, sample ranges)', shape: [64, 20, 7, 31], layout: 'NCHW' },
+  { name: 'NCHW one sample (channel ranges of the apply)', shape: [1, 37, 97, 89], layout: 'NCHW' },
+  { name: '[N, C] (channels-last kernels on rows)', shape: [9000, 37], layout: 'NCHW' },
+  { name: 'NHWC C % 4 != 0 (row ranges, block ranges)', shape: [6, 50, 49, 19], layout: 'NHWC' },
+  { name: 'NHWC wide channels', shape: [2, 8, 8, 4100], layout: 'NHWC' },
+];
+
+/** Values as the world draws them: offsets, an outlier at each channel's start, sparse post-ReLU runs. */
+function data(n: number, seed: number): Float32Array {
+  const r = rng(seed), x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    x[i] = u < 0.3 ? 0 : 1000 + (r() - 0.5) * 7.3 + (i % 97 === 0 ? 3e4 : 0);
+  }
+  return x;
+}
+
+function expectSameBits(a: Float32Array, b: Float32Array, what: string): void {
+  expect(a.length, what).toBe(b.length);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  let first = -1;
+  for (let i = 0; i < ua.length && first < 0; i++) if (ua[i] !== ub[i]) first = i;
+  expect(first, `${what}: first differing index (${a[first]} vs ${b[first]})`).toBe(-1);
+}
+
+/** Counts the pool's split calls (the proof that a case really ran on several threads). */
+function countRuns(pool: Pool): { count: number } {
+  const counter = { count: 0 };
+  const run = pool.run.bind(pool);
+  pool.run = (k, name, jobs) => { if (jobs.length > 1) counter.count++; run(k, name, jobs); };
+  return counter;
+}
+
+/** Everything one engine computes on a case: forward train/eval (+ReLU), backward train/eval, synchronized-BN steps. */
+function outputs(engine: Engine, c: Case, zeroCopy: boolean): Record<string, Float32Array> {
+  const n = c.shape.reduce((a, b) => a * b), C = c.layout === 'NCHW' ? c.shape[1] : c.shape[c.shape.length - 1];
+  const x0 = data(n, 11), dy0 = data(n, 12).map((v) => (v - 900) / 100);
+  const w = Float32Array.from({ length: C }, (_, i) => 0.5 + (i % 7) / 3), b = Float32Array.from({ length: C }, (_, i) => i / 11 - 1);
+  const tensors = zeroCopy ? [engine.tensor(x0), engine.tensor(dy0), engine.tensor(n)] : [];
+  const x = () => (zeroCopy ? tensors[0].data : x0), dy = () => (zeroCopy ? tensors[1].data : dy0);
+  const out: Record<string, Float32Array> = {};
+  const rm = new Float32Array(C).fill(0.25), rv = new Float32Array(C).fill(2);
+  for (const relu of [false, true]) {
+    const activation = relu ? 'relu' as const : 'none' as const;
+    const opts = { layout: c.layout, training: true, weight: w, bias: b, runningMean: rm, runningVar: rv, activation };
+    const f = engine.forward(x(), c.shape, zeroCopy ? { ...opts, out: tensors[2].data } : opts);
+    out[`train${relu} y`] = new Float32Array(f.y);
+    out[`train${relu} saveMean`] = f.saveMean;
+    out[`train${relu} saveInvStd`] = f.saveInvStd;
+    const g = engine.backward(dy(), x(), c.shape, {
+      layout: c.layout, training: true, weight: w, saveMean: f.saveMean, saveInvStd: f.saveInvStd, activation, y: relu ? f.y : null,
+    });
+    out[`back${relu} dx`] = g.dx;
+    out[`back${relu} dweight`] = g.dweight;
+    out[`back${relu} dbias`] = g.dbias;
+  }
+  out['runningMean'] = rm;
+  out['runningVar'] = rv;
+  out['eval y'] = engine.forward(x(), c.shape, { layout: c.layout, training: false, weight: w, bias: b, runningMean: rm, runningVar: rv }).y;
+  const ge = engine.backward(dy(), x(), c.shape, { layout: c.layout, training: false, weight: w, saveMean: rm, saveInvStd: rv });
+  out['eval dx'] = ge.dx;
+  const m = engine.moments(x(), c.shape, { layout: c.layout });
+  out['moments mean'] = new Float32Array(new Float64Array(m.mean).buffer);
+  out['moments m2'] = new Float32Array(new Float64Array(m.m2).buffer);
+  const f = engine.forwardWithMoments(x(), c.shape, { layout: c.layout, moments: m, weight: w, bias: b });
+  out['withMoments y'] = f.y;
+  const s = engine.backwardReduce(dy(), x(), c.shape, { layout: c.layout, saveMean: f.saveMean, saveInvStd: f.saveInvStd });
+  out['reduce sumDy'] = new Float32Array(s.sumDy.buffer.slice(0));
+  out['reduce sumDyXhat'] = new Float32Array(s.sumDyXhat.buffer.slice(0));
+  for (const t of tensors) t.free();
+  return out;
+}
+
+describe.each(['simd', 'scalar'] as const)('%s build: threaded engines compute the single-threaded bits', (build) => {
+  let single: Engine;
+  const threaded: Record<number, Engine> = {};
+  beforeAll(async () => {
+    single = await createEngine({ build, threads: 1 });
+    for (const T of [2, 3, 4]) {
+      threaded[T] = await createEngine({ build, threads: T });
+      expect(await threaded[T].startThreads()).toBe(T);
+    }
+  });
+  afterAll(() => { for (const e of Object.values(threaded)) e.dispose(); });
+
+  it.each(CASES)('$name: $shape $layout, threads 2, 3, 4, copy and zero-copy', (c) => {
+    expect(c.shape.reduce((a, b) => a * b)).toBeGreaterThanOrEqual(2 * MIN_VALUES_PER_THREAD);
+    for (const zeroCopy of [false, true]) {
+      const ref = outputs(single, c, zeroCopy);
+      for (const T of [2, 3, 4]) {
+        const runs = countRuns(threaded[T].pool!);
+        const got = outputs(threaded[T], c, zeroCopy);
+        expect(runs.count, 'calls split over the pool').toBeGreaterThan(0);
+        for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}, ${zeroCopy ? 'zero-copy' : 'copy'}: ${key}`);
+      }
+    }
+  });
+});
+
+describe('the pool', () => {
+  it('threads: 1 is the single-threaded engine: no pool, no shared memory; info() reports what was asked and what runs', async () => {
+    const one = await createEngine({ threads: 1 });
+    expect(one.pool).toBeNull();
+    expect(one.kernels.memory.buffer).toBeInstanceOf(ArrayBuffer);
+    expect(one.info().threads).toEqual({ requested: 1, count: 1, running: 1, reason: null });
+    const auto = await createEngine();
+    expect(auto.info().threads).toMatchObject({ requested: 'auto', reason: null });
+    expect(auto.info().threads.count).toBe(Math.min(4, (await import('node:os')).availableParallelism()));
+    auto.dispose();
+  });
+
+  it('workers start on the first call big enough to split (which runs on the calling thread), never for small calls', async () => {
+    const engine = await createEngine({ threads: 2 });
+    expect(engine.info().threads).toEqual({ requested: 2, count: 2, running: 1, reason: null });
+    const small = data(MIN_VALUES_PER_THREAD, 3);
+    for (let i = 0; i < 5; i++) engine.forward(small, [small.length / 16, 16], { training: true });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(engine.info().threads.running, 'a small call started workers').toBe(1);
+    const big = data(4 * MIN_VALUES_PER_THREAD, 4);
+    const runs = countRuns(engine.pool!);
+    engine.forward(big, [big.length / 16, 16], { training: true });
+    expect(runs.count, 'the first big call waited for workers').toBe(0);
+    expect(await engine.startThreads()).toBe(2);
+    engine.forward(big, [big.length / 16, 16], { training: true });
+    expect(runs.count).toBeGreaterThan(0);
+    engine.dispose();
+  });
+
+  it('options.threads: anything but a whole number in [1, 64] or "auto" is an InvalidArgumentError naming it', async () => {
+    for (const bad of [0, -1, 1.5, 65, NaN, '2', null, true]) {
+      await expect(createEngine({ threads: bad as never })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'options.threads' });
+    }
+    await expect(createEngine({ threads: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('dispose() terminates the workers; every later call is a DisposedError; dispose is idempotent', async () => {
+    const engine = await createEngine({ threads: 2 });
+    await engine.startThreads();
+    const t = engine.tensor(64);
+    engine.dispose();
+    engine.dispose();
+    expect(engine.info().threads).toMatchObject({ running: 1, reason: 'the engine was disposed' });
+    const x = new Float32Array(64);
+    expect(() => engine.forward(x, [4, 16], { training: true })).toThrow(DisposedError);
+    expect(() => engine.backward(x, x, [4, 16], { training: true, saveMean: new Float32Array(16), saveInvStd: new Float32Array(16) })).toThrow(DisposedError);
+    expect(() => engine.moments(x, [4, 16])).toThrow(DisposedError);
+    expect(() => engine.tensor(4)).toThrow(DisposedError);
+    expect(() => t.data.fill(1)).not.toThrow(); // the memory itself stays readable for views already taken
+    await expect(engine.startThreads()).rejects.toBeInstanceOf(DisposedError);
+    const single = await createEngine({ threads: 1 });
+    single.dispose();
+    expect(() => single.forward(x, [4, 16], { training: true })).toThrow(DisposedError);
+  });
+
+  it('a kernel that fails on a worker makes the call throw ThreadError, after every other range finished; the pool goes on', async () => {
+    const engine = await createEngine({ threads: 2 });
+    await engine.startThreads();
+    const k = engine.kernels, pool = engine.pool!;
+    const x = engine.tensor(64), partials = engine.tensor(4 * 16 * 2 * 2);
+    const ok = [x.byteOffset, 1, 1, 64, 32, 0, 1, partials.byteOffset];
+    const outOfBounds = [0xfffff000, 1, 1, 64, 32, 1, 2, partials.byteOffset];
+    let error: unknown;
+    try { pool.run(k, 'statsNchwF32', [ok, outOfBounds]); } catch (e) { error = e; }
+    expect(error).toBeInstanceOf(ThreadError);
+    expect(error).toMatchObject({ argument: 'statsNchwF32', received: expect.stringMatching(/^worker 1: .*out of bounds/) });
+    expect(pool.reason).toBeNull();
+    const big = data(4 * MIN_VALUES_PER_THREAD, 5);
+    const ref = (await createEngine({ threads: 1 })).forward(big, [big.length / 32, 32], { training: true });
+    expectSameBits(engine.forward(big, [big.length / 32, 32], { training: true }).y, ref.y, 'after a failed range');
+    engine.dispose();
+  });
+
+  it('a worker that dies: the pool breaks, calls go on on the calling thread with the same bits, info() says why', async () => {
+    const engine = await createEngine({ threads: 3 });
+    await engine.startThreads();
+    const pool = engine.pool! as unknown as { workers: { terminate(): Promise<number> }[] };
+    const exited = new Promise<void>((resolve) => (pool.workers[2] as unknown as { once(e: string, f: () => void): void }).once('exit', resolve));
+    await pool.workers[2].terminate();
+    await exited;
+    expect(engine.info().threads).toMatchObject({ count: 3, running: 1, reason: expect.stringMatching(/worker 2 exited/) });
+    const big = data(4 * MIN_VALUES_PER_THREAD, 6);
+    const ref = (await createEngine({ threads: 1 })).forward(big, [big.length / 32, 32], { training: true });
+    expectSameBits(engine.forward(big, [big.length / 32, 32], { training: true }).y, ref.y, 'after losing a worker');
+    engine.dispose();
+  });
+
+  it('an idle pool never keeps a Node process alive (workers are unref\'d)', async () => {
+    const script = `
+      const { createEngine } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
+      const engine = await createEngine({ threads: 2 });
+      console.log(await engine.startThreads());
+      const x = new Float32Array(${4 * MIN_VALUES_PER_THREAD}).map((_, i) => i % 7);
+      engine.forward(x, [x.length / 8, 8], { training: true });
+      console.log('done');`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`the process did not exit: ${stdout} ${stderr}`)); }, 20_000);
+      child.on('close', (c) => { clearTimeout(timer); resolve(c); });
+    });
+    expect({ code, stdout: stdout.trim(), stderr }).toEqual({ code: 0, stdout: '2\ndone', stderr: '' });
+  });
+});
+
+describe('zero-copy tensors over shared memory', () => {
+  it('views never go stale: a view taken before memory grew is still used in place, and still checked by address range', async () => {
+    const engine = await createEngine({ threads: 2 });
+    const shape = [64, 16], n = 64 * 16;
+    const t = engine.tensor(data(n, 7));
+    const before = t.data, bufferBefore = before.buffer;
+    const big = engine.tensor(64 << 20); // grows the memory: a new SharedArrayBuffer object, same memory
+    expect(engine.kernels.memory.buffer).not.toBe(bufferBefore);
+    const ref = (await createEngine({ threads: 1 })).forward(data(n, 7), shape, { training: true });
+    const r = engine.forward(before, shape, { training: true, out: before });
+    expect(r.y).toBe(before); // in place: the caller's own object back
+    expectSameBits(t.data, ref.y, 'in place through a view from before the growth');
+    // A view of this memory outside every live tensor is still rejected.
+    const outside = new Float32Array(bufferBefore, 0, n);
+    expect(() => engine.forward(outside, shape, { training: true })).toThrow(MemoryError);
+    // Overlap is judged by address, whichever buffer object a view is over.
+    expect(() => engine.forward(before, shape, { training: true, out: t.data.subarray(0, n) })).not.toThrow();
+    expect(() => engine.forward(before, shape, { training: true, out: new Float32Array(engine.kernels.memory.buffer, before.byteOffset + 4, n) }))
+      .toThrow(/overlapping|inside a tensor/);
+    big.free();
+    t.free();
+    engine.dispose();
+  });
+
+  it('memory grown outside the engine (kernels.memory.grow): the next allocation sees the longer memory', async () => {
+    const engine = await createEngine({ threads: 2 });
+    engine.kernels.memory.grow(4);
+    const t = engine.tensor(data(70_000, 8));
+    expect(engine.forward(t.data, [70_000 / 7, 7], { training: true }).y.length).toBe(70_000);
+    engine.dispose();
+  });
+});
