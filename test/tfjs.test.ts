@@ -1,13 +1,13 @@
-// The TensorFlow.js adapter (src/tfjs/) on tfjs's cpu backend (@tensorflow/tfjs-backend-cpu;
-// the wasm backend is measured in bench/tfjs.mjs only).
+// The TensorFlow.js adapter (src/tfjs/) on tfjs's cpu backend (@tensorflow/tfjs-backend-cpu);
+// test/tfjs-wasm.test.ts runs the same comparisons on the wasm backend. Shared helpers, the
+// parameter forms and ours' bound: test/helpers/tfjs.ts.
 //
 // Kernel override: ours vs tfjs's own FusedBatchNorm kernel and vs the float64 oracle, x of rank
 // 2..5 and every parameter form tfjs accepts. Tolerance: tfjs's cpu kernel evaluates
 // off + (x − m)·s / sqrt(v + eps) in JavaScript doubles and rounds once to float32, so it is
-// within u·|y| of the exact value (u = 2^-24, plus double rounding, < 2^-50 relative). Ours rounds
-// d = x − m, scale = s·invStd (invStd from f64), d·scale and the sum with offset (the running mean
-// is a float32, so meanLo = 0 and shift = offset exactly): within u·(3·|t| + |y|) of the exact
-// value, t = (x − m)·s/sqrt(v + eps). Ours vs tfjs: 3u·|t| + 2u·|y| (+ 2^-149 for subnormals).
+// within u·|y| of the exact value (u = 2^-24, plus double rounding, < 2^-50 relative). Ours is
+// within u·(3·|t| + |y|) (OURS_BOUND, derived in the helper), t = (x − m)·s/sqrt(v + eps).
+// Ours vs tfjs: 3u·|t| + 2u·|y| (+ 2^-149 for subnormals).
 //
 // Layer: model.fit losses with our layer vs tfjs's own layer from identical initial weights
 // (NHWC), our NCHW (axis 1) results vs the oracle and tfjs's own (wrong) ones, save/load.
@@ -19,14 +19,16 @@ import { createEngine, type Engine } from '../src/engine.js';
 import { oracleBackward, oracleForward } from '../src/oracle/batchnorm.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import {
-  LAYER_CLASS_NAME, batchNormalization, planFusedBatchNorm, registerTfjsKernels, useTfjs,
+  LAYER_CLASS_NAME, batchNormalization, registerTfjsKernels, useTfjs,
   type TfjsKernelRegistration, type TfjsLayersNamespace,
 } from '../src/tfjs/index.js';
-import { U32, gauss, product, rng } from './helpers/numeric.js';
+import { U32 } from './helpers/numeric.js';
 import { tolDx, tolY } from './helpers/tolerance.js';
+import {
+  BN_FORMS, expectEpsMismatchDetected, expectFitMatchesTfjs, expectKernelsAgree, positive, randn, runBothKernels, tfAll,
+} from './helpers/tfjs.js';
 
 const tf = tfc;
-const tfAll: TfjsLayersNamespace = { ...tfc, layers: tfl.layers };
 let engine: Engine;
 
 beforeAll(async () => {
@@ -34,79 +36,27 @@ beforeAll(async () => {
   engine = await createEngine();
 });
 
-const randn = (seed: number, n: number, scale = 1, shift = 0) => {
-  const g = gauss(rng(seed));
-  return Float32Array.from({ length: n }, () => g() * scale + shift);
-};
-const positive = (seed: number, n: number) => Float32Array.from(randn(seed, n), (v) => 0.25 + v * v);
+/** tfjs's cpu kernel vs exact: one rounding of a double result (see the header). */
+const CPU_BOUND = (_t: number, y: number) => U32 * Math.abs(y);
 
 describe('registerTfjsKernels: FusedBatchNorm on cpu', () => {
   let registration: TfjsKernelRegistration | null = null;
   afterAll(() => registration?.unregister());
 
   const original = tf.getKernel('FusedBatchNorm', 'cpu')!;
-  /** tfjs's own kernel and ours on the same tensors; returns both and the exact (oracle) values. */
-  function both(xShape: number[], p: { mean: number[]; variance: number[]; scale?: number[]; offset?: number[] }, eps: number, seed: number) {
-    const x = tf.tensor(randn(seed, product(xShape), 2, 0.5), xShape);
-    const mk = (shape: number[] | undefined, i: number, pos = false) =>
-      shape === undefined ? undefined : tf.tensor(pos ? positive(seed + i, product(shape)) : randn(seed + i, product(shape)), shape);
-    const mean = mk(p.mean, 1)!, variance = mk(p.variance, 2, true)!, scale = mk(p.scale, 3), offset = mk(p.offset, 4);
-    const run = () => tf.batchNorm(x, mean, variance, offset, scale, eps).dataSync() as Float32Array;
-    registration?.unregister();
-    registration = null;
-    const theirs = run();
-    registration = registerTfjsKernels(tf, engine, { backends: ['cpu'] });
-    const ours = run();
-    const calls = registration.stats.calls;
-    // The oracle on the tiled-NHWC view of the call: [size / L, L], each parameter repeated to L.
-    const plan = planFusedBatchNorm({ x, mean, variance, scale, offset }, { varianceEpsilon: eps });
-    const data = { x: x.dataSync(), mean: mean.dataSync(), variance: variance.dataSync(), scale: scale?.dataSync(), offset: offset?.dataSync() };
-    tf.dispose([x, mean, variance, ...(scale ? [scale] : []), ...(offset ? [offset] : [])]);
-    return { theirs, ours, calls, plan, data };
-  }
+  const register = () => registerTfjsKernels(tf, engine, { backends: ['cpu'] });
 
-  const forms: [string, number[], { mean: number[]; variance: number[]; scale?: number[]; offset?: number[] }][] = [
-    ['rank 2, [C]', [6, 5], { mean: [5], variance: [5], scale: [5], offset: [5] }],
-    ['rank 3, [C]', [3, 4, 7], { mean: [7], variance: [7], scale: [7], offset: [7] }],
-    ['rank 4 NHWC [8,7,7,12], [C]', [8, 7, 7, 12], { mean: [12], variance: [12], scale: [12], offset: [12] }],
-    ['rank 4, [1,1,1,C] parameters', [2, 3, 3, 6], { mean: [1, 1, 1, 6], variance: [1, 1, 1, 6], scale: [1, 1, 1, 6], offset: [1, 1, 1, 6] }],
-    ['rank 4, [C,1,1] parameters (tfjs indexes them mod C over the flat index: reproduced, not fixed)', [2, 5, 3, 4], { mean: [5, 1, 1], variance: [5, 1, 1], scale: [5, 1, 1], offset: [5, 1, 1] }],
-    ['rank 5, [C]', [2, 3, 2, 4, 3], { mean: [3], variance: [3], scale: [3], offset: [3] }],
-    ['no scale, no offset', [4, 3, 3, 5], { mean: [5], variance: [5] }],
-    ['scalar-length scale and offset ([1]) with [C] statistics', [3, 4, 6], { mean: [6], variance: [6], scale: [1], offset: [1] }],
-    ['mixed periods: mean [2], variance [3], scale [6] (lcm 6)', [4, 6], { mean: [2], variance: [3], scale: [6], offset: [1] }],
-    ['parameters longer than the last axis: [H·W·C] = [3,4,5]', [2, 3, 4, 5], { mean: [3, 4, 5], variance: [3, 4, 5], scale: [3, 4, 5], offset: [3, 4, 5] }],
-    ['C = 1', [5, 1], { mean: [1], variance: [1], scale: [1], offset: [1] }],
-  ];
-
-  it.each(forms)('%s: ours = tfjs\'s kernel and the oracle within the derived float32 bound', (_, xShape, p) => {
+  it.each(BN_FORMS)('%s: ours = tfjs\'s kernel and the oracle within the derived float32 bound', (_, xShape, p) => {
     for (const eps of [1e-3, 1e-5]) {
-      const { theirs, ours, calls, plan, data } = both(xShape, p, eps, 7 + xShape.length);
-      expect(calls, 'our kernel ran').toBe(1);
-      expect(plan).not.toBeNull();
-      const L = plan!.period;
-      const at = (v: ArrayLike<number> | undefined, i: number, d: number) => (v ? v[i % v.length]! : d);
-      const tile = (v: ArrayLike<number> | undefined, d: number) => Float64Array.from({ length: L }, (_, j) => at(v, j, d));
-      const exact = oracleForward(data.x, [plan!.size / L, L], {
-        layout: 'NHWC', training: false, eps, runningMean: tile(data.mean, 0), runningVar: tile(data.variance, 1),
-        weight: tile(data.scale, 1), bias: tile(data.offset, 0),
-      }).y;
-      let worst = 0;
-      for (let i = 0; i < ours.length; i++) {
-        const t = exact[i]! - at(data.offset, i, 0);
-        const tol = 3 * U32 * Math.abs(t) + 2 * U32 * Math.abs(exact[i]!) + 2 ** -149;
-        const err = Math.abs(ours[i]! - theirs[i]!);
-        worst = Math.max(worst, err / tol);
-        if (!(err <= tol)) throw new Error(`x [${xShape}] eps ${eps} index ${i}: ours ${ours[i]} tfjs ${theirs[i]} exact ${exact[i]} (tol ${tol})`);
-        expect(Math.abs(ours[i]! - exact[i]!)).toBeLessThanOrEqual(3 * U32 * Math.abs(t) + U32 * Math.abs(exact[i]!) + 2 ** -149);
-      }
-      expect(worst).toBeLessThanOrEqual(1);
+      const r = runBothKernels(register, xShape, p, eps, 7 + xShape.length);
+      expect(r.stats, 'our kernel ran').toEqual({ calls: 1, fallbacks: 0 });
+      expectKernelsAgree(r, CPU_BOUND, `x [${xShape}] eps ${eps}`);
     }
   });
 
   it('the bound is tight enough to catch an eps off by 1e-4 relative (the check can fail)', () => {
-    const a = both([8, 7, 7, 12], { mean: [12], variance: [12] }, 1e-3, 3);
-    const b = both([8, 7, 7, 12], { mean: [12], variance: [12] }, 1e-3 * (1 + 1e-4), 3);
+    const a = runBothKernels(register, [8, 7, 7, 12], { mean: [12], variance: [12] }, 1e-3, 3);
+    const b = runBothKernels(register, [8, 7, 7, 12], { mean: [12], variance: [12] }, 1e-3 * (1 + 1e-4), 3);
     const exceeded = a.theirs.some((v, i) => Math.abs(v - b.ours[i]!) > 3 * U32 * Math.abs(v) + 2 * U32 * Math.abs(v) + 2 ** -149);
     expect(exceeded).toBe(true);
   });
@@ -151,61 +101,20 @@ describe('batchNormalization: a tf.layers.Layer with our forward and gradient', 
     tf.getKernel('FusedBatchNorm', 'cpu'); // tfjs's own kernel: no override in this block
   });
 
-  /** A tiny model: dense(6) → BN → flatten → dense(2), on [N, 4, 4, 3] inputs (NHWC). */
-  function nhwcModel(bn: tfl.layers.Layer | object) {
-    return tfl.sequential({ layers: [
-      tfl.layers.dense({ units: 6, inputShape: [4, 4, 3], kernelInitializer: 'glorotUniform' }),
-      bn as tfl.layers.Layer, tfl.layers.flatten(), tfl.layers.dense({ units: 2 }),
-    ] });
-  }
+  // Both models round every op's output to float32 (u = 2^-24 relative). One step's forward and
+  // backward is a chain of about 30 ops, each adding at most one rounding relative to its own
+  // output (tfjs's cpu kernels accumulate sums, and dot products per block of 48 terms, in
+  // doubles); the per-op error then propagates through the SGD updates, which, at lr 0.05 on this
+  // well-conditioned model, do not amplify it (|1 − lr·λ| < 1). Bound: 64 roundings per step,
+  // accumulated over the steps taken (2 per epoch): rel. 64·u·(steps + 1).
+  const PER_STEP = 64;
 
   it('NHWC: model.fit losses, weights and moving statistics match tfjs\'s own layer within float32 rounding', async () => {
-    useTfjs(tfAll, engine);
-    const ours = nhwcModel(batchNormalization(engine, {}));
-    const theirs = nhwcModel(tfl.layers.batchNormalization({}));
-    theirs.setWeights(ours.getWeights());
-    const xs = tf.tensor(randn(11, 16 * 48, 1.5, 0.3), [16, 4, 4, 3]);
-    const ys = tf.tensor(randn(12, 32), [16, 2]);
-    const fit = async (m: tfl.Sequential) => {
-      m.compile({ optimizer: tf.train.sgd(0.05), loss: 'meanSquaredError' });
-      return (await m.fit(xs, ys, { epochs: 8, batchSize: 8, shuffle: false, verbose: 0 })).history.loss as number[];
-    };
-    const a = await fit(ours), b = await fit(theirs);
-    // Both models round every op's output to float32 (u = 2^-24 relative). One step's forward and
-    // backward is a chain of about 30 ops, each adding at most one rounding relative to its own
-    // output; the per-op error then propagates through the SGD updates, which, at lr 0.05 on this
-    // well-conditioned model, do not amplify it (|1 − lr·λ| < 1). Bound: 64 roundings per step,
-    // accumulated over the steps taken (2 per epoch): rel. 64·u·(steps + 1).
-    for (let e = 0; e < a.length; e++) {
-      const steps = 2 * (e + 1);
-      expect(Math.abs(a[e]! - b[e]!), `epoch ${e}: ours ${a[e]} tfjs ${b[e]}`).toBeLessThanOrEqual(64 * U32 * (steps + 1) * Math.abs(b[e]!));
-    }
-    expect(a.at(-1)!).toBeLessThan(a[0]!);
-    const wa = ours.getWeights(), wb = theirs.getWeights();
-    expect(wa.map((w) => w.name.split('/').at(-1))).toEqual(wb.map((w) => w.name.split('/').at(-1)));
-    for (let i = 0; i < wa.length; i++) {
-      const va = wa[i]!.dataSync(), vb = wb[i]!.dataSync();
-      for (let j = 0; j < va.length; j++) {
-        expect(Math.abs(va[j]! - vb[j]!), `${wa[i]!.name}[${j}]`).toBeLessThanOrEqual(64 * U32 * 17 * (Math.abs(vb[j]!) + 1e-3));
-      }
-    }
-    tf.dispose([xs, ys]);
+    await expectFitMatchesTfjs(engine, PER_STEP);
   });
 
   it('the loss comparison can fail: our layer with epsilon 1e-5 against tfjs\'s default 1e-3 is outside the bound', async () => {
-    useTfjs(tfAll, engine);
-    const ours = nhwcModel(batchNormalization(engine, { epsilon: 1e-5 }));
-    const theirs = nhwcModel(tfl.layers.batchNormalization({}));
-    theirs.setWeights(ours.getWeights());
-    // Small activations (variance ~1e-3 after the first dense) make eps matter.
-    const xs = tf.tensor(randn(21, 8 * 48, 0.05), [8, 4, 4, 3]), ys = tf.tensor(randn(22, 16), [8, 2]);
-    const fit = async (m: tfl.Sequential) => {
-      m.compile({ optimizer: tf.train.sgd(0.05), loss: 'meanSquaredError' });
-      return (await m.fit(xs, ys, { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 })).history.loss[0] as number;
-    };
-    const a = await fit(ours), b = await fit(theirs);
-    expect(Math.abs(a - b)).toBeGreaterThan(64 * U32 * 3 * Math.abs(b));
-    tf.dispose([xs, ys]);
+    await expectEpsMismatchDetected(engine, PER_STEP);
   });
 
   describe('NCHW (axis 1)', () => {
