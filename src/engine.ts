@@ -274,7 +274,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   }
   const threads = checkThreads(o.threads);
   const { count, reason } = await threadSupport(threads, AUTO_THREADS, wasm !== undefined);
-  let engine: Engine | null = null;
+  let engine: Engine | null = null, record = loaded;
   let why = reason;
   if (count > 1) {
     // The threaded binary of the chosen build over a new shared memory (its maximum is the
@@ -285,12 +285,13 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
       const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true } as WebAssembly.MemoryDescriptor);
       const kernels = await instantiateKernels(spec, threaded, memory);
       engine = new Engine(kernels, spec.name, new Pool(threaded.module, memory, count), { requested: threads, reason: null });
+      record = threaded;
     } catch (error) {
       why = `the threaded build could not load: ${reason_(error)}`;
     }
   }
   engine ??= new Engine(await instantiateKernels(spec, loaded), spec.name, null, { requested: threads, reason: why });
-  loadRecords.set(engine, { source: loaded.source, url: loaded.url, simd: accepted });
+  loadRecords.set(engine, { source: record.source, url: record.url, simd: accepted });
   return engine;
 }
 

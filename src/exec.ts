@@ -5,7 +5,7 @@ import { DisposedError } from './errors.js';
 import type { Geometry } from './layout.js';
 import { blocksNchw, blocksRows, workspaceBytes, type KernelExports } from './wasm/kernels.js';
 import type { Pool } from './threads/pool.js';
-import { ranges, runJobs } from './threads/split.js';
+import { applyThreads, ranges, runJobs } from './threads/split.js';
 
 /**
  * What an op runs on: one instance's kernels, the arena over its memory, and (a threaded
@@ -209,11 +209,12 @@ function applyParts(g: Geometry, T: number): { offset: number; rows: number; cha
   return ranges(C, T).map(([lo, hi]) => ({ offset: lo * g.inner, rows: 1, channel: lo, channels: hi - lo }));
 }
 
-/** y = max((x − meanHi)·scale + shift, lower) over the tensor (assembly/normalize.ts), on T threads by applyParts. */
+/** y = max((x − meanHi)·scale + shift, lower) over the tensor (assembly/normalize.ts), on up to T threads (applyThreads) by applyParts. */
 export function normalize(
   core: Core, g: Geometry, x: number, y: number, meanHi: number, scale: number, shift: number, work: number, lower: number, T = 1,
 ): void {
   const k = core.kernels, C = g.channels;
+  T = applyThreads(T, g.size);
   if (T > 1) {
     const parts = applyParts(g, T);
     if (channelsLast(g)) {
@@ -230,12 +231,13 @@ export function normalize(
   else k.normalizeNchwF32(x, y, g.outer, C, g.inner, meanHi, scale, shift, lower);
 }
 
-/** dx from the folded k1, k2, k3 (assembly/backward.ts), on T threads by applyParts; y = 0: no ReLU mask. */
+/** dx from the folded k1, k2, k3 (assembly/backward.ts), on up to T threads (applyThreads) by applyParts; y = 0: no ReLU mask. */
 export function backwardDx(
   core: Core, g: Geometry, dy: number, x: number, dx: number, mean: number, k1: number, k2: number, k3: number,
   work: number, training: boolean, y: number, T = 1,
 ): void {
   const k = core.kernels, C = g.channels;
+  T = applyThreads(T, g.size);
   if (T > 1) {
     const parts = applyParts(g, T), t1 = training ? 1 : 0;
     if (channelsLast(g)) {

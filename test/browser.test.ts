@@ -50,6 +50,7 @@ interface DemoResults {
 let tmp: string;
 let server: RunningServer;
 let wrongMime: RunningServer;
+let isolated: RunningServer;
 let browser: Browser | null = null;
 
 beforeAll(async () => {
@@ -58,9 +59,10 @@ beforeAll(async () => {
   // The current sources' dist/ (the repository's own when fresh), served in place of /dist/.
   await buildDist(path.join(tmp, 'dist'));
   const mounts = { '/dist/': path.join(tmp, 'dist') };
-  [server, wrongMime, browser] = await Promise.all([
+  [server, wrongMime, isolated, browser] = await Promise.all([
     startServer({ mounts }),
     startServer({ mounts, wrongWasmMime: true }),
+    startServer({ mounts, isolated: true }),
     launchChromium(),
   ]);
 }, 90_000);
@@ -69,6 +71,7 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
   await wrongMime?.close();
+  await isolated?.close();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
@@ -249,5 +252,53 @@ describe('real browser (headless chromium)', () => {
     } finally {
       await page.close();
     }
+  });
+
+  it('threads: a crossOriginIsolated page (COOP/COEP) runs module workers with the same bits as one thread; a page that is not falls back to 1 thread and says why', async (ctx) => {
+    ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
+    // A string, not a function: vitest would rewrite a function's import() for Node.
+    const script = `(async () => {
+      const { createEngine } = await import('/dist/index.js');
+      const auto = await createEngine();
+      const before = auto.info().threads;
+      const running = await auto.startThreads();
+      const one = await createEngine({ threads: 1 });
+      const shape = [16, 32, 48, 48], n = 16 * 32 * 48 * 48;
+      const x = new Float32Array(n).map((_, i) => Math.sin(i * 0.37) * 3 + (i % 101 === 0 ? 4e3 : 0));
+      const dy = x.map((v, i) => Math.cos(i));
+      const same = (a, b) => a.length === b.length && new Uint32Array(a.buffer).every((v, i) => v === new Uint32Array(b.buffer)[i]);
+      const checks = [];
+      for (const layout of ['NCHW', 'NHWC']) {
+        const s = layout === 'NCHW' ? shape : [16, 48, 48, 32];
+        const a = auto.forward(x, s, { layout, training: true }), b = one.forward(x, s, { layout, training: true });
+        const ga = auto.backward(dy, x, s, { layout, training: true, saveMean: a.saveMean, saveInvStd: a.saveInvStd });
+        const gb = one.backward(dy, x, s, { layout, training: true, saveMean: b.saveMean, saveInvStd: b.saveInvStd });
+        checks.push(same(a.y, b.y) && same(a.saveInvStd, b.saveInvStd) && same(ga.dx, gb.dx) && same(ga.dweight, gb.dweight));
+      }
+      const info = auto.info();
+      auto.dispose();
+      return { isolated: self.crossOriginIsolated, before, running, threads: info.threads, url: info.url, checks };
+    })()`;
+    const results: Record<string, { isolated: boolean; before: unknown; running: number; threads: Record<string, unknown>; url: string; checks: boolean[] }> = {};
+    for (const [name, base] of [['isolated', isolated], ['not isolated', server]] as const) {
+      const page = await browser!.newPage();
+      const problems = watchPage(page);
+      try {
+        await page.goto(`${base.url}${DEMO_PATH.slice(1)}?n=2&bench=0`);
+        await page.waitForFunction(() => (window as unknown as { __results?: DemoResults }).__results?.done === true);
+        results[name] = await page.evaluate(script);
+        expect(problems, name).toEqual([]);
+      } finally {
+        await page.close();
+      }
+    }
+    const cores = results.isolated.threads.count as number;
+    expect(results.isolated).toMatchObject({ isolated: true, running: cores, threads: { requested: 'auto', reason: null }, checks: [true, true] });
+    expect(cores).toBeGreaterThan(1);
+    expect(new URL(results.isolated.url).pathname).toBe('/build/batchnorm.simd.threads.wasm');
+    expect(results['not isolated']).toMatchObject({
+      isolated: false, running: 1, checks: [true, true],
+      threads: { requested: 'auto', count: 1, running: 1, reason: expect.stringMatching(/not crossOriginIsolated/) },
+    });
   });
 });

@@ -14,14 +14,15 @@ import { rng } from './helpers/numeric.js';
 type Layout = 'NCHW' | 'NHWC';
 interface Case { name: string; shape: number[]; layout: Layout }
 
-// Every case has at least 2 · MIN_VALUES_PER_THREAD values, so it splits.
+// Every case has at least 2 · MIN_VALUES_PER_THREAD values, so its reductions split; those with
+// 2 · MIN_APPLY_VALUES_PER_THREAD or more split their applies too.
 const CASES: Case[] = [
-  { name: 'NCHW large planes (channel-at-a-time kernels, channel ranges)', shape: [8, 24, 40, 40], layout: 'NCHW' },
-  { name: 'NCHW small planes (block ranges, sample ranges)', shape: [64, 20, 7, 31], layout: 'NCHW' },
-  { name: 'NCHW one sample (channel ranges of the apply)', shape: [1, 37, 97, 89], layout: 'NCHW' },
-  { name: '[N, C] (channels-last kernels on rows)', shape: [9000, 37], layout: 'NCHW' },
-  { name: 'NHWC C % 4 != 0 (row ranges, block ranges)', shape: [6, 50, 49, 19], layout: 'NHWC' },
-  { name: 'NHWC wide channels', shape: [2, 8, 8, 4100], layout: 'NHWC' },
+  { name: 'NCHW large planes (channel-at-a-time kernels, channel ranges)', shape: [8, 24, 80, 80], layout: 'NCHW' },
+  { name: 'NCHW small planes (block ranges, sample ranges)', shape: [512, 20, 7, 31], layout: 'NCHW' },
+  { name: 'NCHW one sample (channel ranges of the apply)', shape: [1, 37, 251, 233], layout: 'NCHW' },
+  { name: '[N, C] (channels-last kernels on rows)', shape: [30000, 37], layout: 'NCHW' },
+  { name: 'NHWC C % 4 != 0 (row ranges, block ranges)', shape: [48, 50, 49, 19], layout: 'NHWC' },
+  { name: 'NHWC wide channels (one block: only the applies split)', shape: [16, 8, 8, 4100], layout: 'NHWC' },
 ];
 
 /** Values as the world draws them: offsets, an outlier at each channel's start, sparse post-ReLU runs. */

@@ -3,11 +3,14 @@
 // /build/*.wasm resolve and the demo's `../../dist/index.js` import works), GET and HEAD only,
 // no dotfiles, no directory listings, no caching.
 //
-//   node examples/browser/serve.mjs [--port 8080] [--root DIR] [--wrong-wasm-mime] [--exit-after SECONDS]
+//   node examples/browser/serve.mjs [--port 8080] [--root DIR] [--wrong-wasm-mime] [--not-isolated] [--exit-after SECONDS]
 //
 // Prints the demo's URL. Port 0 (the default) takes a free port. --wrong-wasm-mime serves .wasm
 // as application/octet-stream, like a misconfigured server, to exercise the library's fallback
-// from WebAssembly.compileStreaming to compiling the fetched bytes.
+// from WebAssembly.compileStreaming to compiling the fetched bytes. The demo is served
+// cross-origin isolated (Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy:
+// require-corp: what a page needs for SharedArrayBuffer, hence threads); --not-isolated leaves
+// the headers out (the engine then runs on one thread and says why).
 import http from 'node:http';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -44,10 +47,12 @@ const WRONG_WASM_MIME = 'application/octet-stream';
  * @param {string} [options.root]  directory to serve (default: the repository)
  * @param {Record<string, string>} [options.mounts]  URL prefix ('/dist/') -> directory served in its place
  * @param {boolean} [options.wrongWasmMime=false]  serve .wasm as application/octet-stream
+ * @param {boolean} [options.isolated=false]  send COOP/COEP, making pages crossOriginIsolated (threads)
  * @param {(line: string) => void} [options.log]  called once per request
  * @returns {Promise<{ url: string, port: number, close: () => Promise<void> }>}
  */
-export async function startServer({ port = 0, host = '127.0.0.1', root = REPO_ROOT, mounts = {}, wrongWasmMime = false, log } = {}) {
+export async function startServer({ port = 0, host = '127.0.0.1', root = REPO_ROOT, mounts = {}, wrongWasmMime = false, isolated = false, log } = {}) {
+  const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const rootDir = path.resolve(root);
   const mountList = Object.entries(mounts).map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, path.resolve(dir)]);
 
@@ -93,7 +98,7 @@ export async function startServer({ port = 0, host = '127.0.0.1', root = REPO_RO
       }
       const ext = path.extname(file).toLowerCase();
       const type = ext === '.wasm' && wrongWasmMime ? WRONG_WASM_MIME : MIME_TYPES[ext] ?? 'application/octet-stream';
-      res.writeHead(200, { 'content-type': type, 'content-length': info.size, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      res.writeHead(200, { 'content-type': type, 'content-length': info.size, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...isolation });
       log?.(`200 ${req.method} ${req.url} (${type})`);
       if (req.method === 'HEAD') return res.end();
       const stream = createReadStream(file);
@@ -134,7 +139,7 @@ function inside(dir, rel) {
 }
 
 function parseArgs(argv) {
-  const options = { port: Number(process.env.PORT ?? 0), wrongWasmMime: false, exitAfter: 0, root: undefined };
+  const options = { port: Number(process.env.PORT ?? 0), wrongWasmMime: false, isolated: true, exitAfter: 0, root: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -145,9 +150,10 @@ function parseArgs(argv) {
     if (arg === '--port') options.port = Number(value());
     else if (arg === '--root') options.root = value();
     else if (arg === '--wrong-wasm-mime') options.wrongWasmMime = true;
+    else if (arg === '--not-isolated') options.isolated = false;
     else if (arg === '--exit-after') options.exitAfter = Number(value());
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node examples/browser/serve.mjs [--port N] [--root DIR] [--wrong-wasm-mime] [--exit-after SECONDS]');
+      console.log('usage: node examples/browser/serve.mjs [--port N] [--root DIR] [--wrong-wasm-mime] [--not-isolated] [--exit-after SECONDS]');
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
   }
@@ -158,9 +164,10 @@ function parseArgs(argv) {
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  const { url, close } = await startServer({ port: options.port, root: options.root, wrongWasmMime: options.wrongWasmMime });
+  const { url, close } = await startServer({ port: options.port, root: options.root, wrongWasmMime: options.wrongWasmMime, isolated: options.isolated });
   console.log(`wasm-batchnorm browser demo: ${url}${DEMO_PATH.slice(1)}`);
-  console.log(`serving ${path.resolve(options.root ?? REPO_ROOT)} on 127.0.0.1 only${options.wrongWasmMime ? ', .wasm as application/octet-stream' : ''}; Ctrl+C stops`);
+  console.log(`serving ${path.resolve(options.root ?? REPO_ROOT)} on 127.0.0.1 only${options.wrongWasmMime ? ', .wasm as application/octet-stream' : ''}`
+    + `${options.isolated ? ', cross-origin isolated (threads)' : ', not cross-origin isolated (one thread)'}; Ctrl+C stops`);
   const stop = async () => {
     await close();
     process.exit(0);

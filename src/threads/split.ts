@@ -9,9 +9,23 @@ import type { Pool } from './pool.js';
 /**
  * Fewest values of a call per thread. Below 2× this a call stays on the calling thread: waking a
  * parked worker and waiting for it costs tens of µs here (4–90 µs measured), which a share of
- * fewer values does not repay. Set with bench/threads.mjs (the scaling table in the README).
+ * fewer values does not repay. Set with bench/threads.mjs (the scaling table in the README): at
+ * 2^17, 1×32×112×112 (0.4 M values) and 256×1024 ran at 0.46–0.98× of one thread; at 2^19 they
+ * stay on the calling thread, and 8×3×224×224 (1.2 M) trains 1.4× faster on two.
  */
-export const MIN_VALUES_PER_THREAD = 1 << 17;
+export const MIN_VALUES_PER_THREAD = 1 << 19;
+
+/**
+ * Fewest values per thread of an elementwise pass (the applies: y, dx). One read-and-write pass
+ * is memory-bound and short: measured here (bench/threads.mjs), splitting 8×3×224×224 (1.2 M
+ * values, mostly in cache) made inference 0.8× as fast, 32×2048×7×7 (3.2 M) 1.2–1.4× faster.
+ */
+export const MIN_APPLY_VALUES_PER_THREAD = 1 << 20;
+
+/** Threads for an elementwise pass of a call on T threads (threadsFor) over `values` values. */
+export function applyThreads(T: number, values: number): number {
+  return T > 1 ? Math.max(1, Math.min(T, Math.floor(values / MIN_APPLY_VALUES_PER_THREAD))) : 1;
+}
 
 /** Threads for a call over `values` values: 1 (the calling thread alone) unless the pool is ready and the call big enough. */
 export function threadsFor(pool: Pool | null, values: number): number {
