@@ -17,7 +17,8 @@
 // then runs bench/relu.mjs (fused ReLU), bench/fixed-cost.mjs (a repeated call's fixed cost with
 // 0 to 10 000 live tensors), bench/kernels.mjs (every registry kernel alone), bench/norms.mjs
 // (LayerNorm, RMSNorm, GroupNorm, InstanceNorm against the floor, plain JS and ONNX Runtime) and
-// bench/tfjs.mjs (a tfjs training step with our layer vs tfjs's own).
+// bench/tfjs.mjs (a tfjs training step with our layer vs tfjs's own) and bench/threads.mjs (thread
+// scaling: threads 1, 2, 4 on the same cases; every comparison above runs on one thread, as the peers).
 //
 // The peers (benny, tfjs-backend-wasm, onnxruntime-web, onnxruntime-node, onnx-proto) are
 // bench/package.json's: bench/deps.mjs runs `npm ci --prefix bench` first when bench/node_modules
@@ -203,7 +204,7 @@ async function main() {
   console.log(`wall time ${wallSeconds.toFixed(1)} s (${runs.map((r) => `${r.op} ${r.seconds.toFixed(0)} s`).join(', ')})`);
   if (!args.quick && !filtered && process.exitCode !== 1) {
     for (const [title, script] of [['fused ReLU', 'relu.mjs'], ['fixed cost of a repeated call', 'fixed-cost.mjs'], ['kernels alone', 'kernels.mjs'],
-      ['the normalization family', 'norms.mjs'], ['tfjs training step', 'tfjs.mjs']]) {
+      ['the normalization family', 'norms.mjs'], ['tfjs training step', 'tfjs.mjs'], ['thread scaling', 'threads.mjs']]) {
       console.log(`\n=== ${title} (bench/${script}, child process) ===`);
       const child = spawnSync(process.execPath, [join(root, 'bench', script)], { stdio: 'inherit', cwd: root });
       if (child.status !== 0) process.exitCode = 1;
