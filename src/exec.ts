@@ -198,6 +198,16 @@ export function backwardSums(
 }
 
 /**
+ * A channel-at-a-time kernel (assembly/fused.ts) over channels [0, C), on T threads by channel
+ * ranges (each channel's bits depend on that channel alone); `args(c0, c1)` is one call's arguments.
+ */
+export function runChannels(
+  core: Core, name: 'forwardTrainNchwF32' | 'backwardNchwF32', C: number, T: number, args: (c0: number, c1: number) => number[],
+): void {
+  runJobs(core.kernels, core.pool, name, T > 1 ? ranges(C, T).map(([c0, c1]) => args(c0, c1)) : [args(0, C)]);
+}
+
+/**
  * Where one thread's part of an elementwise pass lies: channels-last by row ranges (multiples of
  * 4 rows, so every part starts 16-byte aligned); NCHW by ranges of samples, or of channels when
  * there is one sample. `offset` is the part's first value, `channel` its first channel.

@@ -47,7 +47,9 @@ describe('default location: the package\'s own build/ folder, read from disk in 
     const engine = await createEngine();
     const info = engine.info();
     expect(info).toMatchObject({ build: 'simd', simd: true, features: { simd: true, streaming: true }, source: 'file', bytesInUse: 0 });
-    expect(info.url).toBe(pathToFileURL(path.join(BUILD, 'batchnorm.simd.wasm')).href);
+    // threads: 'auto' on more than one core loads the build's threaded binary; threads: 1 the plain one.
+    expect(info.url).toBe(pathToFileURL(path.join(BUILD, info.threads.count > 1 ? 'batchnorm.simd.threads.wasm' : 'batchnorm.simd.wasm')).href);
+    expect((await createEngine({ threads: 1 })).info().url).toBe(pathToFileURL(path.join(BUILD, 'batchnorm.simd.wasm')).href);
     expect(info.memoryBytes).toBeGreaterThanOrEqual(65536);
     expectWorks(engine);
   });
@@ -55,7 +57,7 @@ describe('default location: the package\'s own build/ folder, read from disk in 
   it('simd: false loads the scalar build and leaves SIMD unprobed', async () => {
     const engine = await createEngine({ simd: false });
     expect(engine.info()).toMatchObject({ build: 'scalar', simd: false, features: { simd: null }, source: 'file' });
-    expect(engine.info().url).toMatch(/\/build\/batchnorm\.scalar\.wasm$/);
+    expect(engine.info().url).toMatch(/\/build\/batchnorm\.scalar(\.threads)?\.wasm$/);
     expectWorks(engine);
   });
 

@@ -168,7 +168,7 @@ describe('npm package', () => {
     const out = parseLast(r.stdout);
     expect(out.info.build).toBe('simd');
     expect(out.info.source).toBe('file');
-    expect(out.info.url).toMatch(/^file:.*\/node_modules\/wasm-batchnorm\/build\/batchnorm\.simd\.wasm$/);
+    expect(out.info.url).toMatch(/^file:.*\/node_modules\/wasm-batchnorm\/build\/batchnorm\.simd(\.threads)?\.wasm$/);
     expect(out.maxErr).toBeLessThan(1e-5);
     expect(out.exports).toEqual(expect.arrayContaining(['createEngine', 'Engine', 'BatchNorm', 'oracleForward', 'oracleBackward', 'InvalidArgumentError']));
   });

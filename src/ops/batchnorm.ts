@@ -1,8 +1,8 @@
 import type { Core } from '../exec.js';
 import { InvalidArgumentError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
-import { CallScope, STATS_BLOCK, backwardDx, backwardSums, batchStats, normalize, threadWorkBytes } from '../exec.js';
-import { ranges, runJobs, threadsFor } from '../threads/split.js';
+import { CallScope, STATS_BLOCK, backwardDx, backwardSums, batchStats, normalize, runChannels, threadWorkBytes } from '../exec.js';
+import { threadsFor } from '../threads/split.js';
 import { backwardPlan, forwardPlan } from '../plan.js';
 import {
   checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
@@ -230,11 +230,8 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     }
 
     if (plan.path === 'fused') {
-      // Threads take channel ranges (each channel's bits depend on that channel alone).
-      const fused = (c0: number, c1: number) =>
-        [xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower];
-      if (T > 1) runJobs(k, engine.pool, 'forwardTrainNchwF32', ranges(C, T).map(([c0, c1]) => fused(c0, c1)));
-      else k.forwardTrainNchwF32(xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, 0, C, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower);
+      runChannels(engine, 'forwardTrainNchwF32', C, T,
+        (c0, c1) => [xPtr, yPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, gamma, beta, eps, stats, stats + 8 * C, stats + 16 * C, lower]);
     } else {
       if (f.stats === 'batch') {
         batchStats(engine, g, plan.blocks, xPtr, partials, stats, work, T);
@@ -367,10 +364,8 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
 
     if (plan.path === 'fused') {
-      const fused = (c0: number, c1: number) =>
-        [dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, meanPtr, invStdPtr, gamma, training ? 1 : 0, sums, sums + 8 * C, yPtr];
-      if (T > 1) runJobs(k, engine.pool, 'backwardNchwF32', ranges(C, T).map(([c0, c1]) => fused(c0, c1)));
-      else k.backwardNchwF32(dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, 0, C, meanPtr, invStdPtr, gamma, training, sums, sums + 8 * C, yPtr);
+      runChannels(engine, 'backwardNchwF32', C, T,
+        (c0, c1) => [dyPtr, xPtr, dxPtr, g.outer, C, g.inner, STATS_BLOCK, c0, c1, meanPtr, invStdPtr, gamma, training ? 1 : 0, sums, sums + 8 * C, yPtr]);
       k.foldBackwardF32(C, sums, sums + 8 * C, true, invStdPtr, gamma, n, training, k1, k2, k3, dweight, dbias);
     } else {
       if (given === null) {
