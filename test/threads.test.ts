@@ -6,7 +6,7 @@
 // worker) and zero-copy tensors over shared memory.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
+import { createEngine, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
 import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
 import type { Pool } from '../src/threads/pool.js';
 import { rng } from './helpers/numeric.js';
@@ -113,6 +113,46 @@ describe.each(['simd', 'scalar'] as const)('%s build: threaded engines compute t
         expect(runs.count, 'calls split over the pool').toBeGreaterThan(0);
         for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}, ${zeroCopy ? 'zero-copy' : 'copy'}: ${key}`);
       }
+    }
+  });
+});
+
+describe.each(['simd', 'scalar'] as const)('%s build: LayerNorm and RMSNorm split by rows with the single-threaded bits', (build) => {
+  let single: Engine;
+  const threaded: Record<number, Engine> = {};
+  beforeAll(async () => {
+    single = await createEngine({ build, threads: 1 });
+    for (const T of [2, 3, 4]) {
+      threaded[T] = await createEngine({ build, threads: T });
+      await threaded[T].startThreads();
+    }
+  });
+  afterAll(() => { for (const e of Object.values(threaded)) e.dispose(); });
+
+  it.each([[[2048, 768]], [[3, 40, 9001]]])('%j, with and without weight, bias and a residual', (shape) => {
+    const D = shape[shape.length - 1], n = shape.reduce((a, b) => a * b);
+    expect(n).toBeGreaterThanOrEqual(2 * MIN_VALUES_PER_THREAD);
+    const x = data(n, 21), residual = data(n, 22).map((v) => v / 1000 - 1);
+    const weight = Float32Array.from({ length: D }, (_, i) => 1 + (i % 5) / 7), bias = Float32Array.from({ length: D }, (_, i) => (i % 3) / 5);
+    const run = (engine: Engine) => {
+      const out: Record<string, Float32Array> = {};
+      for (const extra of [{}, { weight, bias, residual }]) {
+        const tag = 'weight' in extra ? ' affine+residual' : '';
+        const l = layerNorm(engine, x, shape, { normalizedShape: [D], ...extra });
+        Object.assign(out, { [`ln y${tag}`]: l.y, [`ln mean${tag}`]: l.saveMean, [`ln invStd${tag}`]: l.saveInvStd });
+        if (l.sum) out[`ln sum${tag}`] = l.sum;
+        const { bias: _b, ...rmsExtra } = extra as { bias?: Float32Array };
+        const r = rmsNorm(engine, x, shape, { normalizedShape: [D], ...rmsExtra });
+        Object.assign(out, { [`rms y${tag}`]: r.y, [`rms invRms${tag}`]: r.saveInvRms });
+      }
+      return out;
+    };
+    const ref = run(single);
+    for (const T of [2, 3, 4]) {
+      const runs = countRuns(threaded[T].pool!);
+      const got = run(threaded[T]);
+      expect(runs.count).toBeGreaterThan(0);
+      for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}: ${key}`);
     }
   });
 });

@@ -77,7 +77,8 @@ function renderContenders(list) {
 function caseRows(k) {
   return k.contenders.map((e, i) => {
     const check = e.check ? (e.check.correct ? `✓ ${e.check.err.toExponential(1)}` : `✗ ${e.check.err.toExponential(1)}`) : (e.id === 'floor' ? '(not BN)' : '–');
-    const time = e.medianMs > 0 ? [fmtMs(e.medianMs), fmtX(e.ratioToFloor)] : [e.status, ''];
+    // A case streamed in while running may not have its ratio yet (the floor is timed again last).
+    const time = e.medianMs > 0 ? [fmtMs(e.medianMs), e.ratioToFloor > 0 ? fmtX(e.ratioToFloor) : '…'] : [e.status, ''];
     const label = i === 0 ? [el('b', {}, k.op), el('br'), `${k.dims.join('×')} ${k.layout}`] : [];
     return el('tr', { title: [e.reason, ...(e.notes ?? [])].filter(Boolean).join('; ') },
       el('td', { class: 'case' }, ...label), el('td', {}, SHORT[e.id] ?? e.id),

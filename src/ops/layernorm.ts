@@ -9,6 +9,7 @@ import { MAX_ELEMENTS, geometry, type Geometry } from '../layout.js';
 import { STATS_BLOCK, rowNormBackwardPlan, rowNormPlan } from '../plan.js';
 import { checkAliasing, checkEps, checkF32, checkOptionalF32, readOptions, readShape, type Options } from '../args.js';
 import { callerOutput } from './batchnorm.js';
+import { ranges, runJobs, threadsFor } from '../threads/split.js';
 
 export interface LayerNormOptions {
   /** The trailing dims of `shape` that form one row (PyTorch's normalized_shape); required. */
@@ -196,7 +197,17 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     const wPtr = place(scope, c.weight, wPin, params), bPtr = place(scope, c.bias, bPin, params + 4 * D);
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     const sumPtr = rPin === null ? 0 : sumPin?.resident ? sumPin.ptr : rPin.resident ? sumScratch : rPtr;
-    if (centered) {
+    // On T threads by row ranges: a row's statistics and values depend on that row alone.
+    const blocks = plan.blocks, T = threadsFor(engine.pool, size);
+    const rowsJob = (r0: number, r1: number) => {
+      const o = 4 * D * r0, at = (p: number) => (p === 0 ? 0 : p + o);
+      const common = [at(xPtr), at(rPtr), at(sumPtr), at(yPtr), r1 - r0, D, STATS_BLOCK, wPtr];
+      const tail = [stats + 8 * r0, stats + 8 * R + 8 * r0, partials + 32 * blocks * r0];
+      return centered ? [...common, bPtr, eps, ...tail, saved + 4 * r0, saved + 4 * R + 4 * r0] : [...common, eps, ...tail, saved + 4 * r0];
+    };
+    if (T > 1) {
+      runJobs(k, engine.pool, centered ? 'layerNormRowsF32' : 'rmsNormRowsF32', ranges(R, T).map(([r0, r1]) => rowsJob(r0, r1)));
+    } else if (centered) {
       k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, saved, saved + 4 * R);
     } else {
       k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, eps, stats, stats + 8 * R, partials, saved);
