@@ -6,7 +6,7 @@
 // worker) and zero-copy tensors over shared memory.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
+import { createEngine, groupNorm, instanceNorm, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
 import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
 import type { Pool } from '../src/threads/pool.js';
 import { rng } from './helpers/numeric.js';
@@ -146,6 +146,46 @@ describe.each(['simd', 'scalar'] as const)('%s build: LayerNorm and RMSNorm spli
         Object.assign(out, { [`rms y${tag}`]: r.y, [`rms invRms${tag}`]: r.saveInvRms });
       }
       return out;
+    };
+    const ref = run(single);
+    for (const T of [2, 3, 4]) {
+      const runs = countRuns(threaded[T].pool!);
+      const got = run(threaded[T]);
+      expect(runs.count).toBeGreaterThan(0);
+      for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}: ${key}`);
+    }
+  });
+});
+
+describe.each(['simd', 'scalar'] as const)('%s build: GroupNorm and InstanceNorm forward split with the single-threaded bits', (build) => {
+  let single: Engine;
+  const threaded: Record<number, Engine> = {};
+  beforeAll(async () => {
+    single = await createEngine({ build, threads: 1 });
+    for (const T of [2, 3, 4]) {
+      threaded[T] = await createEngine({ build, threads: T });
+      await threaded[T].startThreads();
+    }
+  });
+  afterAll(() => { for (const e of Object.values(threaded)) e.dispose(); });
+
+  // NCHW ('runs': block ranges of each group's run, plane ranges), NHWC ('rows': block and row ranges per sample).
+  it.each([
+    { dims: [1, 320, 80, 90], layout: 'NCHW' as Layout }, { dims: [2, 64, 128, 130], layout: 'NCHW' as Layout },
+    { dims: [1, 320, 80, 90], layout: 'NHWC' as Layout }, { dims: [2, 64, 128, 130], layout: 'NHWC' as Layout },
+  ])('$dims $layout, GroupNorm 32 groups with and without SiLU, InstanceNorm', ({ dims, layout }) => {
+    const C = dims[1], shape = layout === 'NCHW' ? dims : [dims[0], ...dims.slice(2), C], n = dims.reduce((a, b) => a * b);
+    expect(n).toBeGreaterThanOrEqual(4 * MIN_VALUES_PER_THREAD);
+    const x = data(n, 31);
+    const weight = Float32Array.from({ length: C }, (_, i) => 1 + (i % 5) / 7), bias = Float32Array.from({ length: C }, (_, i) => (i % 3) / 5 - 0.3);
+    const run = (engine: Engine) => {
+      const out: Record<string, Float32Array> = {};
+      for (const activation of [undefined, 'silu' as const]) {
+        const r = groupNorm(engine, x, shape, { groups: 32, layout, weight, bias, activation });
+        Object.assign(out, { [`gn${activation ?? ''} y`]: r.y, [`gn${activation ?? ''} mean`]: r.saveMean, [`gn${activation ?? ''} invStd`]: r.saveInvStd });
+      }
+      const i = instanceNorm(engine, x, shape, { layout, weight, bias });
+      return Object.assign(out, { 'in y': i.y, 'in mean': i.saveMean, 'in invStd': i.saveInvStd });
     };
     const ref = run(single);
     for (const T of [2, 3, 4]) {

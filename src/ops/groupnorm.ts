@@ -33,7 +33,8 @@
 // the saved statistics: z = (x − saveMean)·f32(w_c·saveInvStd) + b_c (siluBackward*F32 writes
 // dz = dy·σ(z)·(1 + z·(1 − σ(z))) once, into dx's memory), and the above runs on dz.
 import type { Core } from '../exec.js';
-import { CallScope, STATS_BLOCK } from '../exec.js';
+import { CallScope, STATS_BLOCK, threadWorkBytes, workStride } from '../exec.js';
+import { applyThreads, ranges, runJobs, threadsFor } from '../threads/split.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
 import { groupNormPlan, instanceNormPlan, type GroupPlan } from '../plan.js';
@@ -274,9 +275,14 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
   const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
+  // Threads (forward): statistics by block ranges, applies by plane ('runs') or row ('rows') ranges.
+  // The SiLU apply is compute-bound (an exp per value, about 2 ns), so it splits with the call,
+  // not at the elementwise passes' larger threshold.
+  const T = threadsFor(core.pool, g.size), ta = f.silu ? T : applyThreads(T, g.size), pool = core.pool, wstride = workStride(C);
   try {
     const [xCopy, yScratch, ws] = scope.allocate([
-      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'], [plan.workspace.bytes, 'workspace'],
+      [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
+      [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
     const groupMean = ws + plan.workspace.stats, groupM2 = groupMean + 8 * NG;
     const mean = groupM2 + 8 * NG, m2 = mean + 8 * NC, invStd = m2 + 8 * NC;
@@ -290,12 +296,13 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
     const heap = core.arena.heapF64;
     if (f.inputStats) {
       if (plan.path === 'runs') {
-        k.statsNchwF32(xPtr, 1, NG, M, STATS_BLOCK, 0, plan.blocks, partials);
+        runJobs(k, pool, 'statsNchwF32', ranges(plan.blocks, T).map(([b0, b1]) => [xPtr, 1, NG, M, STATS_BLOCK, b0, b1, partials]));
         k.mergeMomentsF64(partials, plan.blocks, NG, groupMean, groupM2);
       } else {
         for (let n = 0; n < N; n++) {
-          const part = partials + 32 * n * C * plan.blocks, at = 8 * n * G;
-          k.statsNhwcF32(xPtr + 4 * n * R * C, R, C, STATS_BLOCK, 0, plan.blocks, part, work);
+          const part = partials + 32 * n * C * plan.blocks, at = 8 * n * G, xn = xPtr + 4 * n * R * C;
+          runJobs(k, pool, 'statsNhwcF32',
+            ranges(plan.blocks, T).map(([b0, b1], t) => [xn, R, C, STATS_BLOCK, b0, b1, part, work + t * wstride]));
           if (Cg === 1) k.mergeMomentsF64(part, plan.blocks, C, groupMean + at, groupM2 + at);
           else k.mergeGroupMomentsF64(part, plan.blocks, G, Cg, groupMean + at, groupM2 + at);
         }
@@ -314,13 +321,20 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
     // v / divisor is the variance: m2 / M, or the running var / 1.
     k.foldF32(NC, mean, m2, f.inputStats ? M : 1, f.eps, gamma, beta, meanHi, scale, shift, invStd);
     if (plan.path === 'runs') {
-      if (f.silu) k.normalizeSiluNchwF32(xPtr, yPtr, 1, NC, R, meanHi, scale, shift);
-      else k.normalizeNchwF32(xPtr, yPtr, 1, NC, R, meanHi, scale, shift, -Infinity);
+      // N·C planes of R values: plane ranges [c0, c1).
+      runJobs(k, pool, f.silu ? 'normalizeSiluNchwF32' : 'normalizeNchwF32', ranges(NC, ta).map(([c0, c1]) => {
+        const o = 4 * c0 * R, q = 4 * c0, args = [xPtr + o, yPtr + o, 1, c1 - c0, R, meanHi + q, scale + q, shift + q];
+        return f.silu ? args : [...args, -Infinity];
+      }));
     } else {
       for (let n = 0; n < N; n++) {
         const at = 4 * n * R * C, p = 4 * n * C;
-        if (f.silu) k.normalizeSiluNhwcF32(xPtr + at, yPtr + at, R, C, meanHi + p, scale + p, shift + p, work);
-        else k.normalizeNhwcF32(xPtr + at, yPtr + at, R, C, meanHi + p, scale + p, shift + p, work, -Infinity);
+        // Row ranges [r0, r1) of sample n (multiples of 4 rows: 16-byte aligned parts).
+        runJobs(k, pool, f.silu ? 'normalizeSiluNhwcF32' : 'normalizeNhwcF32', ranges(R, ta, 4).map(([r0, r1], t) => {
+          const o = at + 4 * r0 * C, tw = work + t * wstride;
+          const args = [xPtr + o, yPtr + o, r1 - r0, C, meanHi + p, scale + p, shift + p, tw];
+          return f.silu ? args : [...args, -Infinity];
+        }));
       }
     }
     // saveMean | saveInvStd in one new buffer: each group's (the first of its channels').
