@@ -22,8 +22,9 @@
 // channel, f64x2 chains in the SIMD builds), each run's sums added to the block's (slot + run,
 // the slots zeroed at the block's first plane); channels-last as statsNhwcF32Simd (period
 // accumulators, see period.ts). x − mean and g·(x − mean) round at most once each in f64,
-// every addition once: whatever the order, each sum of m terms is within γ_{m+2}·Σ|terms| of
-// the exact sum (Higham 4.2).
+// every addition once (the relaxed-SIMD build may fuse a product into its addition, one rounding
+// fewer: maddF64x2, simd.ts): whatever the order, each sum of m terms is within γ_{m+2}·Σ|terms|
+// of the exact sum (Higham 4.2).
 //
 // Contract: dy, x, y read-only f32, 4-byte aligned (y = 0: no ReLU); dx may equal dy or x (in
 // place), no other overlap. NCHW: [outer][C][inner].  NHWC: [rows][C], `work` holds
@@ -32,7 +33,7 @@
 // dx: SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical.
 import { periodOf, rowPeriodOf, groupRowsOf, QUAD_ROWS_MAX_BYTES, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { segmentsOf, planesOf } from './stats';
-import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
+import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64, maddF64x2 } from './simd';
 
 // @ts-ignore: decorator
 @inline function dx1(g: f32, px: usize, k: usize, m: f32, k1: f32, k2: f32, k3: f32, training: bool): f32 {
@@ -76,16 +77,16 @@ import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64 } from './simd';
     const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 8)), mm);
     const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 16)), mm);
     const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(xp, 24)), mm);
-    a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, d0));
-    a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, d1));
-    a2 = f64x2.add(a2, g2); b2 = f64x2.add(b2, f64x2.mul(g2, d2));
-    a3 = f64x2.add(a3, g3); b3 = f64x2.add(b3, f64x2.mul(g3, d3));
+    a0 = f64x2.add(a0, g0); b0 = maddF64x2(g0, d0, b0);
+    a1 = f64x2.add(a1, g1); b1 = maddF64x2(g1, d1, b1);
+    a2 = f64x2.add(a2, g2); b2 = maddF64x2(g2, d2, b2);
+    a3 = f64x2.add(a3, g3); b3 = maddF64x2(g3, d3, b3);
   }
   if (i + 4 <= n) {
     const k = <usize>i << 2;
     const g0 = grad2AsF64(pdy, py, k, masked), g1 = grad2AsF64(pdy, py, k + 8, masked);
-    a0 = f64x2.add(a0, g0); b0 = f64x2.add(b0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(px + k), mm)));
-    a1 = f64x2.add(a1, g1); b1 = f64x2.add(b1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(px + k + 8), mm)));
+    a0 = f64x2.add(a0, g0); b0 = maddF64x2(g0, f64x2.sub(loadF32x2AsF64(px + k), mm), b0);
+    a1 = f64x2.add(a1, g1); b1 = maddF64x2(g1, f64x2.sub(loadF32x2AsF64(px + k + 8), mm), b1);
     i += 4;
   }
   for (; i < n; i++) {
@@ -207,15 +208,15 @@ export function backwardReduceNhwcF32Simd(
           const l = k + rowBytes;
           const g = grad4(dy, y, k, masked), h = grad4(dy, y, l, masked);
           const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g), h0 = f64x2.promote_low_f32x4(h), h1 = promoteHigh(h);
-          a0 = f64x2.add(a0, g0); e0 = f64x2.add(e0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
-          a1 = f64x2.add(a1, g1); e1 = f64x2.add(e1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
-          c0 = f64x2.add(c0, h0); f0 = f64x2.add(f0, f64x2.mul(h0, f64x2.sub(loadF32x2AsF64(x + l), m0)));
-          c1 = f64x2.add(c1, h1); f1 = f64x2.add(f1, f64x2.mul(h1, f64x2.sub(loadF32x2AsF64(x + l + 8), m1)));
+          a0 = f64x2.add(a0, g0); e0 = maddF64x2(g0, f64x2.sub(loadF32x2AsF64(x + k), m0), e0);
+          a1 = f64x2.add(a1, g1); e1 = maddF64x2(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1), e1);
+          c0 = f64x2.add(c0, h0); f0 = maddF64x2(h0, f64x2.sub(loadF32x2AsF64(x + l), m0), f0);
+          c1 = f64x2.add(c1, h1); f1 = maddF64x2(h1, f64x2.sub(loadF32x2AsF64(x + l + 8), m1), f1);
         }
         if (r < r1) {
           const g0 = grad2AsF64(dy, y, k, masked), g1 = grad2AsF64(dy, y, k + 8, masked);
-          a0 = f64x2.add(a0, g0); e0 = f64x2.add(e0, f64x2.mul(g0, f64x2.sub(loadF32x2AsF64(x + k), m0)));
-          a1 = f64x2.add(a1, g1); e1 = f64x2.add(e1, f64x2.mul(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1)));
+          a0 = f64x2.add(a0, g0); e0 = maddF64x2(g0, f64x2.sub(loadF32x2AsF64(x + k), m0), e0);
+          a1 = f64x2.add(a1, g1); e1 = maddF64x2(g1, f64x2.sub(loadF32x2AsF64(x + k + 8), m1), e1);
         }
         v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, c0)));
         v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, c1)), 16);

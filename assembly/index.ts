@@ -30,9 +30,9 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
-/** 1 in the SIMD builds, 0 in the scalar build. */
+/** The SIMD level of the build: 2 relaxed-simd (SIMD and relaxed SIMD), 1 simd and debug, 0 scalar. */
 export function simdEnabled(): i32 {
-  return ASC_FEATURE_SIMD ? 1 : 0;
+  return ASC_FEATURE_RELAXED_SIMD ? 2 : ASC_FEATURE_SIMD ? 1 : 0;
 }
 
 // Debug-build preconditions: positive counts, 4-byte alignment, [ptr, ptr + bytes) in memory.

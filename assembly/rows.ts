@@ -34,10 +34,11 @@
 // m2 f64; saved statistics f32) have `rows` elements, column arrays C. partials holds 4·blocks
 // f64 per row (blocks = segments of a row). SIMD lanes, scalar tails and the scalar build do
 // the same f32 operations for y and dx: both builds give the same y and dx for the same
-// statistics; the f64 row sums of the backward are added in a build-specific order.
+// statistics; the f64 row sums of the backward are added in a build-specific order (the
+// relaxed-SIMD build fuses their products where the hardware can: maddF64x2, simd.ts).
 import { statsNchwF32, mergeMomentsF64, segmentsOf } from './stats';
 import { zeroF64 } from './period';
-import { loadF32x2AsF64, promoteHigh, storeF64x2AsF32 } from './simd';
+import { loadF32x2AsF64, promoteHigh, storeF64x2AsF32, maddF64x2 } from './simd';
 
 /** Values per chunk of rows (16 KiB of f32: the chunk stays in L1/L2 between its passes). */
 const CHUNK_VALUES = 4096;
@@ -245,10 +246,10 @@ export function rmsNormRowsF32(
           h0 = f64x2.mul(f64x2.promote_low_f32x4(ww), g0); h1 = f64x2.mul(promoteHigh(ww), g1);
         }
         if (centered) { a0 = f64x2.add(a0, h0); a1 = f64x2.add(a1, h1); }
-        q0 = f64x2.add(q0, f64x2.mul(h0, d0)); q1 = f64x2.add(q1, f64x2.mul(h1, d1));
+        q0 = maddF64x2(h0, d0, q0); q1 = maddF64x2(h1, d1, q1);
         const o = k << 1; // byte offset of the same columns in the f64 column sums
-        v128.store(cw + o, f64x2.add(v128.load(cw + o), f64x2.mul(f64x2.mul(g0, d0), ii)));
-        v128.store(cw + o, f64x2.add(v128.load(cw + o, 16), f64x2.mul(f64x2.mul(g1, d1), ii)), 16);
+        v128.store(cw + o, maddF64x2(f64x2.mul(g0, d0), ii, v128.load(cw + o)));
+        v128.store(cw + o, maddF64x2(f64x2.mul(g1, d1), ii, v128.load(cw + o, 16)), 16);
         if (centered) {
           v128.store(cb + o, f64x2.add(v128.load(cb + o), g0));
           v128.store(cb + o, f64x2.add(v128.load(cb + o, 16), g1), 16);

@@ -3,10 +3,27 @@
 // operation beside it. Every helper is @inline: no call, no spill, the same instructions as if
 // written at the call site.
 //
+// The multiply-add of the f64 reductions, maddF64x2(a, b, c) = a·b + c per lane, is where the
+// relaxed-SIMD build differs from the SIMD build: ASC_FEATURE_RELAXED_SIMD (a compile-time
+// constant, like ASC_FEATURE_SIMD) makes it f64x2.relaxed_madd, which rounds once where the
+// hardware fuses it (FMA) and twice where it does not; elsewhere it is f64x2.mul then f64x2.add,
+// the operations the SIMD build did before the helper existed (the same bits). Only the
+// SIMD twins of sums whose order is already build-specific use it (statistics, backward sums):
+// a fused product-sum is never less accurate than mul + add (the product's rounding goes), so
+// every bound of those sums holds, but the bits are the hardware's. Folds, merges of partials
+// and the elementwise applies never use it: they stay bit-identical across builds.
+//
 // The ReLU mask of the backward pass (PyTorch's threshold_backward): g = (y <= 0 ? 0 : dy) for
 // the fused ReLU's forward output y, lane by lane; y = 0 (null pointer) means no mask. The
 // vector form clears the lanes where y <= 0 (andnot), so a masked lane is +0 as in the
 // one-lane form; NaN in y keeps dy, as NaN <= 0 is false in both.
+
+/** a·b + c on both f64 lanes: relaxed_madd in the relaxed-SIMD build, mul then add in the SIMD build. */
+// @ts-ignore: decorator
+@inline export function maddF64x2(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f64x2.relaxed_madd(a, b, c);
+  return f64x2.add(c, f64x2.mul(a, b));
+}
 
 /** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
 // @ts-ignore: decorator

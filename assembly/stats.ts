@@ -31,9 +31,11 @@
 // Contract: x is f32, read-only, 4-byte aligned; partials f64; channels-last kernels use `work`
 // (workspace, see period.ts), both twins alike. SIMD main loops, scalar tails; each build
 // computes a block's sums in its own fixed order (the NCHW runs add their sums straight into
-// the block's partial slots, zeroed at its first plane: slot + run, plane by plane).
+// the block's partial slots, zeroed at its first plane: slot + run, plane by plane); the
+// relaxed-SIMD build's squares round once where the hardware fuses them into their sum
+// (maddF64x2, simd.ts).
 import { periodOf, groupRowsOf, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
-import { loadF32x2AsF64 } from './simd';
+import { loadF32x2AsF64, maddF64x2 } from './simd';
 
 // @ts-ignore: decorator
 @inline export function shiftOf(v: f32): f64 {
@@ -97,17 +99,17 @@ import { loadF32x2AsF64 } from './simd';
     const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 8)), kk);
     const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 16)), kk);
     const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(q, 24)), kk);
-    a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-    a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-    a2 = f64x2.add(a2, d2); q2 = f64x2.add(q2, f64x2.mul(d2, d2));
-    a3 = f64x2.add(a3, d3); q3 = f64x2.add(q3, f64x2.mul(d3, d3));
+    a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
+    a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
+    a2 = f64x2.add(a2, d2); q2 = maddF64x2(d2, d2, q2);
+    a3 = f64x2.add(a3, d3); q3 = maddF64x2(d3, d3, q3);
   }
   if (i + 4 <= n) {
     const q = p + (<usize>i << 2);
     const d0 = f64x2.sub(loadF32x2AsF64(q), kk);
     const d1 = f64x2.sub(loadF32x2AsF64(q + 8), kk);
-    a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-    a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+    a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
+    a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
     i += 4;
   }
   for (; i < n; i++) {
@@ -222,15 +224,15 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, block: i32, b0: i3
           const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 8)), k1);
           const f0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2)), k0);
           const f1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2, 8)), k1);
-          a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-          a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
-          e0 = f64x2.add(e0, f0); r0s = f64x2.add(r0s, f64x2.mul(f0, f0));
-          e1 = f64x2.add(e1, f1); r1s = f64x2.add(r1s, f64x2.mul(f1, f1));
+          a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
+          a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
+          e0 = f64x2.add(e0, f0); r0s = maddF64x2(f0, f0, r0s);
+          e1 = f64x2.add(e1, f1); r1s = maddF64x2(f1, f1, r1s);
         }
         if (r < r1) {
           const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
-          a0 = f64x2.add(a0, d0); q0 = f64x2.add(q0, f64x2.mul(d0, d0));
-          a1 = f64x2.add(a1, d1); q1 = f64x2.add(q1, f64x2.mul(d1, d1));
+          a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
+          a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
         }
         v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, e0)));
         v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, e1)), 16);

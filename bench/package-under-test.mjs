@@ -12,3 +12,8 @@ export const pkg = await import(target);
 export const { createEngine, oracleForward, oracleBackward } = pkg;
 /** URL of another file of the same dist/ (e.g. 'tfjs/index.js', the wasm-batchnorm/tfjs entry). */
 export const distUrl = (rel) => new URL(rel, target).href;
+/**
+ * The package's build table (dist/wasm/builds.js), most capable build first; a checkout from
+ * before the table existed (--package) has the simd and scalar builds.
+ */
+export const BUILD_NAMES = await import(distUrl('wasm/builds.js')).then((m) => m.BUILD_NAMES, () => ['simd', 'scalar']);

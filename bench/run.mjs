@@ -26,7 +26,7 @@
 import os from 'node:os';
 import { spawnSync, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, existsSync, rmSync, cpSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, rmSync, cpSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -83,7 +83,12 @@ const version = (pkg) => {
 // and the suites load it from there (bench/package-under-test.mjs): the kernels are rebuilt in
 // parallel while the benchmark runs, and a rebuild mid-run would otherwise mix two builds. The
 // copy is retried until no build file changed while it was taken.
-const BUILD_FILES = ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm', 'dist/index.js', 'dist/engine.js', 'dist/ops/batchnorm.js'];
+// The wasm files: every shipped build of the package's build table (build/batchnorm.<build>.wasm;
+// the debug build is the tests').
+const WASM_FILES = existsSync(join(packageRoot, 'build'))
+  ? readdirSync(join(packageRoot, 'build')).filter((f) => /^batchnorm\.[a-z0-9-]+\.wasm$/.test(f) && f !== 'batchnorm.debug.wasm').map((f) => `build/${f}`)
+  : [];
+const BUILD_FILES = [...WASM_FILES, 'dist/index.js', 'dist/engine.js', 'dist/ops/batchnorm.js'];
 async function snapshotPackage() {
   const dir = join(root, 'bench/results/tmp/package');
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -91,7 +96,7 @@ async function snapshotPackage() {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'build'), { recursive: true });
     cpSync(join(packageRoot, 'dist'), join(dir, 'dist'), { recursive: true });
-    for (const f of ['build/batchnorm.simd.wasm', 'build/batchnorm.scalar.wasm']) cpSync(join(packageRoot, f), join(dir, f));
+    for (const f of WASM_FILES) cpSync(join(packageRoot, f), join(dir, f));
     const after = Object.fromEntries(BUILD_FILES.map((f) => [f, fileInfo(f)]));
     const stable = BUILD_FILES.every((f) => before[f]?.sha256 === after[f]?.sha256)
       && BUILD_FILES.every((f) => (after[f] ? statSync(join(packageRoot, f)).mtimeMs < Date.now() - 2000 : !f.startsWith('build/') && f !== 'dist/index.js'));
@@ -101,22 +106,31 @@ async function snapshotPackage() {
   throw new Error('dist/ or build/ kept changing or failing the smoke test (a build is running?); try again later');
 }
 
-/** The snapshot works: both builds, both layouts, forward and backward agree with the oracle on a small tensor. */
+/**
+ * The snapshot works: every build of its build table that this JavaScript engine accepts, both
+ * layouts, forward and backward agree with the oracle on a small tensor.
+ */
 async function smokeTest(dir, attempt) {
   try {
     const pkg = await import(`${pathToFileURL(join(dir, 'dist/index.js')).href}?attempt=${attempt}`);
+    const table = await import(`${pathToFileURL(join(dir, 'dist/wasm/builds.js')).href}?attempt=${attempt}`).catch(() => null);
+    const builds = table?.BUILD_NAMES ?? ['simd', 'scalar'];
     const shape = [3, 5, 4, 3], n = 180;
     const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 2 + (i % 5));
     const dy = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
-    for (const simd of [true, false]) {
-      const engine = await pkg.createEngine({ simd, threads: 1 });
+    for (const build of builds) {
+      const engine = await pkg.createEngine({ build, threads: 1 }).catch((error) => {
+        if (error instanceof pkg.InvalidArgumentError && error.argument === 'options.build') return null; // rejected here
+        throw error;
+      });
+      if (engine === null) continue;
       for (const layout of ['NCHW', 'NHWC']) {
         const f = engine.forward(x, shape, { layout, training: true });
         const o = pkg.oracleForward(x, shape, { layout, training: true });
         const b = engine.backward(dy, x, shape, { layout, training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd });
         const ob = pkg.oracleBackward(dy, x, shape, { layout, training: true, mean: f.saveMean, invStd: f.saveInvStd });
         const bad = (a, e) => a.some((v, i) => !(Math.abs(v - e[i]) <= 1e-4 * (1 + Math.abs(e[i]))));
-        if (bad(f.y, o.y) || bad(b.dx, ob.dx)) throw new Error(`${simd ? 'simd' : 'scalar'} ${layout} disagrees with the oracle`);
+        if (bad(f.y, o.y) || bad(b.dx, ob.dx)) throw new Error(`${build} ${layout} disagrees with the oracle`);
       }
     }
     return true;
@@ -180,6 +194,7 @@ async function main() {
       engineInfo: first.engines,
       simdWasm: snapshot.files['build/batchnorm.simd.wasm'],
       scalarWasm: snapshot.files['build/batchnorm.scalar.wasm'],
+      wasm: Object.fromEntries(WASM_FILES.map((f) => [f, snapshot.files[f]])),
       dist: snapshot.files['dist/ops/batchnorm.js'],
       floorWasm: fileInfo('bench/results/tmp/floor.wasm'),
       snapshot: 'bench/results/tmp/package/ (dist/ and build/*.wasm copied at start)',

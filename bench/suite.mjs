@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { selectCases } from './shapes.mjs';
 import { caseData, compare } from './data.mjs';
-import { simdEngine, scalarEngine } from './contenders/engines.mjs';
+import { simdEngine, engineFor, runnableBuilds } from './contenders/engines.mjs';
 import { ensureBenchDeps } from './deps.mjs';
 
 // The peers (benny, tfjs, onnxruntime) resolve from bench/node_modules: installed first if needed,
@@ -194,7 +194,8 @@ async function main() {
     console.log(`  [${i + 1}/${cases.length}] ${op} ${c.id} (${c.group} ${c.name}, ${(c.size / 1e6).toFixed(2)}M values)`);
     results.push(await runCase(c));
   }
-  const simd = await simdEngine(), scalar = await scalarEngine();
+  const engines = {};
+  for (const build of await runnableBuilds()) engines[build] = (await engineFor(build)).info();
   const out = {
     op,
     seconds: seconds(t0),
@@ -203,7 +204,7 @@ async function main() {
     node: process.version,
     v8: process.versions.v8,
     cpu: os.cpus()[0]?.model?.trim() ?? 'unknown',
-    engines: { simd: simd.info(), scalar: scalar.info() },
+    engines,
     results,
   };
   if (args.out) {

@@ -26,15 +26,19 @@ export type { WasmSource, WasmSources, WasmOrigin } from './wasm/load.js';
 
 export interface EngineOptions {
   /**
-   * Pins one build of the build table (`'simd'` or `'scalar'`): an `InvalidArgumentError`
-   * (argument `options.build`) where the JavaScript engine rejects it. Omitted: the most capable
-   * build the engine accepts (`WebAssembly.validate` on each binary itself).
+   * Pins one build of the build table (`'relaxed-simd'`, `'simd'` or `'scalar'`): an
+   * `InvalidArgumentError` (argument `options.build`) where the JavaScript engine rejects it.
+   * Omitted: the most capable build the engine accepts (`WebAssembly.validate` on each binary
+   * itself), relaxed-simd, then simd, then scalar. relaxed-simd is exact within the same bounds
+   * but not bit-identical to simd (its multiply-adds round once or twice, by hardware); simd is
+   * the bit-reproducible choice.
    */
   build?: Build;
   /**
-   * `true`: the SIMD build, or an `InvalidArgumentError` (argument `options.simd`) where the
-   * JavaScript engine rejects it; `false`: the scalar build; omitted: the SIMD build when
-   * `WebAssembly.validate` accepts the SIMD binary itself, else the scalar build.
+   * `true`: the `'simd'` build (the bit-reproducible SIMD build, never relaxed-simd), or an
+   * `InvalidArgumentError` (argument `options.simd`) where the JavaScript engine rejects it;
+   * `false`: the scalar build; omitted: as `build` omitted. With `build`, it must agree with
+   * whether that build uses SIMD.
    */
   simd?: boolean;
   /**
@@ -42,10 +46,14 @@ export interface EngineOptions {
    * with bundlers that understand `new URL('…', import.meta.url)` (Vite, webpack 5, Parcel): by
    * default Node reads the package's own files and browsers fetch them relative to the module.
    * Pass bytes, a URL or a compiled module for CDNs, CSP-restricted pages or other bundlers.
+   * Given, it lists the builds its caller serves: createEngine() without `build` tries
+   * relaxed-simd only when it is listed (simd and scalar, when left out, still load from the
+   * package's own files).
    *
    * @example
    * // the wasm files copied next to your page or to a CDN:
    * await createEngine({ wasm: {
+   *   'relaxed-simd': new URL('/static/batchnorm.relaxed-simd.wasm', location.href),
    *   simd: new URL('/static/batchnorm.simd.wasm', location.href),
    *   scalar: new URL('/static/batchnorm.scalar.wasm', location.href),
    * } });
@@ -71,15 +79,23 @@ const AUTO_THREADS = 4;
 export interface EngineFeatures {
   /**
    * 128-bit wasm SIMD: whether the engine accepted the SIMD build (`WebAssembly.validate` on the
-   * SIMD binary itself, or its streaming compilation). `null` when not probed (`simd: false`).
+   * SIMD binary itself, or its streaming compilation), or the relaxed-SIMD build (which uses
+   * SIMD too). `null` when not probed (`simd: false`, `build: 'scalar'`).
    */
   simd: boolean | null;
+  /**
+   * Relaxed SIMD: whether the engine accepted the relaxed-SIMD build (probed as `simd`). `null`
+   * when not probed (`simd` given, `build` other than `'relaxed-simd'`, or `options.wasm` given
+   * without a relaxed-simd entry).
+   */
+  relaxedSimd: boolean | null;
   /** `WebAssembly.compileStreaming` exists (used for URLs served as `application/wasm`). */
   streaming: boolean;
 }
 
 export interface EngineInfo {
   build: Build;
+  /** The build uses 128-bit SIMD (relaxed-simd and simd). */
   simd: boolean;
   /** Bytes of wasm linear memory (grows on demand, never shrinks). */
   memoryBytes: number;
@@ -207,13 +223,16 @@ export class Engine {
   /** Which build runs, what the JavaScript engine supports, where the wasm came from, and memory use. */
   info(): EngineInfo {
     const loaded = loadRecords.get(this);
+    const features = BUILDS[this.build].features;
     return {
       build: this.build,
-      simd: this.build === 'simd',
+      simd: features.includes('simd'),
       memoryBytes: this.arena.buffer.byteLength,
       bytesInUse: this.arena.bytesInUse,
       features: {
-        simd: loaded ? loaded.simd : this.build === 'simd' ? true : null,
+        // A build that runs proves its features; an accepted relaxed-SIMD build proves SIMD.
+        simd: loaded?.probed.simd ?? (features.includes('simd') || loaded?.probed['relaxed-simd'] ? true : null),
+        relaxedSimd: loaded?.probed['relaxed-simd'] ?? (features.includes('relaxed-simd') ? true : null),
         streaming: typeof WebAssembly.compileStreaming === 'function',
       },
       source: loaded?.source ?? null,
@@ -232,7 +251,8 @@ export class Engine {
 interface LoadRecord {
   source: WasmOrigin;
   url: string | null;
-  simd: boolean | null;
+  /** Per build tried: whether the JavaScript engine accepted it. */
+  probed: Partial<Record<Build, boolean>>;
 }
 const loadRecords = new WeakMap<Engine, LoadRecord>();
 
@@ -253,15 +273,18 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   if (pinned !== undefined && !(BUILD_NAMES as readonly unknown[]).includes(pinned)) {
     throw new InvalidArgumentError('options.build', `one of ${BUILD_NAMES.map((b) => `'${b}'`).join(', ')}`, describe(pinned));
   }
-  if (pinned !== undefined && simd !== undefined && (BUILDS[pinned as Build].simdFlag === 1) !== simd) {
-    throw new InvalidArgumentError('options.simd', `${BUILDS[pinned as Build].simdFlag === 1} with build '${pinned}'`, describe(simd));
+  const usesSimd = pinned !== undefined && BUILDS[pinned as Build].features.includes('simd');
+  if (pinned !== undefined && simd !== undefined && usesSimd !== simd) {
+    throw new InvalidArgumentError('options.simd', `${usesSimd} with build '${pinned}'`, describe(simd));
   }
   // simd: true demands the SIMD build, false forces the scalar one (the option predates `build`).
   const demanded = (pinned ?? (simd === true ? 'simd' : simd === false ? 'scalar' : null)) as Build | null;
   let spec = BUILDS[demanded ?? BUILD_NAMES[0]];
+  // options.wasm lists the builds its caller serves: a build it leaves out is skipped unless the
+  // table says it was always tried (builds.ts, triedUnlisted).
+  while (demanded === null && wasm !== undefined && wasm[spec.name] === undefined && !spec.triedUnlisted) spec = BUILDS[spec.fallback!];
   let loaded = await loadModule(spec, wasm?.[spec.name]);
-  // What the probe of the most capable build said: null when it was not tried.
-  const accepted = spec.name === BUILD_NAMES[0] ? loaded !== null : null;
+  const probed: Partial<Record<Build, boolean>> = { [spec.name]: loaded !== null };
   while (loaded === null) {
     if (demanded !== null) {
       const argument = pinned !== undefined ? 'options.build' : 'options.simd';
@@ -271,6 +294,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     }
     spec = BUILDS[spec.fallback!];
     loaded = await loadModule(spec, wasm?.[spec.name]);
+    probed[spec.name] = loaded !== null;
   }
   const threads = checkThreads(o.threads);
   const { count, reason } = await threadSupport(threads, AUTO_THREADS, wasm !== undefined);
@@ -291,7 +315,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     }
   }
   engine ??= new Engine(await instantiateKernels(spec, loaded), spec.name, null, { requested: threads, reason: why });
-  loadRecords.set(engine, { source: record.source, url: record.url, simd: accepted });
+  loadRecords.set(engine, { source: record.source, url: record.url, probed });
   return engine;
 }
 

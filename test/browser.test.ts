@@ -1,9 +1,10 @@
 // The package in a real browser: the Debian chromium, headless, through playwright-core, opens
 // the demo page (examples/browser/) from the local static server and the test checks what the
-// page computed (window.__results): the SIMD build loaded by streaming compilation, and forward
-// (training and inference) and backward in NCHW and NHWC match the float64 oracle. Then the
-// loading paths a browser can take: a server with the wrong MIME type for .wasm, an engine
-// without SIMD (simulated), the forced scalar build, and explicit sources (URL, bytes, module).
+// page computed (window.__results): the relaxed-SIMD build (Chromium 114+) loaded by streaming
+// compilation, and forward (training and inference) and backward in NCHW and NHWC match the
+// float64 oracle. Then the loading paths a browser can take: a server with the wrong MIME type
+// for .wasm, an engine without relaxed SIMD (Safari, simulated), an engine without SIMD
+// (simulated), the forced scalar build, and explicit sources (URL, bytes, module).
 //
 // chromium missing: skipped with a loud reason outside CI, a failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,31 +18,36 @@ import { DEMO_PATH, startServer, type RunningServer } from '../examples/browser/
 
 const TOL_ULP = 8;
 /**
- * Simulates a WebAssembly engine without SIMD: validate/compile reject our SIMD build, recognised
- * by instantiating the binary with the real API and asking its simdEnabled() export (a byte scan
- * for the 0xfd SIMD prefix would also hit immediates in the scalar build).
+ * Simulates a WebAssembly engine without some of our builds' features: validate/compile reject
+ * the builds whose simdEnabled() level (2 relaxed SIMD, 1 SIMD) is at least `level`, recognised
+ * by instantiating the binary with the real API and asking that export (a byte scan for the 0xfd
+ * SIMD prefix would also hit immediates in the scalar build).
  */
-const NO_SIMD_INIT = `(() => {
+const rejectLevelsInit = (level: number) => `(() => {
   const W = WebAssembly, { Module, Instance } = W;
-  const isSimdBuild = (source) => {
+  const rejected = (source) => {
     try {
       const exports = new Instance(new Module(source), { env: { abort() {} } }).exports;
-      return typeof exports.simdEnabled === 'function' && exports.simdEnabled() === 1;
+      return typeof exports.simdEnabled === 'function' && exports.simdEnabled() >= ${level};
     } catch {
       return false;
     }
   };
   const validate = W.validate, compile = W.compile;
-  W.validate = (s) => !isSimdBuild(s) && validate(s);
-  W.compile = (s) => isSimdBuild(s) ? Promise.reject(new W.CompileError('SIMD unsupported (simulated)')) : compile(s);
+  W.validate = (s) => !rejected(s) && validate(s);
+  W.compile = (s) => rejected(s) ? Promise.reject(new W.CompileError('feature unsupported (simulated)')) : compile(s);
   W.compileStreaming = async (r) => W.compile(new Uint8Array(await (await r).arrayBuffer()));
 })();`;
+/** No SIMD at all (an old engine). */
+const NO_SIMD_INIT = rejectLevelsInit(1);
+/** SIMD without relaxed SIMD (Safari). */
+const NO_RELAXED_INIT = rejectLevelsInit(2);
 
 interface Check { layout: string; op: string; maxUlp: number; maxAbs: number; tolerance: number; pass: boolean; outputs: Record<string, { maxUlp: number }> }
 interface DemoResults {
   done: boolean; ok: boolean; error: string | null;
   shape: { N: number; C: number; H: number; W: number };
-  info: { build: string; simd: boolean; memoryBytes: number; bytesInUse: number; features: { simd: boolean | null; streaming: boolean }; source: string; url: string };
+  info: { build: string; simd: boolean; memoryBytes: number; bytesInUse: number; features: { simd: boolean | null; relaxedSimd: boolean | null; streaming: boolean }; source: string; url: string };
   checks: Check[];
   bench: { layout: string; op: string; oursGBs: number; jsGBs: number; speedup: number }[] | null;
   seconds: Record<string, number>;
@@ -102,14 +108,16 @@ function expectAllChecksPass(results: DemoResults): void {
 }
 
 describe('real browser (headless chromium)', () => {
-  it('demo page: SIMD build loaded by streaming compilation; forward (training, inference) and backward match the oracle in NCHW and NHWC; benchmark drawn', async (ctx) => {
+  it('demo page: relaxed-SIMD build loaded by streaming compilation; forward (training, inference) and backward match the oracle in NCHW and NHWC; benchmark drawn', async (ctx) => {
     ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
     const { page, results, problems } = await openDemo(server, '?runs=3');
     try {
       expectAllChecksPass(results);
       expect(results.shape).toEqual({ N: 32, C: 64, H: 56, W: 56, size: 32 * 64 * 56 * 56 });
-      expect(results.info).toMatchObject({ build: 'simd', simd: true, features: { simd: true, streaming: true }, source: 'stream', bytesInUse: 0 });
-      expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.simd.wasm');
+      expect(results.info).toMatchObject({
+        build: 'relaxed-simd', simd: true, features: { simd: true, relaxedSimd: true, streaming: true }, source: 'stream', bytesInUse: 0,
+      });
+      expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.relaxed-simd.wasm');
       expect(results.info.memoryBytes).toBeGreaterThan(32 * 64 * 56 * 56 * 4);
       expect(results.checks.find((c) => c.op === 'forward, training')!.outputs).toHaveProperty('runningVar');
       expect(results.checks.find((c) => c.op === 'backward')!.outputs).toHaveProperty('dweight');
@@ -124,7 +132,8 @@ describe('real browser (headless chromium)', () => {
       expect(await page.locator('#checks .badge.pass').count()).toBe(6);
       expect(await page.locator('#chart svg rect').count()).toBe(12);
       expect(await page.locator('#status').textContent()).toContain('6 of 6 checks match the oracle');
-      expect(await page.locator('#engine dd[data-key="build"]').textContent()).toMatch(/^simd/);
+      expect(await page.locator('#engine dd[data-key="build"]').textContent()).toMatch(/^relaxed-simd/);
+      expect(await page.locator('#engine dd[data-key="relaxed SIMD"]').textContent()).toBe('supported');
       const shot = path.join(tmp, 'demo.png');
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`demo page: ${results.info.build} build, loaded in ${results.seconds.load?.toFixed(2)} s, checks ${results.seconds.checks?.toFixed(1)} s, `
@@ -166,19 +175,32 @@ describe('real browser (headless chromium)', () => {
     const { page, results, problems } = await openDemo(wrongMime, '?n=2&bench=0');
     try {
       expectAllChecksPass(results);
-      expect(results.info).toMatchObject({ build: 'simd', features: { simd: true }, source: 'fetch' });
+      expect(results.info).toMatchObject({ build: 'relaxed-simd', features: { simd: true, relaxedSimd: true }, source: 'fetch' });
       expect(problems).toEqual([]);
     } finally {
       await page.close();
     }
   });
 
-  it('an engine without SIMD (simulated): auto-detection validates the SIMD binary, rejects it and loads the scalar build', async (ctx) => {
+  it('an engine without relaxed SIMD (Safari, simulated): auto-detection rejects the relaxed-SIMD binary and loads the simd build', async (ctx) => {
+    ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
+    const { page, results, problems } = await openDemo(server, '?n=2&bench=0', NO_RELAXED_INIT);
+    try {
+      expectAllChecksPass(results);
+      expect(results.info).toMatchObject({ build: 'simd', simd: true, features: { simd: true, relaxedSimd: false }, source: 'stream' });
+      expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.simd.wasm');
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('an engine without SIMD (simulated): auto-detection validates the relaxed-SIMD and SIMD binaries, rejects them and loads the scalar build', async (ctx) => {
     ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
     const { page, results, problems } = await openDemo(server, '?n=2&bench=0', NO_SIMD_INIT);
     try {
       expectAllChecksPass(results);
-      expect(results.info).toMatchObject({ build: 'scalar', simd: false, features: { simd: false } });
+      expect(results.info).toMatchObject({ build: 'scalar', simd: false, features: { simd: false, relaxedSimd: false } });
       expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.scalar.wasm');
       expect(problems).toEqual([]);
     } finally {
@@ -229,6 +251,7 @@ describe('real browser (headless chromium)', () => {
         };
         return {
           url: await run({ wasm: { simd: simdUrl } }),
+          relaxed: await run({ wasm: { 'relaxed-simd': '/build/batchnorm.relaxed-simd.wasm', simd: simdUrl } }),
           string: await run({ wasm: { simd: '../../build/batchnorm.simd.wasm' } }),
           bytes: await run({ wasm: { simd: bytes } }),
           module: await run({ wasm: { simd: await WebAssembly.compile(bytes) } }),
@@ -239,7 +262,8 @@ describe('real browser (headless chromium)', () => {
         };
       })()`);
       const y = [-1, -1, 1, 1].map((v) => expect.closeTo(v, 4));
-      expect(out.url).toMatchObject({ build: 'simd', source: 'stream', y });
+      expect(out.url).toMatchObject({ build: 'simd', source: 'stream', y }); // relaxed-simd not listed: not tried
+      expect(out.relaxed).toMatchObject({ build: 'relaxed-simd', source: 'stream', y });
       expect(out.string).toMatchObject({ build: 'simd', source: 'stream', y });
       expect(new URL(out.string!.url as string).pathname).toBe('/build/batchnorm.simd.wasm');
       expect(out.bytes).toMatchObject({ build: 'simd', source: 'bytes', url: null, y });

@@ -10,7 +10,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type { Engine } from '../src/engine.js';
 import { GroupNorm, InstanceNorm, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, type Layout } from '../src/index.js';
 import { oracleGroupNorm, oracleGroupNormBackward, oracleInstanceNorm, oracleInstanceNormBackward } from '../src/oracle/groupnorm.js';
-import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
+import { BUILD_NAMES } from '../src/wasm/builds.js';
+import { BUILDS, makeEngine, skipBuild, unsupported, type BuildName } from './helpers/engines.js';
 import { gauss, rng, ulp32 } from './helpers/numeric.js';
 import { DATA_KINDS, backwardRatios, drawX, forwardRatios, indexOf, mergeWorst, noWorst, type DataKind, type Worst } from './helpers/groupnorm.js';
 import { vectorsRootExists } from './helpers/vectors.js';
@@ -69,6 +70,7 @@ function place(engine: Engine, a: Float32Array, zeroCopy: boolean) {
 }
 
 describe.each(BUILDS)('%s build', (build: BuildName) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
     engine = await makeEngine(build);
@@ -158,7 +160,8 @@ describe('builds agree bit for bit; hard data at scale', () => {
 
   // |mean|/std = 1e4 over groups of 1.18M values (beyond 2^20): mean within 2 ulp, variance
   // (from saveInvStd with the smallest eps) within 1e-6 relative, y within tolY; and the backward.
-  it.each(['simd', 'scalar'] as const)('%s: GroupNorm on [1, 8, 384, 384] with 1 and 2 groups, both layouts', async (build) => {
+  it.for(BUILD_NAMES)('%s: GroupNorm on [1, 8, 384, 384] with 1 and 2 groups, both layouts', async (build, ctx) => {
+    ctx.skip(unsupported(build) !== null, unsupported(build) ?? '');
     const engine = await makeEngine(build);
     const g = gauss(rng(77)), HW = 384 * 384, C = 8;
     const nchw = new Float32Array(C * HW), nhwc = new Float32Array(C * HW), dy = new Float32Array(C * HW);
@@ -194,7 +197,8 @@ describe('builds agree bit for bit; hard data at scale', () => {
 describe('SiLU', () => {
   // y = silu(x) through the kernel with meanHi 0, scale 1, shift 0, against the correctly rounded
   // value: every 97th float32 bit pattern of [−110, 110], both builds.
-  it.each(['simd', 'scalar'] as const)('%s: y = z·σ(z) within 4 ulp of the f64 value, NaN and ±Inf as PyTorch', async (build) => {
+  it.for(BUILD_NAMES)('%s: y = z·σ(z) within 4 ulp of the f64 value, NaN and ±Inf as PyTorch', async (build, ctx) => {
+    ctx.skip(unsupported(build) !== null, unsupported(build) ?? '');
     const engine = await makeEngine(build);
     const bits = new Uint32Array(1), f = new Float32Array(bits.buffer);
     const values: number[] = [];
@@ -285,7 +289,8 @@ if (VECTORS.length === 0) {
   console.warn(`\n*** SKIPPING the GroupNorm/InstanceNorm ONNX vectors: none at ${NORMS.pathname} ***\n`);
 }
 
-describe.runIf(VECTORS.length > 0).each(['simd', 'scalar'] as const)('ONNX norm vectors, %s build', (build) => {
+describe.runIf(VECTORS.length > 0).each(BUILD_NAMES)('ONNX norm vectors, %s build', (build) => {
+  if (skipBuild(build)) return;
   it('finds the GroupNormalization (opsets 18 and 21) and InstanceNormalization vectors', () => {
     expect(VECTORS.length).toBeGreaterThanOrEqual(4);
   });

@@ -13,7 +13,8 @@ import type { Engine } from '../src/engine.js';
 import { BatchNormError, InvalidArgumentError, MemoryError, ShapeError } from '../src/errors.js';
 import { LayerNorm, RMSNorm, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from '../src/layers/layernorm.js';
 import { oracleLayerNorm, oracleLayerNormBackward, oracleRmsNorm, oracleRmsNormBackward } from '../src/oracle/layernorm.js';
-import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
+import { BUILD_NAMES } from '../src/wasm/builds.js';
+import { BUILDS, makeEngine, skipBuild, type BuildName } from './helpers/engines.js';
 import { U32, gamma64, gauss, rng, ulp32 } from './helpers/numeric.js';
 import { meanErr, m2Err, tolDx, tolY, type ChannelFacts } from './helpers/tolerance.js';
 
@@ -262,6 +263,7 @@ function rowMeans(v: ArrayLike<number>, R: number, D: number): number[] {
 const LENGTHS = [1, 3, 4, 5, 7, 8, 15, 16, 17, 63, 64, 65, 768, 2048, 2049, 4096];
 
 describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
     engine = await makeEngine(build);
@@ -404,7 +406,8 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
 // as long as 2^20, with |mean|/std = 1e4 and adversarial pivots (outlier first, post-ReLU,
 // sparse rows).
 
-describe.each(['simd', 'scalar'] as const)('accuracy bounds, %s build', (build: BuildName) => {
+describe.each(BUILD_NAMES)('accuracy bounds, %s build', (build: BuildName) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
     engine = await makeEngine(build);
@@ -480,7 +483,8 @@ interface NormVector {
   tolerance: { atol: number; rtol: number };
 }
 
-describe.skipIf(!HAVE_NORMS).each(['simd', 'scalar'] as const)('ONNX vectors, %s build', (build) => {
+describe.skipIf(!HAVE_NORMS).each(BUILD_NAMES)('ONNX vectors, %s build', (build) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
     engine = await makeEngine(build);
@@ -629,6 +633,7 @@ interface ResizableBuffer extends ArrayBuffer { resize(byteLength: number): void
 const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableBuffer;
 
 describe.each(BUILDS)('hostile callers, %s build', (build: BuildName) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
     engine = await makeEngine(build);

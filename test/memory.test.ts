@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { createEngine, BatchNorm, BatchNormError, InvalidArgumentError, MemoryError, ShapeError, type Engine, type Tensor } from '../src/index.js';
 import { ALIGN, MAX_MEMORY_BYTES } from '../src/memory.js';
 import { workspaceBytes } from '../src/exec.js';
-import { BUILDS, makeEngine, type BuildName } from './helpers/engines.js';
+import { BUILDS, makeEngine, unsupported, type BuildName } from './helpers/engines.js';
 import { gauss, product, rng } from './helpers/numeric.js';
 
 const PAGE = 65536;
@@ -120,7 +120,8 @@ describe('memory does not grow across repeated calls', () => {
     expect(r.bytesInUse).toBe(0);
   });
 
-  it.each(BUILDS)('calls on a 1 MiB shape ([16, 32, 16, 32]), %s build: memory stays under the stated bound', async (build: BuildName) => {
+  it.for(BUILDS)('calls on a 1 MiB shape ([16, 32, 16, 32]), %s build: memory stays under the stated bound', async (build: BuildName, ctx) => {
+    ctx.skip(unsupported(build) !== null, unsupported(build) ?? '');
     const engine = await makeEngine(build);
     const n = build === 'simd' ? 40 : 20;
     const r = rounds(engine, [16, 32, 16, 32], n);
@@ -371,7 +372,8 @@ describe('a refused memory.grow leaves the engine usable and every buffer untouc
     return { restore: () => { delete (memory as { grow?: unknown }).grow; }, refused: () => refused };
   }
 
-  it.each(BUILDS)('%s build: tensor(), forward, backward and a layer throw MemoryError; after the refusal ends the same calls succeed with the same results', async (build: BuildName) => {
+  it.for(BUILDS)('%s build: tensor(), forward, backward and a layer throw MemoryError; after the refusal ends the same calls succeed with the same results', async (build: BuildName, ctx) => {
+    ctx.skip(unsupported(build) !== null, unsupported(build) ?? '');
     const engine = await makeEngine(build);
     const other = await makeEngine(build);
     const shape = [8, 4, 64, 64]; // 512 KiB: more than the initial memory

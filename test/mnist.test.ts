@@ -4,6 +4,8 @@
 // catches a wrong BN backward, and a short smoke run of the real experiment.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, createEngine, type Engine } from '../src/index.js';
+import { BUILD_NAMES } from '../src/wasm/builds.js';
+import { skipBuild } from './helpers/engines.js';
 import { CLASSES, gaussian, loadSplit, rng, subset, type Dataset } from '../examples/mnist/data.js';
 import { DEFAULTS, evaluationSteps, percentile, runExperiment } from '../examples/mnist/experiment.js';
 import { Network, softmaxCrossEntropy, type NormLayer } from '../examples/mnist/net.js';
@@ -127,10 +129,11 @@ class BrokenBatchNorm extends BatchNorm {
   }
 }
 
-describe.each(['simd', 'scalar'] as const)('MNIST network gradients, %s build', (build) => {
+describe.each(BUILD_NAMES)('MNIST network gradients, %s build', (build) => {
+  if (skipBuild(build)) return;
   let engine: Engine;
   beforeAll(async () => {
-    engine = await createEngine({ simd: build === 'simd' });
+    engine = await createEngine({ build });
   });
 
   for (const [seed, n] of [[1, 4], [2, 6], [3, 8]]) {

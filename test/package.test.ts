@@ -14,8 +14,13 @@ import type { Browser } from 'playwright-core';
 import { REPO, TSC, VITE, installTarball, packPackage, run, runOk } from './helpers/package.js';
 import { SKIP_REASON, launchChromium, requireChromium, watchPage } from './helpers/chromium.js';
 import { startServer } from '../examples/browser/serve.mjs';
+import { unsupported } from './helpers/engines.js';
 
 const NAME = 'wasm-batchnorm';
+/** What createEngine() picks in this Node (the child processes run the same one): relaxed-simd on Node 21+. */
+const NODE_BEST = unsupported('relaxed-simd') === null ? 'relaxed-simd' : 'simd';
+/** The package's release builds, as they sort in a directory listing. */
+const RELEASE = ['relaxed-simd', 'relaxed-simd.threads', 'scalar', 'scalar.threads', 'simd', 'simd.threads'] as const;
 let tmp: string;
 let consumer: string;
 let tarball: string;
@@ -68,11 +73,14 @@ try {
   const x = Float32Array.from({ length: 4 * 8 * 5 }, (_, i) => Math.sin(i) * 3 + 1);
   const ref = oracleForward(x, [4, 8, 5], { training: true });
   const engine = await createEngine();
+  const simd = await createEngine({ simd: true });
   const scalar = await createEngine({ simd: false });
   window.__results = {
     info: engine.info(),
+    simdInfo: simd.info(),
     scalarInfo: scalar.info(),
     maxErr: maxErr(engine.forward(x, [4, 8, 5], { training: true }).y, ref.y),
+    maxErrSimd: maxErr(simd.forward(x, [4, 8, 5], { training: true }).y, ref.y),
     maxErrScalar: maxErr(scalar.forward(x, [4, 8, 5], { training: true }).y, ref.y),
   };
 } catch (error) {
@@ -83,7 +91,7 @@ document.getElementById('out').textContent = JSON.stringify(window.__results, nu
   return app;
 }
 
-/** Loads `url` in chromium and checks what the Vite app computed: both builds match the oracle. */
+/** Loads `url` in chromium and checks what the Vite app computed: the three builds match the oracle. */
 async function expectViteAppWorks(url: string): Promise<Record<string, unknown>> {
   browser ??= await launchChromium();
   const page = await browser.newPage();
@@ -93,9 +101,11 @@ async function expectViteAppWorks(url: string): Promise<Record<string, unknown>>
     await page.waitForFunction(() => (window as unknown as { __results?: unknown }).__results, null, { timeout: 30_000 });
     const out = await page.evaluate(() => (window as unknown as { __results: Record<string, unknown> }).__results);
     expect(out.error).toBeUndefined();
-    expect(out.info).toMatchObject({ build: 'simd', features: { simd: true }, source: 'stream' });
+    expect(out.info).toMatchObject({ build: 'relaxed-simd', features: { simd: true, relaxedSimd: true }, source: 'stream' });
+    expect(out.simdInfo).toMatchObject({ build: 'simd', source: 'stream' });
     expect(out.scalarInfo).toMatchObject({ build: 'scalar' });
     expect(out.maxErr).toBeLessThan(1e-5);
+    expect(out.maxErrSimd).toBeLessThan(1e-5);
     expect(out.maxErrScalar).toBeLessThan(1e-5);
     expect(problems).toEqual([]);
     return out;
@@ -112,12 +122,9 @@ describe('npm package', () => {
     expect(packed).toContain('dist/index.js');
     expect(packed).toContain('dist/index.d.ts');
     expect(packed).toContain('dist/engine.js');
-    expect(packed).toContain('build/batchnorm.simd.wasm');
-    expect(packed).toContain('build/batchnorm.scalar.wasm');
-    expect(packed).toContain('build/batchnorm.simd.threads.wasm');
-    expect(packed).toContain('build/batchnorm.scalar.threads.wasm');
+    for (const b of RELEASE) expect(packed).toContain(`build/batchnorm.${b}.wasm`);
     expect(packed).toContain('dist/threads/worker.js');
-    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(simd|scalar)(\.threads)?\.wasm)$/.test(f));
+    const unexpected = packed.filter((f) => !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*|dist\/(?:[\w-]+\/)*[\w.-]+\.(js|d\.ts)|build\/batchnorm\.(relaxed-simd|simd|scalar)(\.threads)?\.wasm)$/.test(f));
     expect(unexpected, 'files that should not be in the tarball').toEqual([]);
   });
 
@@ -148,6 +155,7 @@ describe('npm package', () => {
       const require = createRequire(import.meta.url);
       console.log(JSON.stringify({
         main: import.meta.resolve('${NAME}'),
+        relaxed: import.meta.resolve('${NAME}/build/batchnorm.relaxed-simd.wasm'),
         simd: import.meta.resolve('${NAME}/build/batchnorm.simd.wasm'),
         scalar: require.resolve('${NAME}/build/batchnorm.scalar.wasm'),
         pkg: require('${NAME}/package.json').name,
@@ -155,6 +163,7 @@ describe('npm package', () => {
     const r = await runOk(process.execPath, ['--input-type=module', '-e', script], { cwd: consumer, timeoutMs: 30_000 });
     const out = JSON.parse(r.stdout);
     expect(out.main).toMatch(/node_modules\/wasm-batchnorm\/dist\/index\.js$/);
+    expect(out.relaxed).toMatch(/node_modules\/wasm-batchnorm\/build\/batchnorm\.relaxed-simd\.wasm$/);
     expect(out.simd).toMatch(/node_modules\/wasm-batchnorm\/build\/batchnorm\.simd\.wasm$/);
     expect(out.scalar).toMatch(/node_modules\/wasm-batchnorm\/build\/batchnorm\.scalar\.wasm$/);
     expect(out.pkg).toBe(NAME);
@@ -166,9 +175,9 @@ describe('npm package', () => {
     const r = await runOk(process.execPath, [file], { cwd: consumer, timeoutMs: 30_000 });
     expect(r.stderr).toBe('');
     const out = parseLast(r.stdout);
-    expect(out.info.build).toBe('simd');
+    expect(out.info.build).toBe(NODE_BEST);
     expect(out.info.source).toBe('file');
-    expect(out.info.url).toMatch(/^file:.*\/node_modules\/wasm-batchnorm\/build\/batchnorm\.simd(\.threads)?\.wasm$/);
+    expect(out.info.url).toMatch(new RegExp(`^file:.*/node_modules/wasm-batchnorm/build/batchnorm\\.${NODE_BEST}(\\.threads)?\\.wasm$`));
     expect(out.maxErr).toBeLessThan(1e-5);
     expect(out.exports).toEqual(expect.arrayContaining(['createEngine', 'Engine', 'BatchNorm', 'oracleForward', 'oracleBackward', 'InvalidArgumentError']));
   });
@@ -198,7 +207,7 @@ describe('npm package', () => {
     if ((process.features as { require_module?: boolean }).require_module) {
       expect(r.code, r.stderr).toBe(0);
       const out = parseLast(r.stdout);
-      expect(out.info.build).toBe('simd');
+      expect(out.info.build).toBe(NODE_BEST);
       expect(out.maxErr).toBeLessThan(1e-5);
     } else {
       // Node < 20.19 / 22.12: no require(esm); users call `await import('wasm-batchnorm')` instead.
@@ -218,6 +227,10 @@ describe('npm package', () => {
       const engine = await createEngine(options);
       const info: EngineInfo = engine.info();
       const simdSupported: boolean | null = info.features.simd;
+      const relaxedSupported: boolean | null = info.features.relaxedSimd;
+      const relaxed = await createEngine({ build: 'relaxed-simd', wasm: { 'relaxed-simd': sources[3], simd: sources[2] } });
+      // @ts-expect-error -- not a build of the table
+      await createEngine({ build: 'relaxed' });
       const r: ForwardResult = engine.forward(new Float32Array(8), [2, 4], { training: true });
       const layer = new BatchNorm(engine, 4, { momentum: 0.1 });
       layer.eval();
@@ -234,7 +247,7 @@ describe('npm package', () => {
       const bnConfig: TfjsBatchNormalizationConfig = { axis: 1, momentum: 0.99, epsilon: 1e-3, gammaInitializer: 'ones' };
       // @ts-expect-error -- webgl is not a backend we replace
       registerTfjsKernels(registry, engine, { backends: ['webgl'] });
-      export const used = [info, simdSupported, r.y, ref.y, InvalidArgumentError, registration.stats, bnConfig, useTfjs, batchNormalization];
+      export const used = [info, simdSupported, relaxedSupported, relaxed, r.y, ref.y, InvalidArgumentError, registration.stats, bnConfig, useTfjs, batchNormalization];
     `;
     const configs = {
       'browser (lib DOM)': { lib: ['ES2022', 'DOM'], types: [], skipLibCheck: false },
@@ -268,16 +281,14 @@ describe('npm package', () => {
     // build.assetsInlineLimit, 4 KiB), byte-identical to build/, and so is the threads' worker
     // script, all referenced by URL from the one JS chunk; nothing is inlined as a data: URL.
     const assets = (await readdir(path.join(app, 'dist', 'assets'))).sort();
-    const files = ['batchnorm.scalar', 'batchnorm.scalar.threads', 'batchnorm.simd', 'batchnorm.simd.threads'].map((b) => `${b}.wasm`);
-    const expected = [...files.map((f) => new RegExp(`^${f.replace('.wasm', '').replace(/\./g, '\\.')}-[\\w-]+\\.wasm$`)),
-      /^index-[\w-]+\.js$/, /^worker-[\w-]+\.js$/];
+    const expected = [...RELEASE.map((b) => new RegExp(`^batchnorm\\.${b.replace('.', '\\.')}-[\\w-]+\\.wasm$`)), /^index-[\w-]+\.js$/, /^worker-[\w-]+\.js$/];
     expect(assets.length === expected.length && assets.every((f, i) => expected[i]!.test(f)), `dist/assets: ${assets.join(', ')}`).toBe(true);
-    const js = await readFile(path.join(app, 'dist', 'assets', assets[4]!), 'utf8');
-    const shipped = [...files.map((f) => path.join('build', f)), path.join('dist', 'threads', 'worker.js')];
+    const js = await readFile(path.join(app, 'dist', 'assets', assets[RELEASE.length]!), 'utf8');
+    const shipped = [...RELEASE.map((b) => path.join('build', `batchnorm.${b}.wasm`)), path.join('dist', 'threads', 'worker.js')];
     for (const [i, file] of shipped.entries()) {
       const bytes = await readFile(path.join(consumer, 'node_modules', NAME, file));
       expect(bytes.length, `${file} is no longer above assetsInlineLimit: the README's Vite paragraph needs an update`).toBeGreaterThan(4096);
-      const asset = assets[i === 4 ? 5 : i]!;
+      const asset = assets[i === RELEASE.length ? i + 1 : i]!;
       expect(Buffer.compare(await readFile(path.join(app, 'dist', 'assets', asset)), bytes), `${asset} differs from ${file}`).toBe(0);
       expect(js.includes(`/assets/${asset}`), `the bundle does not reference ${asset}`).toBe(true);
     }
@@ -311,7 +322,7 @@ describe('npm package', () => {
         dev.on('exit', (code) => { clearTimeout(timer); reject(new Error(`vite exited with ${code}:\n${output}`)); });
       });
       const out = await expectViteAppWorks(url);
-      expect((out.info as { url: string }).url).toMatch(/\/node_modules\/wasm-batchnorm\/build\/batchnorm\.simd\.wasm$/);
+      expect((out.info as { url: string }).url).toMatch(/\/node_modules\/wasm-batchnorm\/build\/batchnorm\.relaxed-simd\.wasm$/);
     } finally {
       const exited = new Promise((resolve) => { dev.once('exit', resolve); setTimeout(resolve, 5000).unref(); });
       if (dev.exitCode === null) dev.kill('SIGTERM');

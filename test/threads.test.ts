@@ -1,7 +1,7 @@
 // Threaded engines (src/threads/): every output bit-identical to the single-threaded engine for
 // 2, 3 and 4 threads, on shapes that reach every split (block ranges of the statistics and
 // backward sums, channel ranges of the channel-at-a-time kernels, sample / channel / row ranges
-// of the applies), both layouts, every op, SIMD and scalar; calls too small to split stay on the
+// of the applies), both layouts, every op, every build of the build table (relaxed-simd where this Node has it); calls too small to split stay on the
 // calling thread; the pool's life cycle (lazy start, startThreads, dispose, a lost or failing
 // worker) and zero-copy tensors over shared memory.
 import { spawn } from 'node:child_process';
@@ -10,6 +10,8 @@ import { createEngine, groupNorm, instanceNorm, layerNorm, rmsNorm, DisposedErro
 import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
 import type { Pool } from '../src/threads/pool.js';
 import { rng } from './helpers/numeric.js';
+import { skipBuild } from './helpers/engines.js';
+import { BUILD_NAMES } from '../src/wasm/builds.js';
 
 type Layout = 'NCHW' | 'NHWC';
 interface Case { name: string; shape: number[]; layout: Layout }
@@ -91,7 +93,8 @@ function outputs(engine: Engine, c: Case, zeroCopy: boolean): Record<string, Flo
   return out;
 }
 
-describe.each(['simd', 'scalar'] as const)('%s build: threaded engines compute the single-threaded bits', (build) => {
+describe.each(BUILD_NAMES)('%s build: threaded engines compute the single-threaded bits', (build) => {
+  if (skipBuild(build)) return;
   let single: Engine;
   const threaded: Record<number, Engine> = {};
   beforeAll(async () => {
@@ -117,7 +120,8 @@ describe.each(['simd', 'scalar'] as const)('%s build: threaded engines compute t
   });
 });
 
-describe.each(['simd', 'scalar'] as const)('%s build: LayerNorm and RMSNorm split by rows with the single-threaded bits', (build) => {
+describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm split by rows with the single-threaded bits', (build) => {
+  if (skipBuild(build)) return;
   let single: Engine;
   const threaded: Record<number, Engine> = {};
   beforeAll(async () => {
@@ -157,7 +161,8 @@ describe.each(['simd', 'scalar'] as const)('%s build: LayerNorm and RMSNorm spli
   });
 });
 
-describe.each(['simd', 'scalar'] as const)('%s build: GroupNorm and InstanceNorm forward split with the single-threaded bits', (build) => {
+describe.each(BUILD_NAMES)('%s build: GroupNorm and InstanceNorm forward split with the single-threaded bits', (build) => {
+  if (skipBuild(build)) return;
   let single: Engine;
   const threaded: Record<number, Engine> = {};
   beforeAll(async () => {

@@ -5,11 +5,12 @@
 import * as floor from './floor.mjs';
 import * as oursZeroCopy from './ours-zero-copy.mjs';
 import * as oursCopy from './ours-copy.mjs';
+import * as oursRelaxed from './ours-relaxed.mjs';
 import * as oursScalar from './ours-scalar.mjs';
 import * as plainJs from './plain-js.mjs';
 import * as tfjsWasm from './tfjs-wasm.mjs';
 import * as ortWeb from './ort-web.mjs';
 import * as ortNode from './ort-node.mjs';
 
-export const CONTENDERS = [floor, oursZeroCopy, oursCopy, oursScalar, plainJs, tfjsWasm, ortWeb, ortNode];
+export const CONTENDERS = [floor, oursZeroCopy, oursRelaxed, oursCopy, oursScalar, plainJs, tfjsWasm, ortWeb, ortNode];
 export const PEERS = ['plain-js', 'tfjs-wasm', 'ort-web', 'ort-node'];

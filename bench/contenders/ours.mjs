@@ -1,17 +1,25 @@
-// Our engine as a user calls it, in three variants (one module each re-exports this):
+// Our engine as a user calls it, in four variants (one module each re-exports this):
 //   zero-copy  tensors live in the engine's wasm memory (engine.tensor), y/dx written to another
 //              resident tensor: no copies, the kernels' own cost plus the call overhead;
 //   copy       plain Float32Arrays in, a caller-supplied plain Float32Array out (`out`): the
 //              engine copies x (and dy) into scratch wasm memory and the result back out;
-//   scalar     the scalar (no-SIMD) build, zero-copy.
+//   scalar     the scalar (no-SIMD) build, zero-copy;
+//   relaxed    the relaxed-SIMD build, zero-copy (unsupported where the JavaScript engine rejects it).
+// zero-copy and copy run the simd build (bit-reproducible; the bench's reference since before
+// relaxed-simd existed).
 // Per-channel arrays (weight, bias, running statistics, saved statistics) are plain arrays in
 // every variant; the running statistics are this contender's own copies (training updates them).
 import { EPS, MOMENTUM } from '../data.mjs';
-import { simdEngine, scalarEngine } from './engines.mjs';
+import { engineFor, unsupportedBuild } from './engines.mjs';
+
+const BUILD_OF = { 'zero-copy': 'simd', copy: 'simd', scalar: 'scalar', relaxed: 'relaxed-simd' };
 
 export function oursContender(mode) {
   return async function setup({ c, op, inputs, saved }) {
-    const engine = mode === 'scalar' ? await scalarEngine() : await simdEngine();
+    const build = BUILD_OF[mode];
+    const why = await unsupportedBuild(build);
+    if (why !== null) return { unsupported: `the ${build} build does not run here: ${why}` };
+    const engine = await engineFor(build);
     const resident = mode !== 'copy';
     const { layout, shape } = c;
     const { weight, bias } = inputs;

@@ -145,9 +145,10 @@ function renderEngine(engine) {
     file: 'read from disk', bytes: 'bytes passed in', module: 'module passed in',
   }[info.source] ?? String(info.source);
   const rows = [
-    ['build', `${info.build}${info.build === 'simd' ? ' (128-bit SIMD kernels)' : ' (no SIMD)'}`],
+    ['build', `${info.build}${{ 'relaxed-simd': ' (128-bit SIMD kernels, fused multiply-adds in the sums)', simd: ' (128-bit SIMD kernels)' }[info.build] ?? ' (no SIMD)'}`],
     ['requested', SIMD === undefined ? 'auto-detect' : SIMD ? 'simd: true' : 'simd: false'],
     ['wasm SIMD', info.features.simd === null ? 'not probed' : info.features.simd ? 'supported' : 'not supported'],
+    ['relaxed SIMD', info.features.relaxedSimd === null ? 'not probed' : info.features.relaxedSimd ? 'supported' : 'not supported'],
     ['streaming', info.features.streaming ? 'available' : 'not available'],
     ['loaded by', how],
     ['from', info.url ? new URL(info.url).pathname : '(in memory)'],

@@ -275,7 +275,7 @@ export type KernelExports = { readonly [K in KernelName]: Binding<(typeof KERNEL
   readonly memory: WebAssembly.Memory;
   /** First byte the host may use. */
   heapBase(): number;
-  /** 1 in builds with SIMD kernels, 0 in the scalar build. */
+  /** The build's SIMD level: 2 relaxed-simd, 1 simd (and debug), 0 scalar (builds.ts, simdFlag). */
   simdEnabled(): number;
 };
 

@@ -38,7 +38,10 @@ declare global {
 
 /** Per-build wasm sources; a build left out is loaded from the package's own `build/` folder. */
 export type WasmSources = {
-  /** `simd`: `build/batchnorm.simd.wasm` in the package; `scalar`: `build/batchnorm.scalar.wasm` (no SIMD instructions). */
+  /**
+   * `relaxed-simd`: `build/batchnorm.relaxed-simd.wasm` in the package (SIMD and relaxed SIMD);
+   * `simd`: `build/batchnorm.simd.wasm`; `scalar`: `build/batchnorm.scalar.wasm` (no SIMD instructions).
+   */
   [B in Build]?: WasmSource;
 };
 
@@ -203,12 +206,12 @@ function load(spec: BuildSpec, url: URL, argument: string): Promise<Loaded | nul
 }
 
 /**
- * options.wasm read once (own simd and scalar only; any other key rejected) and checked. Bytes
+ * options.wasm read once (own keys of the build table only; any other key rejected) and checked. Bytes
  * are copied here, so nothing the caller does while the engine loads (awaits) changes them.
  */
 export function checkSources(wasm: unknown): WasmSources | undefined {
   if (wasm === undefined) return undefined;
-  const expected = `an object { ${BUILD_NAMES.map((b) => `${b}?`).join(', ')} }`;
+  const expected = `an object { ${BUILD_NAMES.map((b) => (/^[a-z]+$/.test(b) ? `${b}?` : `'${b}'?`)).join(', ')} }`;
   if (Array.isArray(wasm)) throw new InvalidArgumentError('options.wasm', expected, describe(wasm));
   const o = readOptions(wasm, 'options.wasm', BUILD_NAMES, expected);
   const sources: WasmSources = {};
