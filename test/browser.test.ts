@@ -319,7 +319,7 @@ describe('real browser (headless chromium)', () => {
     const cores = results.isolated.threads.count as number;
     expect(results.isolated).toMatchObject({ isolated: true, running: cores, threads: { requested: 'auto', reason: null }, checks: [true, true] });
     expect(cores).toBeGreaterThan(1);
-    expect(new URL(results.isolated.url).pathname).toBe('/build/batchnorm.simd.threads.wasm');
+    expect(new URL(results.isolated.url).pathname).toBe('/build/batchnorm.relaxed-simd.threads.wasm');
     expect(results['not isolated']).toMatchObject({
       isolated: false, running: 1, checks: [true, true],
       threads: { requested: 'auto', count: 1, running: 1, reason: expect.stringMatching(/not crossOriginIsolated/) },
