@@ -13,7 +13,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createEngine } from '../dist/index.js';
+import { engineFor, unsupportedBuild } from './contenders/engines.mjs';
 import { KERNELS, KERNEL_NAMES, blocksNchw, blocksRows } from '../dist/wasm/kernels.js';
 import { BUILDS, BUILD_NAMES } from '../dist/wasm/builds.js';
 import { selectCases } from './shapes.mjs';
@@ -22,17 +22,13 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values: args } = parseArgs({ options: { all: { type: 'boolean', default: false }, shapes: { type: 'string' }, builds: { type: 'string' } } });
 const BLOCK = 2048; // src/exec.ts STATS_BLOCK
 
-/** The build's engine, or null where this JavaScript engine rejects it. */
-const tryEngine = (build) => createEngine({ build, threads: 1 }).catch((error) => {
-  if (error?.argument === 'options.build' && !/one of/.test(error.message)) return null;
-  throw error;
-});
 const wanted = args.builds ? args.builds.split(',').map((b) => b.trim()) : BUILD_NAMES.filter((b) => BUILDS[b].features.includes('simd')).reverse();
+for (const b of wanted) if (!BUILD_NAMES.includes(b)) throw new Error(`--builds: unknown build ${b}; expected one of ${BUILD_NAMES.join(', ')}`);
 const engines = [];
 for (const build of wanted) {
-  const engine = await tryEngine(build);
-  if (engine) engines.push(engine);
-  else console.warn(`${build}: rejected by this JavaScript engine (Node ${process.version}), left out`);
+  const why = await unsupportedBuild(build);
+  if (why === null) engines.push(await engineFor(build));
+  else console.warn(`${build}: left out, this JavaScript engine (Node ${process.version}) rejects it: ${why}`);
 }
 if (!engines.length) throw new Error(`none of ${wanted.join(', ')} runs here`);
 const builds = engines.map((e) => e.build);

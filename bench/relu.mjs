@@ -8,14 +8,14 @@ import os from 'node:os';
 import { readFile, writeFile } from 'node:fs/promises';
 import { buildFloor, FLOOR_WASM } from './floor/build.mjs';
 import { makeInputs, EPS } from './data.mjs';
-import { simdEngine } from './contenders/engines.mjs';
+import { engineFor } from './contenders/engines.mjs';
 
 const SHAPES = [[32, 64, 112, 112], [32, 256, 56, 56], [32, 512, 28, 28]];
 const REPEATS = 9;
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 await buildFloor({ quiet: true });
-const engine = await simdEngine();
+const engine = await engineFor('simd');
 const { instance } = await WebAssembly.instantiate(await readFile(FLOOR_WASM), { env: { memory: engine.kernels.memory, abort() {} } });
 const f = instance.exports;
 

@@ -15,7 +15,7 @@ import * as oursZeroCopy from './contenders/ours-zero-copy.mjs';
 import * as oursCopy from './contenders/ours-copy.mjs';
 import * as oursScalar from './contenders/ours-scalar.mjs';
 import * as plainJs from './contenders/plain-js.mjs';
-import { simdEngine } from './contenders/engines.mjs';
+import { engineFor } from './contenders/engines.mjs';
 
 const DIMS = [32, 64, 56, 56];
 const SIZE = DIMS.reduce((a, b) => a * b);
@@ -88,7 +88,7 @@ const fmtUlp = (u) => (Number.isNaN(u) ? 'NaN' : u < 100 ? u.toFixed(2) : u.toEx
 async function main() {
   const started = performance.now();
   await buildFloor({ quiet: true });
-  const engine = await simdEngine();
+  const engine = await engineFor('simd');
   const cpu = os.cpus();
   console.log(`wasm-batchnorm: ${DIMS.join('x')} (NCHW) and ${CASES[1].shape.join('x')} (NHWC), ${SIZE.toLocaleString('en-US')} float32 values, seeded data`);
   console.log(`machine: ${cpu[0]?.model?.trim() ?? 'unknown CPU'}, ${cpu.length} logical cores | node ${process.version} | V8 ${process.versions.v8} | build ${engine.info().build}`);

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { selectCases } from './shapes.mjs';
 import { caseData, compare } from './data.mjs';
-import { simdEngine, engineFor, runnableBuilds } from './contenders/engines.mjs';
+import { engineFor, runnableBuilds } from './contenders/engines.mjs';
 import { ensureBenchDeps } from './deps.mjs';
 
 // The peers (benny, tfjs, onnxruntime) resolve from bench/node_modules: installed first if needed,
@@ -81,7 +81,7 @@ const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms
 
 async function runCase(c) {
   const tCase = performance.now();
-  const { inputs, ref, saved } = caseData(c, op, await simdEngine());
+  const { inputs, ref, saved } = caseData(c, op, await engineFor('simd'));
   const entries = [];
   const live = [];
   for (const m of contenders) {

@@ -182,48 +182,43 @@ describe('real browser (headless chromium)', () => {
     }
   });
 
-  it('an engine without relaxed SIMD (Safari, simulated): auto-detection rejects the relaxed-SIMD binary and loads the simd build', async (ctx) => {
+  it.for([
+    {
+      name: 'an engine without relaxed SIMD (Safari, simulated): auto-detection rejects the relaxed-SIMD binary and loads the simd build',
+      query: '?n=2&bench=0', init: NO_RELAXED_INIT, path: '/build/batchnorm.simd.wasm',
+      info: { build: 'simd', simd: true, features: { simd: true, relaxedSimd: false }, source: 'stream' },
+    },
+    {
+      name: 'an engine without SIMD (simulated): auto-detection validates the relaxed-SIMD and SIMD binaries, rejects them and loads the scalar build',
+      query: '?n=2&bench=0', init: NO_SIMD_INIT, path: '/build/batchnorm.scalar.wasm',
+      info: { build: 'scalar', simd: false, features: { simd: false, relaxedSimd: false } },
+    },
+    {
+      name: 'simd: false forces the scalar build without probing',
+      query: '?simd=0&n=2&bench=0', init: undefined, path: '/build/batchnorm.scalar.wasm',
+      info: { build: 'scalar', features: { simd: null }, source: 'stream' },
+    },
+  ])('$name', async ({ query, init, path, info }, ctx) => {
     ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
-    const { page, results, problems } = await openDemo(server, '?n=2&bench=0', NO_RELAXED_INIT);
+    const { page, results, problems } = await openDemo(server, query, init);
     try {
       expectAllChecksPass(results);
-      expect(results.info).toMatchObject({ build: 'simd', simd: true, features: { simd: true, relaxedSimd: false }, source: 'stream' });
-      expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.simd.wasm');
+      expect(results.info).toMatchObject(info);
+      expect(new URL(results.info.url).pathname).toBe(path);
       expect(problems).toEqual([]);
     } finally {
       await page.close();
     }
   });
 
-  it('an engine without SIMD (simulated): auto-detection validates the relaxed-SIMD and SIMD binaries, rejects them and loads the scalar build', async (ctx) => {
+  it('simd: true without SIMD is a typed error naming options.simd', async (ctx) => {
     ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
-    const { page, results, problems } = await openDemo(server, '?n=2&bench=0', NO_SIMD_INIT);
+    const { page, results } = await openDemo(server, '?simd=1&n=2&bench=0', NO_SIMD_INIT);
     try {
-      expectAllChecksPass(results);
-      expect(results.info).toMatchObject({ build: 'scalar', simd: false, features: { simd: false, relaxedSimd: false } });
-      expect(new URL(results.info.url).pathname).toBe('/build/batchnorm.scalar.wasm');
-      expect(problems).toEqual([]);
+      expect(results.error).toMatch(/^InvalidArgumentError: options\.simd: expected a WebAssembly engine with 128-bit SIMD/);
+      expect(await page.locator('#status').textContent()).toContain('InvalidArgumentError');
     } finally {
       await page.close();
-    }
-  });
-
-  it('simd: true without SIMD is a typed error naming options.simd; simd: false forces the scalar build', async (ctx) => {
-    ctx.skip(!HAVE_CHROMIUM && !IN_CI, SKIP_REASON);
-    const demanded = await openDemo(server, '?simd=1&n=2&bench=0', NO_SIMD_INIT);
-    try {
-      expect(demanded.results.error).toMatch(/^InvalidArgumentError: options\.simd: expected a WebAssembly engine with 128-bit SIMD/);
-      expect(await demanded.page.locator('#status').textContent()).toContain('InvalidArgumentError');
-    } finally {
-      await demanded.page.close();
-    }
-    const forced = await openDemo(server, '?simd=0&n=2&bench=0');
-    try {
-      expectAllChecksPass(forced.results);
-      expect(forced.results.info).toMatchObject({ build: 'scalar', features: { simd: null }, source: 'stream' });
-      expect(forced.problems).toEqual([]);
-    } finally {
-      await forced.page.close();
     }
   });
 

@@ -14,7 +14,7 @@
 import { selectCases } from '../shapes.mjs';
 import { caseData, compare, WRONG_ABOVE } from '../data.mjs';
 import { OPS, derive, summarize } from '../derive.mjs';
-import { simdEngine } from '../contenders/engines.mjs';
+import { engineFor } from '../contenders/engines.mjs';
 import * as floor from '../contenders/floor.mjs';
 import * as oursZeroCopy from '../contenders/ours-zero-copy.mjs';
 import * as oursCopy from '../contenders/ours-copy.mjs';
@@ -163,7 +163,7 @@ async function runContender(m, ctx, mode, perValue) {
 /** One (operation, case): every contender in turn; the floor first and again last (lower median, as suite.mjs). */
 async function runCase(c, op, contenders, mode, perValue) {
   const t0 = now();
-  const { inputs, ref, saved } = caseData(c, op, await simdEngine());
+  const { inputs, ref, saved } = caseData(c, op, await engineFor('simd'));
   const ctx = { c, op, inputs, saved, ref };
   const entries = [];
   for (const m of contenders) {
@@ -201,7 +201,7 @@ async function run(modeName) {
       postMessage({ type: 'case', case: k });
     }
   }
-  const engine = await simdEngine();
+  const engine = await engineFor('simd');
   const { cases: _cases, ...method } = mode;
   return {
     meta: {

@@ -24,6 +24,3 @@ export async function runnableBuilds() {
   for (const b of BUILD_NAMES) if ((await unsupportedBuild(b)) === null) out.push(b);
   return out;
 }
-
-export const simdEngine = () => engineFor('simd');
-export const scalarEngine = () => engineFor('scalar');

@@ -3,7 +3,7 @@
 // traffic. Not batch norm, so it has no correctness check; every contender is reported as a
 // ratio to it. Environment-neutral: `floorContender(loadBytes)` takes where the wasm comes from
 // (Node: bench/results/tmp/floor.wasm from disk, `setup` below; the browser bench fetches it).
-import { simdEngine } from './engines.mjs';
+import { engineFor } from './engines.mjs';
 
 export const id = 'floor';
 export const label = 'floor (memory-traffic bound)';
@@ -31,7 +31,7 @@ export function floorContender(loadBytes) {
   }
 
   return async function setup({ c, op, inputs }) {
-    const engine = await simdEngine();
+    const engine = await engineFor('simd');
     const k = await load(engine);
     const n = c.size;
     // inference/training: x -> y; backward: dy, x -> dx.
