@@ -10,6 +10,7 @@
 //             backward the floor's two-pass backward (dy, x -> dx)
 //   ours      the package, zero-copy (tensors in wasm memory, outputs in place where allowed)
 //   plain-js  the obvious float64 two-pass loops over Float32Arrays
+//   tfjs-wasm TensorFlow.js, wasm backend (SIMD, 1 thread), each op composed from tf.moments
 //   ort-node  ONNX Runtime for Node (native CPU, 1 thread), a one-node model per case
 //   ort-web   ONNX Runtime Web (wasm, 1 thread), the same model
 // ONNX Runtime runs inference only (no gradients without onnxruntime-training): its backward
@@ -174,6 +175,57 @@ const plainJs = {
   },
 };
 
+/**
+ * TensorFlow.js 4.22, wasm backend (SIMD, 1 thread): each op composed from tf.moments (biased
+ * variance) and broadcasting arithmetic, as a tfjs user writes it; x (and the residual) are
+ * tf.Tensors created once, the output read back with dataSync() (tfjs has no in-place output).
+ */
+let tfReady = null;
+const tfjs = {
+  id: 'tfjs-wasm',
+  async setup(c, inp) {
+    tfReady ??= (async () => {
+      const tf = await import('@tensorflow/tfjs-core');
+      await import('@tensorflow/tfjs-backend-wasm');
+      tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+      if (!(await tf.setBackend('wasm'))) throw new Error('tfjs: the wasm backend failed to initialise');
+      await tf.ready();
+      return tf;
+    })();
+    const tf = await tfReady;
+    const x = tf.tensor(inp.x, c.shape), r = c.residual ? tf.tensor(inp.residual, c.shape) : null;
+    const rank = c.shape.length, last = c.layout === 'NHWC', C = c.C;
+    // Parameters shaped to broadcast over the channel axis (last, or 1 in NCHW).
+    const pshape = c.dims && !last ? [1, C, ...Array(rank - 2).fill(1)] : [C];
+    const w = tf.tensor(inp.weight, pshape), b = tf.tensor(inp.bias, pshape);
+    const normalize = (v, mean, variance) => tf.mul(tf.sub(v, mean), tf.rsqrt(tf.add(variance, EPS)));
+    const op = {
+      layerNorm: (v) => { const m = tf.moments(v, -1, true); return tf.add(tf.mul(normalize(v, m.mean, m.variance), w), b); },
+      rmsNorm: (v) => tf.mul(tf.mul(v, tf.rsqrt(tf.add(tf.mean(tf.square(v), -1, true), EPS))), w),
+      groupNorm: (v) => {
+        // Groups of C/G adjacent channels: [N, G, C/G·S] in NCHW, [N, S, G, C/G] in NHWC.
+        const N = c.shape[0], G = c.groups, S = c.size / (N * C);
+        const g = tf.reshape(v, last ? [N, S, G, C / G] : [N, G, (C / G) * S]);
+        const m = tf.moments(g, last ? [1, 3] : [2], true);
+        const z = tf.add(tf.mul(tf.reshape(normalize(g, m.mean, m.variance), c.shape), w), b);
+        return c.silu ? tf.mul(z, tf.sigmoid(z)) : z;
+      },
+      instanceNorm: (v) => {
+        const axes = last ? Array.from({ length: rank - 2 }, (_, i) => i + 1) : Array.from({ length: rank - 2 }, (_, i) => i + 2);
+        const m = tf.moments(v, axes, true);
+        return tf.add(tf.mul(normalize(v, m.mean, m.variance), w), b);
+      },
+    }[c.op];
+    let yData = null;
+    const forward = () => {
+      const y = tf.tidy(() => op(r ? tf.add(x, r) : x));
+      yData = y.dataSync();
+      y.dispose();
+    };
+    return { forward, output: () => yData, note: 'composed from tf.moments', teardown: () => tf.dispose([x, r, w, b].filter(Boolean)) };
+  },
+};
+
 // ONNX models. --------------------------------------------------------------------------------
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
@@ -253,7 +305,7 @@ function ortContender(id, getOrt, options) {
 }
 
 const CONTENDERS = [
-  floor, ours, plainJs,
+  floor, ours, plainJs, tfjs,
   ortContender('ort-node', async () => { const o = (await import('onnxruntime-node')).default; o.env.logLevel = 'error'; return o; },
     { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' }),
   ortContender('ort-web', async () => { const o = await import('onnxruntime-web'); o.env.wasm.numThreads = 1; o.env.wasm.proxy = false; o.env.logLevel = 'error'; return o; },
@@ -307,19 +359,19 @@ for (const c of cases) {
   results.push(row);
   const o = row.contenders.ours;
   const vs = (id) => (row.contenders[id]?.forwardMs ? `${(row.contenders[id].forwardMs / o.forwardMs).toFixed(1)}×` : '–');
-  console.log(`${c.id.padEnd(42)} fwd ${o.forwardToFloor.toFixed(2)}× floor, bwd ${o.backwardToFloor?.toFixed(2) ?? '–'}× floor; speed-up vs plain JS ${vs('plain-js')}, ORT Node ${vs('ort-node')}, ORT Web ${vs('ort-web')}; check ${o.check.ok ? 'ok' : `FAILED ${o.check.relError}`}`);
+  console.log(`${c.id.padEnd(42)} fwd ${o.forwardToFloor.toFixed(2)}× floor, bwd ${o.backwardToFloor?.toFixed(2) ?? '–'}× floor; speed-up vs plain JS ${vs('plain-js')}, tfjs ${vs('tfjs-wasm')}, ORT Node ${vs('ort-node')}, ORT Web ${vs('ort-web')}; check ${o.check.ok ? 'ok' : `FAILED ${o.check.relError}`}`);
 }
 
 // Report. -------------------------------------------------------------------------------------
 const fmt = (v, d = 2) => (v === undefined || v === null ? '–' : v.toFixed(d));
 const lines = [
-  '| case | ours fwd / floor | ours bwd / floor | ours fwd ms | vs plain JS | vs ORT Node | vs ORT Web | checks |',
-  '|---|---:|---:|---:|---:|---:|---:|---|',
+  '| case | ours fwd / floor | ours bwd / floor | ours fwd ms | vs plain JS | vs tfjs wasm | vs ORT Node | vs ORT Web | checks |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|---|',
 ];
 for (const r of results) {
   const o = r.contenders.ours, sp = (id) => (r.contenders[id]?.forwardMs ? `${fmt(r.contenders[id].forwardMs / o.forwardMs, 1)}×` : '–');
   const checks = Object.entries(r.contenders).filter(([, v]) => v.check).map(([id, v]) => `${id} ${v.check.ok ? 'ok' : 'WRONG'}`).join(', ');
-  lines.push(`| ${r.id} | ${fmt(o.forwardToFloor)} | ${fmt(o.backwardToFloor)} | ${fmt(o.forwardMs, 3)} | ${sp('plain-js')} | ${sp('ort-node')} | ${sp('ort-web')} | ${checks} |`);
+  lines.push(`| ${r.id} | ${fmt(o.forwardToFloor)} | ${fmt(o.backwardToFloor)} | ${fmt(o.forwardMs, 3)} | ${sp('plain-js')} | ${sp('tfjs-wasm')} | ${sp('ort-node')} | ${sp('ort-web')} | ${checks} |`);
 }
 const unsupported = results.flatMap((r) => Object.entries(r.contenders).filter(([, v]) => v.unsupported).map(([id, v]) => `- ${r.id}, ${id}: ${v.unsupported}`));
 const notes = [...new Set(results.flatMap((r) => Object.entries(r.contenders).filter(([, v]) => v.note).map(([id, v]) => `- ${id}, ${r.op}${r.residual ? ' +residual' : ''}: ${v.note}`)))];

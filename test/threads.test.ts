@@ -6,7 +6,7 @@
 // worker) and zero-copy tensors over shared memory.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, groupNorm, instanceNorm, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
+import { createEngine, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
 import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
 import type { Pool } from '../src/threads/pool.js';
 import { rng } from './helpers/numeric.js';
@@ -46,10 +46,14 @@ function expectSameBits(a: Float32Array, b: Float32Array, what: string): void {
 }
 
 /** Counts the pool's split calls (the proof that a case really ran on several threads). */
-function countRuns(pool: Pool): { count: number } {
-  const counter = { count: 0 };
+/** Counts the pool's split calls (more than one job), and which kernels they ran. */
+function countRuns(pool: Pool): { count: number; names: Set<string> } {
+  const counter = { count: 0, names: new Set<string>() };
   const run = pool.run.bind(pool);
-  pool.run = (k, name, jobs) => { if (jobs.length > 1) counter.count++; run(k, name, jobs); };
+  pool.run = (k, name, jobs) => {
+    if (jobs.length > 1) { counter.count++; counter.names.add(name); }
+    run(k, name, jobs);
+  };
   return counter;
 }
 
@@ -161,7 +165,7 @@ describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm split by rows with t
   });
 });
 
-describe.each(BUILD_NAMES)('%s build: GroupNorm and InstanceNorm forward split with the single-threaded bits', (build) => {
+describe.each(BUILD_NAMES)('%s build: GroupNorm and InstanceNorm forward and backward split with the single-threaded bits', (build) => {
   if (skipBuild(build)) return;
   let single: Engine;
   const threaded: Record<number, Engine> = {};
@@ -178,24 +182,42 @@ describe.each(BUILD_NAMES)('%s build: GroupNorm and InstanceNorm forward split w
   it.each([
     { dims: [1, 320, 80, 90], layout: 'NCHW' as Layout }, { dims: [2, 64, 128, 130], layout: 'NCHW' as Layout },
     { dims: [1, 320, 80, 90], layout: 'NHWC' as Layout }, { dims: [2, 64, 128, 130], layout: 'NHWC' as Layout },
-  ])('$dims $layout, GroupNorm 32 groups with and without SiLU, InstanceNorm', ({ dims, layout }) => {
+  ])('$dims $layout, GroupNorm 32 groups with and without SiLU, InstanceNorm with input and with running statistics', ({ dims, layout }) => {
     const C = dims[1], shape = layout === 'NCHW' ? dims : [dims[0], ...dims.slice(2), C], n = dims.reduce((a, b) => a * b);
     expect(n).toBeGreaterThanOrEqual(4 * MIN_VALUES_PER_THREAD);
-    const x = data(n, 31);
+    const x = data(n, 31), dy = data(n, 32).map((v) => (v - 900) / 100);
     const weight = Float32Array.from({ length: C }, (_, i) => 1 + (i % 5) / 7), bias = Float32Array.from({ length: C }, (_, i) => (i % 3) / 5 - 0.3);
-    const run = (engine: Engine) => {
+    const runningMean = Float32Array.from({ length: C }, (_, i) => i / 9), runningVar = Float32Array.from({ length: C }, (_, i) => 1 + i / 13);
+    const L = layout === 'NCHW' ? 'Nchw' : 'Nhwc';
+    const run = (engine: Engine, runs?: { names: Set<string> }) => {
       const out: Record<string, Float32Array> = {};
       for (const activation of [undefined, 'silu' as const]) {
+        const tag = `gn${activation ?? ''}`;
         const r = groupNorm(engine, x, shape, { groups: 32, layout, weight, bias, activation });
-        Object.assign(out, { [`gn${activation ?? ''} y`]: r.y, [`gn${activation ?? ''} mean`]: r.saveMean, [`gn${activation ?? ''} invStd`]: r.saveInvStd });
+        Object.assign(out, { [`${tag} y`]: r.y, [`${tag} mean`]: r.saveMean, [`${tag} invStd`]: r.saveInvStd });
+        runs?.names.clear();
+        const g = groupNormBackward(engine, dy, x, shape, { groups: 32, layout, weight, bias, saveMean: r.saveMean, saveInvStd: r.saveInvStd, activation });
+        Object.assign(out, { [`${tag} dx`]: g.dx, [`${tag} dweight`]: g.dweight, [`${tag} dbias`]: g.dbias });
+        if (runs) {
+          const split = [`backwardReduce${L}F32`, `groupNormDx${L}F32`, ...(activation ? [`siluBackward${L}F32`] : [])];
+          expect([...runs.names].sort(), `${tag} backward: the kernels that split`).toEqual(split.sort());
+        }
       }
       const i = instanceNorm(engine, x, shape, { layout, weight, bias });
-      return Object.assign(out, { 'in y': i.y, 'in mean': i.saveMean, 'in invStd': i.saveInvStd });
+      Object.assign(out, { 'in y': i.y, 'in mean': i.saveMean, 'in invStd': i.saveInvStd });
+      const ib = instanceNormBackward(engine, dy, x, shape, { layout, weight, saveMean: i.saveMean, saveInvStd: i.saveInvStd });
+      Object.assign(out, { 'in dx': ib.dx, 'in dweight': ib.dweight, 'in dbias': ib.dbias });
+      // Constant (running) statistics: dx = w·invStd·dy by backwardDx.
+      const e = instanceNorm(engine, x, shape, { layout, weight, bias, runningMean, runningVar, useInputStats: false });
+      runs?.names.clear();
+      const eb = instanceNormBackward(engine, dy, x, shape, { layout, weight, saveMean: e.saveMean, saveInvStd: e.saveInvStd, useInputStats: false });
+      if (runs) expect([...runs.names].sort(), 'instance norm backward with running statistics').toEqual([`backwardDx${L}F32`, `backwardReduce${L}F32`].sort());
+      return Object.assign(out, { 'in eval y': e.y, 'in eval dx': eb.dx, 'in eval dweight': eb.dweight, 'in eval dbias': eb.dbias });
     };
     const ref = run(single);
     for (const T of [2, 3, 4]) {
       const runs = countRuns(threaded[T].pool!);
-      const got = run(threaded[T]);
+      const got = run(threaded[T], runs);
       expect(runs.count).toBeGreaterThan(0);
       for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}: ${key}`);
     }

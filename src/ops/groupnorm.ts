@@ -384,13 +384,16 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
   const scope = new CallScope(core);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const w = scope.stable(b.weight), bias = scope.stable(b.bias), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  // Threads (backward), as the forward: the reductions by block ranges, the dx pass by plane or row
+  // ranges; the SiLU derivative (an exp per value) splits with the call.
+  const T = threadsFor(core.pool, g.size), ta = applyThreads(T, g.size), pool = core.pool, wstride = workStride(C);
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch; SiLU's dz
     // is written where dx goes, unless that is x (needed until dx is written): then to scratch.
     const dzOwn = b.silu && outPin?.resident === true && outPin.ptr === xPin.ptr;
     const [dyCopy, xCopy, dxScratch, dzScratch, ws] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'],
-      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [dzOwn ? 4 * g.size : 0, 'dz'], [plan.workspace.bytes, 'workspace'],
+      [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [dzOwn ? 4 * g.size : 0, 'dz'], [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
     const sumDy = ws + plan.workspace.stats, sumDyXmu = sumDy + 8 * NC;
     const meanPtr = ws + plan.workspace.params, k1 = meanPtr + 4 * NC, k2 = k1 + 4 * NC, k3 = k2 + 4 * NC;
@@ -411,21 +414,30 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
         f32[(shift >>> 2) + i] = bias ? bias[c] : 0;
       }
       gPtr = dzOwn ? dzScratch : dxPtr;
-      if (plan.path === 'runs') k.siluBackwardNchwF32(dyPtr, xPtr, gPtr, 1, NC, R, meanPtr, scale, shift);
-      else {
+      if (plan.path === 'runs') {
+        runJobs(k, pool, 'siluBackwardNchwF32', ranges(NC, T).map(([c0, c1]) => {
+          const o = 4 * c0 * R, q = 4 * c0;
+          return [dyPtr + o, xPtr + o, gPtr + o, 1, c1 - c0, R, meanPtr + q, scale + q, shift + q];
+        }));
+      } else {
         for (let n = 0; n < N; n++) {
           const at = 4 * n * R * C, p = 4 * n * C;
-          k.siluBackwardNhwcF32(dyPtr + at, xPtr + at, gPtr + at, R, C, meanPtr + p, scale + p, shift + p, work);
+          runJobs(k, pool, 'siluBackwardNhwcF32', ranges(R, T, 4).map(([r0, r1], t) => {
+            const o = at + 4 * r0 * C;
+            return [dyPtr + o, xPtr + o, gPtr + o, r1 - r0, C, meanPtr + p, scale + p, shift + p, work + t * wstride];
+          }));
         }
       }
     }
     if (plan.path === 'runs') {
-      k.backwardReduceNchwF32(gPtr, xPtr, 1, NC, R, meanPtr, STATS_BLOCK, 0, plan.blocks, partials, 0);
+      runJobs(k, pool, 'backwardReduceNchwF32',
+        ranges(plan.blocks, T).map(([b0, b1]) => [gPtr, xPtr, 1, NC, R, meanPtr, STATS_BLOCK, b0, b1, partials, 0]));
       k.mergeSumsF64(partials, plan.blocks, NC, sumDy, sumDyXmu);
     } else {
       for (let n = 0; n < N; n++) {
-        const part = partials + 16 * n * C * plan.blocks;
-        k.backwardReduceNhwcF32(gPtr + 4 * n * R * C, xPtr + 4 * n * R * C, R, C, meanPtr + 4 * n * C, STATS_BLOCK, 0, plan.blocks, part, work, 0);
+        const part = partials + 16 * n * C * plan.blocks, at = 4 * n * R * C;
+        runJobs(k, pool, 'backwardReduceNhwcF32', ranges(plan.blocks, T).map(([b0, b1], t) =>
+          [gPtr + at, xPtr + at, R, C, meanPtr + 4 * n * C, STATS_BLOCK, b0, b1, part, work + t * wstride, 0]));
         k.mergeSumsF64(part, plan.blocks, C, sumDy + 8 * n * C, sumDyXmu + 8 * n * C);
       }
     }
@@ -452,14 +464,21 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
       grads[c] = dw[c];
       grads[C + c] = db[c];
     }
+    // dx: groupNormDx, or with constant statistics backwardDx (training 0, no ReLU mask).
     if (plan.path === 'runs') {
-      if (b.inputStats) k.groupNormDxNchwF32(gPtr, xPtr, dxPtr, 1, NC, R, meanPtr, k1, k2, k3);
-      else k.backwardDxNchwF32(gPtr, xPtr, dxPtr, 1, NC, R, meanPtr, k1, k2, k3, false, 0);
+      runJobs(k, pool, b.inputStats ? 'groupNormDxNchwF32' : 'backwardDxNchwF32', ranges(NC, ta).map(([c0, c1]) => {
+        const o = 4 * c0 * R, q = 4 * c0;
+        const args = [gPtr + o, xPtr + o, dxPtr + o, 1, c1 - c0, R, meanPtr + q, k1 + q, k2 + q, k3 + q];
+        return b.inputStats ? args : [...args, 0, 0];
+      }));
     } else {
       for (let n = 0; n < N; n++) {
         const at = 4 * n * R * C, p = 4 * n * C;
-        if (b.inputStats) k.groupNormDxNhwcF32(gPtr + at, xPtr + at, dxPtr + at, R, C, meanPtr + p, k1 + p, k2 + p, k3 + p, work);
-        else k.backwardDxNhwcF32(gPtr + at, xPtr + at, dxPtr + at, R, C, meanPtr + p, k1 + p, k2 + p, k3 + p, work, false, 0);
+        runJobs(k, pool, b.inputStats ? 'groupNormDxNhwcF32' : 'backwardDxNhwcF32', ranges(R, ta, 4).map(([r0, r1], t) => {
+          const o = at + 4 * r0 * C;
+          const args = [gPtr + o, xPtr + o, dxPtr + o, r1 - r0, C, meanPtr + p, k1 + p, k2 + p, k3 + p, work + t * wstride];
+          return b.inputStats ? args : [...args, 0, 0];
+        }));
       }
     }
     const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
