@@ -285,29 +285,34 @@ export function rmsNormRowsF32(
   rmsNormRows(x, residual, sum, y, rows, C, block, weight, eps, mean, m2, partials, saveInvRms);
 }
 
-function checkRowsBackward(dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, inv: usize, sums: usize, fields: i32, dweight: usize): void {
+/** Checks of a row-norm backward over row blocks [b0, b1) of `blockRows` rows: 2 f64[C] per block. */
+function checkRowsBackward(
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, inv: usize, blockRows: i32, b0: i32, b1: i32, partials: usize,
+): void {
   checkCounts(rows, C, 1);
   const n = f32s(<u64>rows * C);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n);
   if (weight) checkRange(weight, f32s(C));
   checkRange(inv, f32s(rows));
-  checkRange(sums, f64s(<u64>fields * C)); checkRange(dweight, f32s(C));
+  assert(blockRows >= 1, 'kernel: blockRows must be >= 1');
+  checkBlocks(b0, b1, (rows - 1) / blockRows + 1, partials, C, 2);
 }
 
 export function layerNormBackwardRowsF32(
-  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, mean: usize, invStd: usize, sums: usize,
-  dweight: usize, dbias: usize,
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, mean: usize, invStd: usize,
+  blockRows: i32, b0: i32, b1: i32, partials: usize,
 ): void {
-  checkRowsBackward(dy, x, dx, rows, C, weight, invStd, sums, 2, dweight);
-  checkRange(mean, f32s(rows)); checkRange(dbias, f32s(C));
-  layerNormBackwardRows(dy, x, dx, rows, C, weight, mean, invStd, sums, dweight, dbias);
+  checkRowsBackward(dy, x, dx, rows, C, weight, invStd, blockRows, b0, b1, partials);
+  checkRange(mean, f32s(rows));
+  layerNormBackwardRows(dy, x, dx, rows, C, weight, mean, invStd, blockRows, b0, b1, partials);
 }
 
 export function rmsNormBackwardRowsF32(
-  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, invRms: usize, sums: usize, dweight: usize,
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, invRms: usize,
+  blockRows: i32, b0: i32, b1: i32, partials: usize,
 ): void {
-  checkRowsBackward(dy, x, dx, rows, C, weight, invRms, sums, 1, dweight);
-  rmsNormBackwardRows(dy, x, dx, rows, C, weight, invRms, sums, dweight);
+  checkRowsBackward(dy, x, dx, rows, C, weight, invRms, blockRows, b0, b1, partials);
+  rmsNormBackwardRows(dy, x, dx, rows, C, weight, invRms, blockRows, b0, b1, partials);
 }
 
 // GroupNorm / InstanceNorm (groups.ts): elementwise kernels over per-(n, c) parameters, and the

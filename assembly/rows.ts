@@ -26,19 +26,22 @@
 //   LayerNorm: dx = invStd·(g − s1/C − xhat·Σ(g·xhat)/C) = ((g − k1) − (x − mean)·k2)·k3,
 //     k1 = f32(s1/C), k2 = f32(invStd²·s2/C), k3 = invStd, g = f32(w·dy)
 //   RMSNorm:   dx = invRms·(g − x·invRms²·Σ(g·x)/C) = (g − x·k2)·k3 (k1 = 0, mean = 0)
-//   column sums over the rows, f64, in row order:  dweight = Σ dy·(x − mean)·invStd,
-//     dbias = Σ dy (LayerNorm only); written as f32 at the end.
+//   column sums, f64, per block of `blockRows` rows (row order within a block): the block's
+//     partial of dweight = Σ dy·(x − mean)·invStd and dbias = Σ dy (0 for RMSNorm), written to
+//     partials + b·2·C f64 as [dweight | dbias]; mergeSumsF64 (backward.ts) adds the blocks in
+//     block order. The partition depends on the shape alone (src/plan.ts), so blocks [b0, b1)
+//     computed by separate calls (threads) give the bits of one call over all blocks.
 //
 // Contract: x, residual, dy f32[rows·C], read-only, 4-byte aligned; y may be x or residual,
 // sum may be x or residual (never y); dx may be dy or x; no other overlap. Row arrays (mean,
-// m2 f64; saved statistics f32) have `rows` elements, column arrays C. partials holds 4·blocks
-// f64 per row (blocks = segments of a row). SIMD lanes, scalar tails and the scalar build do
+// m2 f64; saved statistics f32) have `rows` elements, column arrays C. Forward partials hold
+// 4·blocks f64 per row (blocks = segments of a row); backward partials 2·C f64 per row block. SIMD lanes, scalar tails and the scalar build do
 // the same f32 operations for y and dx: both builds give the same y and dx for the same
 // statistics; the f64 row sums of the backward are added in a build-specific order (the
 // relaxed-SIMD build fuses their products where the hardware can: maddF64x2, simd.ts).
 import { statsNchwF32, mergeMomentsF64, segmentsOf } from './stats';
 import { zeroF64 } from './period';
-import { loadF32x2AsF64, promoteHigh, storeF64x2AsF32, maddF64x2 } from './simd';
+import { loadF32x2AsF64, promoteHigh, maddF64x2 } from './simd';
 
 /** Values per chunk of rows (16 KiB of f32: the chunk stays in L1/L2 between its passes). */
 const CHUNK_VALUES = 4096;
@@ -201,94 +204,86 @@ export function rmsNormRowsF32(
   }
 }
 
-/** dst[c] = f32(src[c]) for c < C. */
-// @ts-ignore: decorator
-@inline function narrowRun(src: usize, C: i32, dst: usize): void {
-  let c = 0;
-  if (ASC_FEATURE_SIMD) {
-    for (; c + 2 <= C; c += 2) storeF64x2AsF32(dst + (<usize>c << 2), v128.load(src + (<usize>c << 3)));
-  }
-  for (; c < C; c++) store<f32>(dst + (<usize>c << 2), <f32>load<f64>(src + (<usize>c << 3)));
-}
-
 /**
- * Per row: the f64 sums s1 = Σ w·dy, s2 = Σ w·dy·(x − m) and the column sums cw[d] +=
- * dy·(x − m)·inv, cb[d] += dy (cb only when `centered`), in one pass over the row (SIMD: four
- * values per step in two f64x2 chains per sum, then the scalar tail); then dx from the row in cache.
+ * Row blocks [b0, b1) of `blockRows` rows each (the last one may be shorter). Per row: the f64
+ * sums s1 = Σ w·dy, s2 = Σ w·dy·(x − m) and the block's column sums cw[d] += dy·(x − m)·inv,
+ * cb[d] += dy (cb stays 0 unless `centered`), in one pass over the row (SIMD: four values per
+ * step in two f64x2 chains per sum, then the scalar tail); then dx from the row in cache.
  */
 // @ts-ignore: decorator
 @inline function backwardRowsAs(
-  dy: usize, x: usize, dx: usize, rows: i32, C: i32, w: usize, mean: usize, inv: usize, sums: usize,
-  dweight: usize, dbias: usize, centered: bool, hasW: bool,
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, w: usize, mean: usize, inv: usize,
+  blockRows: i32, b0: i32, b1: i32, partials: usize, centered: bool, hasW: bool,
 ): void {
   const bytes = <usize>C << 2;
-  const cw = sums, cb = sums + (<usize>C << 3);
-  zeroF64(cw, C);
-  if (centered) zeroF64(cb, C);
   const n = <f64>C;
-  for (let r = 0; r < rows; r++) {
-    const p = dy + <usize>r * bytes, px = x + <usize>r * bytes;
-    const mf = centered ? load<f32>(mean + (<usize>r << 2)) : <f32>0;
-    const s = load<f32>(inv + (<usize>r << 2));
-    const m = <f64>mf, s64 = <f64>s;
-    let s1 = 0.0, s2 = 0.0;
-    let k: usize = 0;
-    if (ASC_FEATURE_SIMD) {
-      const mm = f64x2.splat(m), ii = f64x2.splat(s64);
-      let a0 = f64x2.splat(0), a1 = a0, q0 = a0, q1 = a0;
-      for (; k + 16 <= bytes; k += 16) {
-        const g = v128.load(p + k), v = v128.load(px + k);
-        const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(v), mm), d1 = f64x2.sub(promoteHigh(v), mm);
-        let h0 = g0, h1 = g1;
-        if (hasW) {
-          const ww = v128.load(w + k);
-          h0 = f64x2.mul(f64x2.promote_low_f32x4(ww), g0); h1 = f64x2.mul(promoteHigh(ww), g1);
+  for (let b = b0; b < b1; b++) {
+    const cw = partials + <usize>b * (<usize>C << 4), cb = cw + (<usize>C << 3);
+    zeroF64(cw, 2 * C);
+    const rEnd = min(rows, (b + 1) * blockRows);
+    for (let r = b * blockRows; r < rEnd; r++) {
+      const p = dy + <usize>r * bytes, px = x + <usize>r * bytes;
+      const mf = centered ? load<f32>(mean + (<usize>r << 2)) : <f32>0;
+      const s = load<f32>(inv + (<usize>r << 2));
+      const m = <f64>mf, s64 = <f64>s;
+      let s1 = 0.0, s2 = 0.0;
+      let k: usize = 0;
+      if (ASC_FEATURE_SIMD) {
+        const mm = f64x2.splat(m), ii = f64x2.splat(s64);
+        let a0 = f64x2.splat(0), a1 = a0, q0 = a0, q1 = a0;
+        for (; k + 16 <= bytes; k += 16) {
+          const g = v128.load(p + k), v = v128.load(px + k);
+          const g0 = f64x2.promote_low_f32x4(g), g1 = promoteHigh(g);
+          const d0 = f64x2.sub(f64x2.promote_low_f32x4(v), mm), d1 = f64x2.sub(promoteHigh(v), mm);
+          let h0 = g0, h1 = g1;
+          if (hasW) {
+            const ww = v128.load(w + k);
+            h0 = f64x2.mul(f64x2.promote_low_f32x4(ww), g0); h1 = f64x2.mul(promoteHigh(ww), g1);
+          }
+          if (centered) { a0 = f64x2.add(a0, h0); a1 = f64x2.add(a1, h1); }
+          q0 = maddF64x2(h0, d0, q0); q1 = maddF64x2(h1, d1, q1);
+          const o = k << 1; // byte offset of the same columns in the f64 column sums
+          v128.store(cw + o, maddF64x2(f64x2.mul(g0, d0), ii, v128.load(cw + o)));
+          v128.store(cw + o, maddF64x2(f64x2.mul(g1, d1), ii, v128.load(cw + o, 16)), 16);
+          if (centered) {
+            v128.store(cb + o, f64x2.add(v128.load(cb + o), g0));
+            v128.store(cb + o, f64x2.add(v128.load(cb + o, 16), g1), 16);
+          }
         }
-        if (centered) { a0 = f64x2.add(a0, h0); a1 = f64x2.add(a1, h1); }
-        q0 = maddF64x2(h0, d0, q0); q1 = maddF64x2(h1, d1, q1);
-        const o = k << 1; // byte offset of the same columns in the f64 column sums
-        v128.store(cw + o, maddF64x2(f64x2.mul(g0, d0), ii, v128.load(cw + o)));
-        v128.store(cw + o, maddF64x2(f64x2.mul(g1, d1), ii, v128.load(cw + o, 16)), 16);
-        if (centered) {
-          v128.store(cb + o, f64x2.add(v128.load(cb + o), g0));
-          v128.store(cb + o, f64x2.add(v128.load(cb + o, 16), g1), 16);
-        }
+        const a = f64x2.add(a0, a1), q = f64x2.add(q0, q1);
+        s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1);
+        s2 = f64x2.extract_lane(q, 0) + f64x2.extract_lane(q, 1);
       }
-      const a = f64x2.add(a0, a1), q = f64x2.add(q0, q1);
-      s1 = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1);
-      s2 = f64x2.extract_lane(q, 0) + f64x2.extract_lane(q, 1);
+      for (; k < bytes; k += 4) {
+        const g = <f64>load<f32>(p + k), d = <f64>load<f32>(px + k) - m;
+        const h = hasW ? <f64>load<f32>(w + k) * g : g;
+        if (centered) s1 += h;
+        s2 += h * d;
+        const o = k << 1;
+        store<f64>(cw + o, load<f64>(cw + o) + (g * d) * s64);
+        if (centered) store<f64>(cb + o, load<f64>(cb + o) + g);
+      }
+      const k1 = centered ? <f32>(s1 / n) : <f32>0;
+      const k2 = <f32>((s64 * s64) * s2 / n);
+      dxRow(p, px, dx + <usize>r * bytes, C, w, mf, k1, k2, s, centered, hasW);
     }
-    for (; k < bytes; k += 4) {
-      const g = <f64>load<f32>(p + k), d = <f64>load<f32>(px + k) - m;
-      const h = hasW ? <f64>load<f32>(w + k) * g : g;
-      if (centered) s1 += h;
-      s2 += h * d;
-      const o = k << 1;
-      store<f64>(cw + o, load<f64>(cw + o) + (g * d) * s64);
-      if (centered) store<f64>(cb + o, load<f64>(cb + o) + g);
-    }
-    const k1 = centered ? <f32>(s1 / n) : <f32>0;
-    const k2 = <f32>((s64 * s64) * s2 / n);
-    dxRow(p, px, dx + <usize>r * bytes, C, w, mf, k1, k2, s, centered, hasW);
   }
-  narrowRun(cw, C, dweight);
-  if (centered) narrowRun(cb, C, dbias);
 }
 
-/** LayerNorm backward over [rows][C] (see the header); weight nullable; sums: f64[2·C] scratch. */
+/** LayerNorm backward of row blocks [b0, b1) of [rows][C] (see the header); weight nullable. */
 export function layerNormBackwardRowsF32(
-  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, mean: usize, invStd: usize, sums: usize,
-  dweight: usize, dbias: usize,
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, mean: usize, invStd: usize,
+  blockRows: i32, b0: i32, b1: i32, partials: usize,
 ): void {
-  if (weight) backwardRowsAs(dy, x, dx, rows, C, weight, mean, invStd, sums, dweight, dbias, true, true);
-  else backwardRowsAs(dy, x, dx, rows, C, 0, mean, invStd, sums, dweight, dbias, true, false);
+  if (weight) backwardRowsAs(dy, x, dx, rows, C, weight, mean, invStd, blockRows, b0, b1, partials, true, true);
+  else backwardRowsAs(dy, x, dx, rows, C, 0, mean, invStd, blockRows, b0, b1, partials, true, false);
 }
 
-/** RMSNorm backward over [rows][C] (see the header); weight nullable; sums: f64[C] scratch. */
+/** RMSNorm backward of row blocks [b0, b1) of [rows][C] (see the header); weight nullable. */
 export function rmsNormBackwardRowsF32(
-  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, invRms: usize, sums: usize, dweight: usize,
+  dy: usize, x: usize, dx: usize, rows: i32, C: i32, weight: usize, invRms: usize,
+  blockRows: i32, b0: i32, b1: i32, partials: usize,
 ): void {
-  if (weight) backwardRowsAs(dy, x, dx, rows, C, weight, 0, invRms, sums, dweight, 0, false, true);
-  else backwardRowsAs(dy, x, dx, rows, C, 0, 0, invRms, sums, dweight, 0, false, false);
+  if (weight) backwardRowsAs(dy, x, dx, rows, C, weight, 0, invRms, blockRows, b0, b1, partials, false, true);
+  else backwardRowsAs(dy, x, dx, rows, C, 0, 0, invRms, blockRows, b0, b1, partials, false, false);
 }

@@ -119,10 +119,11 @@ const ours = {
       instanceNorm: () => pkg.instanceNorm(engine, x.data, c.shape, { layout: c.layout, weight: w, bias: b, eps: EPS, out: y.data }),
     }[c.op];
     saved = fw();
-    const src = c.residual ? sum.data : x.data;
+    // Views are read at each call: a call may grow the memory, detaching earlier views.
+    const src = () => (c.residual ? sum.data : x.data);
     const bw = {
-      layerNorm: () => pkg.layerNormBackward(engine, dy.data, src, c.shape, { normalizedShape: [c.D], weight: w, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, out: dx.data }),
-      rmsNorm: () => pkg.rmsNormBackward(engine, dy.data, src, c.shape, { normalizedShape: [c.D], weight: w, saveInvRms: saved.saveInvRms, out: dx.data }),
+      layerNorm: () => pkg.layerNormBackward(engine, dy.data, src(), c.shape, { normalizedShape: [c.D], weight: w, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, out: dx.data }),
+      rmsNorm: () => pkg.rmsNormBackward(engine, dy.data, src(), c.shape, { normalizedShape: [c.D], weight: w, saveInvRms: saved.saveInvRms, out: dx.data }),
       groupNorm: () => pkg.groupNormBackward(engine, dy.data, x.data, c.shape, { groups: c.groups, layout: c.layout, weight: w, bias: b, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, activation: c.silu ? 'silu' : 'none', out: dx.data }),
       instanceNorm: () => pkg.instanceNormBackward(engine, dy.data, x.data, c.shape, { layout: c.layout, weight: w, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, out: dx.data }),
     }[c.op];

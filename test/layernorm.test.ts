@@ -305,6 +305,19 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
     }), { numRuns: build === 'debug' ? 25 : 60, seed: 15 });
   });
 
+  // The backward's column sums go by row blocks (src/plan.ts rowNormBackwardPlan): 5 blocks of 66
+  // rows and a last one of 36; 2 blocks, the last of 63 rows; 16 blocks of 128 rows.
+  it.each([[[300, 1000]], [[1000, 70]], [[2048, 512]]])('%j: dweight and dbias summed over several row blocks, LayerNorm and RMSNorm', (shape) => {
+    const [R, D] = shape, g = gauss(rng(R + D));
+    const p = {
+      weight: Float32Array.from({ length: D }, () => 1 + g() / 4), bias: Float32Array.from({ length: D }, () => g() / 2),
+      residual: null, dy: rowsOf('gauss', R, D, 7),
+    };
+    for (const kind of ['outlier', 'offset'] as const) {
+      for (const rms of [false, true]) check(engine, rms, rowsOf(kind, R, D, 9), shape, [D], p, `${kind} blocks`);
+    }
+  });
+
   it('normalizedShape of several dims, rank 1 to 4, one row (normalizedShape = shape)', () => {
     const cases = [
       { shape: [2, 3, 4, 5], normalizedShape: [4, 5] }, { shape: [2, 3, 4, 5], normalizedShape: [3, 4, 5] },

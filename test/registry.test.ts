@@ -15,9 +15,11 @@ import { rng } from './helpers/numeric.js';
 /** Scalar arguments by name for one call on outer = 2, C = 3, inner = 5 (rows = 10), blocks of 4. */
 function scalars(name: KernelName): ArgValues {
   const outer = 2, C = 3, inner = 5, rows = outer * inner, block = 4;
-  const blocks = KERNELS[name].layout === 'channels-last' ? blocksRows(rows, block) : blocksNchw(outer, inner, block);
+  // Row blocks of `blockRows` rows (the row norms' backward), of `block` rows (channels-last), else the NCHW partition.
+  const byRows = (KERNELS[name].args as readonly ArgSpec[]).some((a) => a.name === 'blockRows');
+  const blocks = byRows ? blocksRows(rows, 4) : KERNELS[name].layout === 'channels-last' ? blocksRows(rows, block) : blocksNchw(outer, inner, block);
   return {
-    outer, C, inner, rows, block, b0: 0, b1: blocks, c0: 0, c1: C, blocks: 3,
+    outer, C, inner, rows, block, blockRows: 4, b0: 0, b1: blocks, c0: 0, c1: C, blocks: 3,
     training: 1, xmu: 1, eps: 1e-5, lower: 0, divisor: 9, momentum: 0.1, n: rows,
   };
 }

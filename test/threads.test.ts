@@ -6,7 +6,7 @@
 // worker) and zero-copy tensors over shared memory.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, layerNorm, rmsNorm, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
+import { createEngine, groupNorm, groupNormBackward, instanceNorm, instanceNormBackward, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, DisposedError, InvalidArgumentError, MemoryError, ThreadError, type Engine } from '../src/index.js';
 import { MIN_VALUES_PER_THREAD } from '../src/threads/split.js';
 import type { Pool } from '../src/threads/pool.js';
 import { rng } from './helpers/numeric.js';
@@ -124,7 +124,7 @@ describe.each(BUILD_NAMES)('%s build: threaded engines compute the single-thread
   });
 });
 
-describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm split by rows with the single-threaded bits', (build) => {
+describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm forward and backward split by rows with the single-threaded bits', (build) => {
   if (skipBuild(build)) return;
   let single: Engine;
   const threaded: Record<number, Engine> = {};
@@ -142,7 +142,8 @@ describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm split by rows with t
     expect(n).toBeGreaterThanOrEqual(2 * MIN_VALUES_PER_THREAD);
     const x = data(n, 21), residual = data(n, 22).map((v) => v / 1000 - 1);
     const weight = Float32Array.from({ length: D }, (_, i) => 1 + (i % 5) / 7), bias = Float32Array.from({ length: D }, (_, i) => (i % 3) / 5);
-    const run = (engine: Engine) => {
+    const dy = data(n, 23).map((v) => (v - 900) / 100);
+    const run = (engine: Engine, runs?: { names: Set<string> }) => {
       const out: Record<string, Float32Array> = {};
       for (const extra of [{}, { weight, bias, residual }]) {
         const tag = 'weight' in extra ? ' affine+residual' : '';
@@ -152,13 +153,19 @@ describe.each(BUILD_NAMES)('%s build: LayerNorm and RMSNorm split by rows with t
         const { bias: _b, ...rmsExtra } = extra as { bias?: Float32Array };
         const r = rmsNorm(engine, x, shape, { normalizedShape: [D], ...rmsExtra });
         Object.assign(out, { [`rms y${tag}`]: r.y, [`rms invRms${tag}`]: r.saveInvRms });
+        const w = 'weight' in extra ? weight : undefined, src = l.sum ?? x;
+        runs?.names.clear();
+        const lb = layerNormBackward(engine, dy, src, shape, { normalizedShape: [D], weight: w, saveMean: l.saveMean, saveInvStd: l.saveInvStd });
+        const rb = rmsNormBackward(engine, dy, r.sum ?? x, shape, { normalizedShape: [D], weight: w, saveInvRms: r.saveInvRms });
+        if (runs) expect([...runs.names].sort(), `backward${tag}: the kernels that split`).toEqual(['layerNormBackwardRowsF32', 'rmsNormBackwardRowsF32']);
+        Object.assign(out, { [`ln dx${tag}`]: lb.dx, [`ln dweight${tag}`]: lb.dweight, [`ln dbias${tag}`]: lb.dbias, [`rms dx${tag}`]: rb.dx, [`rms dweight${tag}`]: rb.dweight });
       }
       return out;
     };
     const ref = run(single);
     for (const T of [2, 3, 4]) {
       const runs = countRuns(threaded[T].pool!);
-      const got = run(threaded[T]);
+      const got = run(threaded[T], runs);
       expect(runs.count).toBeGreaterThan(0);
       for (const key of Object.keys(ref)) expectSameBits(got[key], ref[key], `threads ${T}: ${key}`);
     }

@@ -295,12 +295,18 @@ export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: 
       [plan.workspace.bytes, 'workspace'],
     ]);
     const params = ws + plan.workspace.params, sums = ws + plan.workspace.sums, grads = ws + plan.workspace.grads;
+    const partials = ws + plan.workspace.partials;
     const dyPtr = place(scope, c.dy, dyPin, dyCopy), xPtr = place(scope, c.x, xPin, xCopy);
     const wPtr = place(scope, c.weight, wPin, params);
     const meanPtr = place(scope, c.mean, meanPin, params + 4 * D), invPtr = place(scope, c.inv, invPin, params + 4 * D + 4 * R);
     const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
-    if (centered) k.layerNormBackwardRowsF32(dyPtr, xPtr, dxPtr, R, D, wPtr, meanPtr, invPtr, sums, grads, grads + 4 * D);
-    else k.rmsNormBackwardRowsF32(dyPtr, xPtr, dxPtr, R, D, wPtr, invPtr, sums, grads);
+    // Row blocks on up to T threads by block ranges; the column partials merged in block order.
+    const T = threadsFor(engine.pool, size), BR = plan.blockRows;
+    runJobs(k, engine.pool, centered ? 'layerNormBackwardRowsF32' : 'rmsNormBackwardRowsF32', ranges(plan.blocks, T).map(([b0, b1]) => centered
+      ? [dyPtr, xPtr, dxPtr, R, D, wPtr, meanPtr, invPtr, BR, b0, b1, partials]
+      : [dyPtr, xPtr, dxPtr, R, D, wPtr, invPtr, BR, b0, b1, partials]));
+    k.mergeSumsF64(partials, plan.blocks, D, sums, sums + 8 * D);
+    k.narrowF64(sums, centered ? 2 * D : D, grads);
     const dx = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
     if (!outPin?.resident) dx.set(scope.f32(dxPtr, size));
     return { dx, grads: scope.readF32(grads, centered ? 2 * D : D) };

@@ -207,16 +207,17 @@ export const KERNELS = {
   },
   layerNormBackwardRowsF32: {
     file: 'rows.ts', layout: 'rows',
-    doc: 'LayerNorm backward: dx per row from Σw·dy, Σw·dy·(x − mean) (f64); dweight, dbias summed over the rows in f64.',
+    doc: 'LayerNorm backward of row blocks [b0, b1): dx per row from Σw·dy, Σw·dy·(x − mean) (f64); each block\'s f64 partial [dweight | dbias].',
     args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
       f32('weight', 'read', perC, true), f32('mean', 'read', perRow), f32('invStd', 'read', perRow),
-      f64('sums', 'readwrite', (a) => 2 * a.C), f32('dweight', 'write', perC), f32('dbias', 'write', perC)],
+      count('blockRows'), index('b0'), index('b1'), f64('partials', 'write', sumsPartialsTo)],
   },
   rmsNormBackwardRowsF32: {
     file: 'rows.ts', layout: 'rows',
-    doc: 'RMSNorm backward: dx per row from Σw·dy·x (f64); dweight summed over the rows in f64.',
+    doc: 'RMSNorm backward of row blocks [b0, b1): dx per row from Σw·dy·x (f64); each block\'s f64 partial [dweight | 0].',
     args: [f32('dy', 'read', rows), f32('x', 'read', rows), f32('dx', 'write', rows), count('rows'), count('C'),
-      f32('weight', 'read', perC, true), f32('invRms', 'read', perRow), f64('sums', 'readwrite', perC), f32('dweight', 'write', perC)],
+      f32('weight', 'read', perC, true), f32('invRms', 'read', perRow),
+      count('blockRows'), index('b0'), index('b1'), f64('partials', 'write', sumsPartialsTo)],
   },
   normalizeSiluNchwF32: {
     file: 'groups.ts', layout: 'NCHW',
