@@ -254,35 +254,34 @@ export function foldBackwardF32(
 
 // Row normalizations (rows.ts): [rows][C], statistics per row, parameters per column; a null
 // (0) residual, weight or bias is absent, and sum is written (and checked) with a residual.
-function checkRowsForward(x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, bias: usize,
-  mean: usize, m2: usize, partials: usize): void {
+/** Checks of a row-norm forward's tensors and parameters (RMSNorm: bias 0). */
+function checkRowsForward(x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, weight: usize, bias: usize): void {
   checkCounts(rows, C, 1);
-  checkBlock(block);
   const n = f32s(<u64>rows * C);
   checkRange(x, n); checkRange(y, n);
   if (residual) { checkRange(residual, n); checkRange(sum, n); }
   if (weight) checkRange(weight, f32s(C));
   if (bias) checkRange(bias, f32s(C));
-  checkRange(mean, f64s(rows)); checkRange(m2, f64s(rows));
-  checkRange(partials, f64s(<u64>4 * segmentsOf(C, block) * rows));
 }
 
 export function layerNormRowsF32(
   x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, bias: usize, eps: f64,
   mean: usize, m2: usize, partials: usize, saveMean: usize, saveInvStd: usize,
 ): void {
-  checkRowsForward(x, residual, sum, y, rows, C, block, weight, bias, mean, m2, partials);
+  checkRowsForward(x, residual, sum, y, rows, C, weight, bias);
+  checkBlock(block);
+  checkRange(mean, f64s(rows)); checkRange(m2, f64s(rows));
+  checkRange(partials, f64s(<u64>4 * segmentsOf(C, block) * rows));
   checkRange(saveMean, f32s(rows)); checkRange(saveInvStd, f32s(rows));
   layerNormRows(x, residual, sum, y, rows, C, block, weight, bias, eps, mean, m2, partials, saveMean, saveInvStd);
 }
 
 export function rmsNormRowsF32(
-  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, eps: f64,
-  mean: usize, m2: usize, partials: usize, saveInvRms: usize,
+  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, weight: usize, eps: f64, saveInvRms: usize,
 ): void {
-  checkRowsForward(x, residual, sum, y, rows, C, block, weight, 0, mean, m2, partials);
+  checkRowsForward(x, residual, sum, y, rows, C, weight, 0);
   checkRange(saveInvRms, f32s(rows));
-  rmsNormRows(x, residual, sum, y, rows, C, block, weight, eps, mean, m2, partials, saveInvRms);
+  rmsNormRows(x, residual, sum, y, rows, C, weight, eps, saveInvRms);
 }
 
 /** Checks of a row-norm backward over row blocks [b0, b1) of `blockRows` rows: 2 f64[C] per block. */

@@ -11,9 +11,10 @@
 //     meanLo = f32(mean − meanHi):  y = ((((v − meanHi) − meanLo)·s)·w) + b
 //     (v − meanHi is exact near the mean, so a large |mean|/std costs no accuracy);
 //     saveMean = meanHi, saveInvStd = s.
-//   RMSNorm: mean(v²) = m2/C + mean² from the same moments (no cancellation: both terms are
-//     >= 0, so the sum keeps their relative accuracy), invRms = 1/sqrt(mean(v²) + eps),
-//     s = f32(invRms):  y = (v·s)·w;  saveInvRms = s.
+//   RMSNorm: mean(v²) = Σv²/C, summed in f64 directly (sumSquaresRow: a float32 squared has at
+//     most 48 significant bits, so every square is exact in f64, and every term is >= 0, so the
+//     sum's relative error is at most C·2^-53; half the work of the moments), invRms =
+//     1/sqrt(mean(v²) + eps), s = f32(invRms):  y = (v·s)·w;  saveInvRms = s.
 //   w = 1 and b = 0 when their pointer is 0 (left out of the loop).
 // The rows go in chunks of about CHUNK_VALUES values (at least one row): the residual add,
 // the statistics and the apply of a chunk run back to back, so the chunk is read from memory
@@ -113,12 +114,36 @@ const CHUNK_VALUES = 4096;
   }
 }
 
+/** Σ v² over one row of C values at p, in f64 (see the header: exact squares, no cancellation). */
+// @ts-ignore: decorator
+@inline function sumSquaresRow(p: usize, C: i32): f64 {
+  const bytes = <usize>C << 2;
+  let k: usize = 0, s = 0.0;
+  if (ASC_FEATURE_SIMD) {
+    let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    for (; k + 32 <= bytes; k += 32) {
+      const u = v128.load(p + k), v = v128.load(p + k, 16);
+      const u0 = f64x2.promote_low_f32x4(u), u1 = promoteHigh(u), v0 = f64x2.promote_low_f32x4(v), v1 = promoteHigh(v);
+      a0 = maddF64x2(u0, u0, a0); a1 = maddF64x2(u1, u1, a1); a2 = maddF64x2(v0, v0, a2); a3 = maddF64x2(v1, v1, a3);
+    }
+    const a = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3));
+    s = f64x2.extract_lane(a, 0) + f64x2.extract_lane(a, 1);
+  }
+  for (; k < bytes; k += 4) {
+    const v = <f64>load<f32>(p + k);
+    s += v * v;
+  }
+  return s;
+}
+
+// LayerNorm (centered): the moments, then the apply; RMSNorm: Σv² per row, then the apply
+// (block, mean, m2, partials unused).
 // @ts-ignore: decorator
 @inline function forwardRowsAs(
   x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, w: usize, b: usize, eps: f64,
   mean: usize, m2: usize, partials: usize, saveMean: usize, saveInv: usize, centered: bool, hasW: bool, hasB: bool,
 ): void {
-  const blocks = segmentsOf(C, block);
+  const blocks = centered ? segmentsOf(C, block) : 0;
   const rowBytes = <usize>C << 2;
   const per = chunkRows(C);
   const src = residual ? sum : x;
@@ -126,20 +151,22 @@ const CHUNK_VALUES = 4096;
     const n = min(per, rows - r0);
     const off = <usize>r0 * rowBytes;
     if (residual) addRun(x + off, residual + off, sum + off, <usize>n * <usize>C);
-    const part = partials + <usize>r0 * <usize>blocks * 32;
-    statsNchwF32(src + off, 1, n, C, block, 0, blocks, part);
-    mergeMomentsF64(part, blocks, n, mean + (<usize>r0 << 3), m2 + (<usize>r0 << 3));
+    if (centered) {
+      const part = partials + <usize>r0 * <usize>blocks * 32;
+      statsNchwF32(src + off, 1, n, C, block, 0, blocks, part);
+      mergeMomentsF64(part, blocks, n, mean + (<usize>r0 << 3), m2 + (<usize>r0 << 3));
+    }
     for (let r = r0; r < r0 + n; r++) {
-      const mu = load<f64>(mean + (<usize>r << 3)), q = load<f64>(m2 + (<usize>r << 3));
       const p = src + <usize>r * rowBytes, dst = y + <usize>r * rowBytes;
       if (centered) {
+        const mu = load<f64>(mean + (<usize>r << 3)), q = load<f64>(m2 + (<usize>r << 3));
         const s = <f32>(1.0 / Math.sqrt(q / <f64>C + eps));
         const mh = <f32>mu, ml = isFinite(mh) ? <f32>(mu - <f64>mh) : <f32>0; // an infinite mean has no low part
         store<f32>(saveMean + (<usize>r << 2), mh);
         store<f32>(saveInv + (<usize>r << 2), s);
         applyRow(p, dst, C, mh, ml, s, w, b, true, hasW, hasB);
       } else {
-        const s = <f32>(1.0 / Math.sqrt((q / <f64>C + mu * mu) + eps));
+        const s = <f32>(1.0 / Math.sqrt(sumSquaresRow(p, C) / <f64>C + eps));
         store<f32>(saveInv + (<usize>r << 2), s);
         applyRow(p, dst, C, 0, 0, s, w, 0, false, hasW, false);
       }
@@ -160,11 +187,10 @@ export function layerNormRowsF32(
 
 /** RMSNorm forward over [rows][C] (see the header); weight, residual (and sum) nullable. */
 export function rmsNormRowsF32(
-  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, block: i32, weight: usize, eps: f64,
-  mean: usize, m2: usize, partials: usize, saveInvRms: usize,
+  x: usize, residual: usize, sum: usize, y: usize, rows: i32, C: i32, weight: usize, eps: f64, saveInvRms: usize,
 ): void {
-  if (weight) forwardRowsAs(x, residual, sum, y, rows, C, block, weight, 0, eps, mean, m2, partials, 0, saveInvRms, false, true, false);
-  else forwardRowsAs(x, residual, sum, y, rows, C, block, 0, 0, eps, mean, m2, partials, 0, saveInvRms, false, false, false);
+  if (weight) forwardRowsAs(x, residual, sum, y, rows, C, 1, weight, 0, eps, 0, 0, 0, 0, saveInvRms, false, true, false);
+  else forwardRowsAs(x, residual, sum, y, rows, C, 1, 0, 0, eps, 0, 0, 0, 0, saveInvRms, false, false, false);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -201,16 +201,17 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     const blocks = plan.blocks, T = threadsFor(engine.pool, size);
     const rowsJob = (r0: number, r1: number) => {
       const o = 4 * D * r0, at = (p: number) => (p === 0 ? 0 : p + o);
-      const common = [at(xPtr), at(rPtr), at(sumPtr), at(yPtr), r1 - r0, D, STATS_BLOCK, wPtr];
-      const tail = [stats + 8 * r0, stats + 8 * R + 8 * r0, partials + 32 * blocks * r0];
-      return centered ? [...common, bPtr, eps, ...tail, saved + 4 * r0, saved + 4 * R + 4 * r0] : [...common, eps, ...tail, saved + 4 * r0];
+      const rows = [at(xPtr), at(rPtr), at(sumPtr), at(yPtr), r1 - r0, D];
+      if (!centered) return [...rows, wPtr, eps, saved + 4 * r0];
+      const stat = [stats + 8 * r0, stats + 8 * R + 8 * r0, partials + 32 * blocks * r0];
+      return [...rows, STATS_BLOCK, wPtr, bPtr, eps, ...stat, saved + 4 * r0, saved + 4 * R + 4 * r0];
     };
     if (T > 1) {
       runJobs(k, engine.pool, centered ? 'layerNormRowsF32' : 'rmsNormRowsF32', ranges(R, T).map(([r0, r1]) => rowsJob(r0, r1)));
     } else if (centered) {
       k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, saved, saved + 4 * R);
     } else {
-      k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, eps, stats, stats + 8 * R, partials, saved);
+      k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, wPtr, eps, saved);
     }
     // Fresh views from here on: the allocation above may have grown memory.
     const savedCopy = scope.readF32(saved, centered ? 2 * R : R);

@@ -77,7 +77,7 @@ const partialsTo = (a: ArgValues) => 4 * a.C * a.b1;
 /** Row-normalization partials: 4 f64 fields per statistics block (segment) of every row. */
 const rowPartials = (a: ArgValues) => 4 * blocksNchw(1, a.C, a.block) * a.rows;
 const perRow = (a: ArgValues) => a.rows;
-/** The arguments the row-normalization forward kernels share, before and after the parameters. */
+/** The arguments the row-normalization forward kernels share (RMSNorm's without `block`), and LayerNorm's statistics. */
 const rowsIn = [f32('x', 'read', rows), f32('residual', 'read', rows, true), f32('sum', 'write', rows, true),
   f32('y', 'write', rows), count('rows'), count('C'), count('block')] as const;
 const rowsStats = [f64('mean', 'write', perRow), f64('m2', 'write', perRow), f64('partials', 'write', rowPartials)] as const;
@@ -202,8 +202,8 @@ export const KERNELS = {
   },
   rmsNormRowsF32: {
     file: 'rows.ts', layout: 'rows',
-    doc: 'RMSNorm forward: invRms = 1/sqrt(m2/C + mean² + eps) from the per-row moments, y = (v·invRms)·w.',
-    args: [...rowsIn, f32('weight', 'read', perC, true), num('eps', 'f64'), ...rowsStats, f32('saveInvRms', 'write', perRow)],
+    doc: 'RMSNorm forward: invRms = 1/sqrt(Σv²/C + eps) (Σv² in f64 per row), y = (v·invRms)·w.',
+    args: [...rowsIn.slice(0, -1), f32('weight', 'read', perC, true), num('eps', 'f64'), f32('saveInvRms', 'write', perRow)],
   },
   layerNormBackwardRowsF32: {
     file: 'rows.ts', layout: 'rows',
