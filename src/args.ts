@@ -248,38 +248,44 @@ export function checkMomentum(value: unknown, name: string): number {
 }
 
 /**
- * Written arrays must not overlap any other argument, except `inPlace`: an output may be
- * exactly one of those inputs (elementwise kernels read each value before writing it).
- * This runs on every call: each view's buffer is read once (the getter is a call V8 does not
- * inline, ~20 ns), and the in-place key is built only for an overlapping pair.
+ * Which arguments of an op are written and which read, by name, and which outputs may be exactly
+ * one of the inputs (`'opts.out=x'`: elementwise kernels read each value before writing it).
+ * Built once per op: a call then passes its views in the same order, writes first.
  */
-export function checkAliasing(
-  writes: ReadonlyArray<[string, Float32Array | null]>,
-  reads: ReadonlyArray<[string, Float32Array | null]>,
-  inPlace: ReadonlySet<string>,
-): void {
-  const nw = writes.length, n = nw + reads.length;
-  let buffers: (ArrayBufferLike | null)[] | null = null;
-  for (let i = 0; i < nw; i++) {
-    const wName = writes[i][0], w = writes[i][1];
-    if (!w) continue;
-    if (buffers === null) {
-      buffers = new Array<ArrayBufferLike | null>(n);
-      for (let j = 0; j < n; j++) {
-        const v = j < nw ? writes[j][1] : reads[j - nw][1];
-        buffers[j] = v === null ? null : v.buffer;
-      }
-    }
-    const wb = buffers[i], w0 = w.byteOffset, w1 = w0 + w.byteLength;
+export interface AliasRule {
+  readonly names: readonly string[];
+  readonly writes: number;
+  /** allowed[i·n + j]: write i may be exactly argument j. */
+  readonly allowed: readonly boolean[];
+}
+
+export function aliasRule(writes: readonly string[], reads: readonly string[], inPlace: readonly string[]): AliasRule {
+  const names = [...writes, ...reads], n = names.length;
+  const allowed = Array.from({ length: writes.length * n }, (_, k) => inPlace.includes(`${names[Math.floor(k / n)]}=${names[k % n]}`));
+  return { names, writes: writes.length, allowed };
+}
+
+/**
+ * Written arrays must not overlap any other argument (`views`, in the rule's order; null:
+ * absent), except where the rule allows an output to be exactly one input. This runs on every
+ * call: byte ranges are compared first (inlined field loads), and a view's buffer (a getter V8
+ * does not inline) is read only for a pair whose ranges overlap. An argument named twice (a
+ * running statistic read in eval, written in training) is given once, the other slot null.
+ */
+export function checkAliasing(rule: AliasRule, views: ReadonlyArray<Float32Array | null>): void {
+  const n = views.length, names = rule.names;
+  for (let i = 0; i < rule.writes; i++) {
+    const w = views[i];
+    if (w === null) continue;
+    const w0 = w.byteOffset, w1 = w0 + w.byteLength;
     for (let j = 0; j < n; j++) {
-      if (buffers[j] !== wb) continue;
-      const e = j < nw ? writes[j] : reads[j - nw], rName = e[0], r = e[1]!;
-      if (rName === wName) continue;
+      const r = views[j];
+      if (r === null || j === i) continue;
       const r0 = r.byteOffset, r1 = r0 + r.byteLength;
-      if (!(w0 < r1 && r0 < w1)) continue;
-      const allowed = inPlace.has(`${wName}=${rName}`);
+      if (!(w0 < r1 && r0 < w1) || w.buffer !== r.buffer) continue;
+      const allowed = rule.allowed[i * n + j];
       if (allowed && w0 === r0 && w1 === r1) continue;
-      throw new InvalidArgumentError(wName, `memory disjoint from ${rName}${allowed ? ` or exactly ${rName}` : ''}`, 'an overlapping view');
+      throw new InvalidArgumentError(names[i], `memory disjoint from ${names[j]}${allowed ? ` or exactly ${names[j]}` : ''}`, 'an overlapping view');
     }
   }
 }

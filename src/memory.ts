@@ -167,7 +167,7 @@ export class Arena {
       const bytes = requests[r][0];
       if (bytes > 0) total += roundUp(bytes, ALIGN);
     }
-    if (this.top + total <= this.buffer.byteLength) return;
+    if (this.top + total <= 4 * this.heapF32.length) return;
     const free = this.free.map((b) => ({ ptr: b.ptr, bytes: b.bytes }));
     let top = this.top;
     let grower: [string, number] | null = null;
@@ -243,6 +243,9 @@ export class Arena {
     if (end > MAX_MEMORY_BYTES) {
       throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - this.top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
     }
+    // The common case first: within the cached buffer, whose whole-memory view has its length
+    // as an inlined field (0 once detached, which falls through to the memory's own buffer).
+    if (end <= 4 * this.f32view.length) return;
     const have = this.memory.buffer.byteLength;
     if (end <= have) {
       // Shared memory grown by someone else (kernels.memory.grow): take the longer buffer.

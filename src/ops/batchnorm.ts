@@ -5,7 +5,7 @@ import { CallScope, STATS_BLOCK, backwardDx, backwardSums, batchStats, normalize
 import { threadsFor } from '../threads/split.js';
 import { backwardPlan, forwardPlan } from '../plan.js';
 import {
-  checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
+  aliasRule, checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
   type Options,
 } from '../args.js';
 
@@ -79,9 +79,15 @@ export interface BackwardResult {
 //   runningVar  = (1 − m) · runningVar  + m · Σ(x − mean)² / (n − 1)   (unbiased; / n if not)
 // activation 'relu' clamps y below at 0 in the same pass (the kernels' `lower` argument).
 
-/** Outputs that may be exactly one of the inputs (the kernels are elementwise in place). */
-export const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x']);
-const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
+/**
+ * The written and read arguments of the forward entry points (a running statistic is written in
+ * training, read otherwise: the call fills one of its two slots) and of the backward; an output
+ * may be exactly one of the inputs named (the kernels are elementwise in place).
+ */
+export const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.runningMean', 'opts.runningVar'],
+  ['x', 'opts.weight', 'opts.bias', 'opts.runningMean', 'opts.runningVar'], ['opts.out=x']);
+const BACKWARD_ALIASING = aliasRule(['opts.out'],
+  ['dy', 'x', 'opts.y', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
 
 function checkActivation(value: unknown, name: string): Activation {
   if (value === undefined) return 'none';
@@ -150,12 +156,8 @@ export function forwardBatchNorm(engine: Core, x: Float32Array, shape: readonly 
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
   const updateRunning = training && runningMean !== null;
-  checkAliasing(
-    [['opts.out', out], ['opts.runningMean', updateRunning ? runningMean : null], ['opts.runningVar', updateRunning ? runningVar : null]],
-    [['x', args.x], ['opts.weight', weight], ['opts.bias', bias],
-      ['opts.runningMean', updateRunning ? null : runningMean], ['opts.runningVar', updateRunning ? null : runningVar]],
-    FORWARD_IN_PLACE,
-  );
+  checkAliasing(FORWARD_ALIASING, [out, updateRunning ? runningMean : null, updateRunning ? runningVar : null,
+    args.x, weight, bias, updateRunning ? null : runningMean, updateRunning ? null : runningVar]);
 
   const result = runForward(engine, forwardCall(args, args.x, lower, batchStats ? 'batch' : 'running'));
   result.y = callerOutput(result.y, out, o.out);
@@ -298,11 +300,7 @@ export function backwardBatchNorm(
   const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
   const relu = checkActivation(o.activation, 'opts.activation') === 'relu';
   const y = relu ? checkF32(engine.arena, o.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
-  checkAliasing(
-    [['opts.out', out]],
-    [['dy', dy], ['x', x], ['opts.y', y], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
-    BACKWARD_IN_PLACE,
-  );
+  checkAliasing(BACKWARD_ALIASING, [out, dy, x, y, weight, saveMean, saveInvStd]);
 
   const result = runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
   result.dx = callerOutput(result.dx, out, o.out);

@@ -39,9 +39,9 @@ import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
 import { groupNormPlan, instanceNormPlan, type GroupPlan } from '../plan.js';
 import {
-  checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape, type Options,
+  aliasRule, checkAliasing, checkBoolean, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape, type Options,
 } from '../args.js';
-import { FORWARD_IN_PLACE, callerOutput, type BackwardResult, type ForwardResult } from './batchnorm.js';
+import { FORWARD_ALIASING, callerOutput, type BackwardResult, type ForwardResult } from './batchnorm.js';
 
 export type GroupActivation = 'none' | 'silu';
 
@@ -106,7 +106,10 @@ export const GROUP_NORM_BACKWARD_KEYS = ['groups', 'layout', 'weight', 'bias', '
 export const INSTANCE_NORM_KEYS = ['layout', 'weight', 'bias', 'runningMean', 'runningVar', 'useInputStats', 'momentum', 'eps', 'out'] as const;
 export const INSTANCE_NORM_BACKWARD_KEYS = ['layout', 'weight', 'saveMean', 'saveInvStd', 'useInputStats', 'out'] as const;
 
-const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x']);
+/** GroupNorm's written and read arguments (InstanceNorm's forward: batch norm's, FORWARD_ALIASING). */
+const GROUP_FORWARD_ALIASING = aliasRule(['opts.out'], ['x', 'opts.weight', 'opts.bias'], ['opts.out=x']);
+const BACKWARD_ALIASING = aliasRule(['opts.out'],
+  ['dy', 'x', 'opts.weight', 'opts.bias', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']);
 
 // ---------------------------------------------------------------------------------------------
 // Checks (phase 2 of the reading layer, src/args.ts: on values read once).
@@ -173,7 +176,7 @@ export function groupNorm(core: Core, x: Float32Array, shape: readonly number[],
   if ((g.shape[0] * g.channels / groups) * (g.count / g.shape[0]) === 1) {
     throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}] with ${groups} groups`);
   }
-  checkAliasing([['opts.out', a.out]], [['x', a.x], ['opts.weight', a.weight], ['opts.bias', a.bias]], FORWARD_IN_PLACE);
+  checkAliasing(GROUP_FORWARD_ALIASING, [a.out, a.x, a.weight, a.bias]);
   const result = runForward(core, groupNormPlan(g, groups, 'forward'), {
     ...a, silu, inputStats: true, runningMean: null, runningVar: null, momentum: 0,
   });
@@ -201,12 +204,8 @@ export function instanceNorm(core: Core, x: Float32Array, shape: readonly number
     throw new ShapeError('x', 'more than 1 spatial element when training', `input size [${g.shape.join(', ')}]`);
   }
   const update = inputStats && runningMean !== null;
-  checkAliasing(
-    [['opts.out', a.out], ['opts.runningMean', update ? runningMean : null], ['opts.runningVar', update ? runningVar : null]],
-    [['x', a.x], ['opts.weight', a.weight], ['opts.bias', a.bias],
-      ['opts.runningMean', update ? null : runningMean], ['opts.runningVar', update ? null : runningVar]],
-    FORWARD_IN_PLACE,
-  );
+  checkAliasing(FORWARD_ALIASING, [a.out, update ? runningMean : null, update ? runningVar : null,
+    a.x, a.weight, a.bias, update ? null : runningMean, update ? null : runningVar]);
   const result = runForward(core, instanceNormPlan(g, 'forward'), { ...a, silu: false, inputStats, runningMean, runningVar, momentum });
   result.y = callerOutput(result.y, a.out, o.out);
   return result;
@@ -234,8 +233,7 @@ export function instanceNormBackward(
 
 /** The aliasing check of a backward call (out may be exactly dy or x), then the call; the caller's own out back. */
 function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, callerOut: unknown): BackwardResult {
-  checkAliasing([['opts.out', b.out]], [['dy', b.dy], ['x', b.x], ['opts.weight', b.weight], ['opts.bias', b.bias],
-    ['opts.saveMean', b.saveMean], ['opts.saveInvStd', b.saveInvStd]], BACKWARD_IN_PLACE);
+  checkAliasing(BACKWARD_ALIASING, [b.out, b.dy, b.x, b.weight, b.bias, b.saveMean, b.saveInvStd]);
   const result = runBackward(core, plan, b);
   result.dx = callerOutput(result.dx, b.out, callerOut);
   return result;

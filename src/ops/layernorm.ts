@@ -7,7 +7,7 @@ import { CallScope, type Core, type Pinned } from '../exec.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { MAX_ELEMENTS, geometry, type Geometry } from '../layout.js';
 import { STATS_BLOCK, rowNormBackwardPlan, rowNormPlan } from '../plan.js';
-import { checkAliasing, checkEps, checkF32, checkOptionalF32, readOptions, readShape, type Options } from '../args.js';
+import { aliasRule, checkAliasing, checkEps, checkF32, checkOptionalF32, readOptions, readShape, type Options } from '../args.js';
 import { callerOutput } from './batchnorm.js';
 import { ranges, runJobs, threadsFor } from '../threads/split.js';
 
@@ -88,8 +88,13 @@ export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'o
 export const LAYER_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveMean', 'saveInvStd', 'out'] as const;
 export const RMS_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveInvRms', 'out'] as const;
 
-const FORWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']);
-const BACKWARD_IN_PLACE: ReadonlySet<string> = new Set(['opts.out=dy', 'opts.out=x']);
+const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.sumOut'], ['x', 'opts.residual', 'opts.weight', 'opts.bias'],
+  ['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']);
+/** LayerNorm's backward and RMSNorm's (whose saved statistic is saveInvRms, and no saveMean). */
+const BACKWARD_ALIASING = {
+  centered: aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']),
+  rms: aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvRms'], ['opts.out=dy', 'opts.out=x']),
+};
 
 /** Dimensions (rank >= 1, positive integers), as read by readShape. */
 export function checkDims(value: unknown, argument: string): number[] {
@@ -157,8 +162,7 @@ function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, cent
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
   const sumOut = checkOptionalF32(arena, o.sumOut, 'opts.sumOut', g.size, 'same as x');
   if (sumOut !== null && residual === null) throw new InvalidArgumentError('opts.sumOut', 'no destination for a sum without opts.residual', describe(o.sumOut));
-  checkAliasing([['opts.out', out], ['opts.sumOut', sumOut]],
-    [['x', xv], ['opts.residual', residual], ['opts.weight', weight], ['opts.bias', bias]], FORWARD_IN_PLACE);
+  checkAliasing(FORWARD_ALIASING, [out, sumOut, xv, residual, weight, bias]);
   return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut }, o };
 }
 
@@ -275,8 +279,7 @@ function backwardCall(core: Core, dy: unknown, x: unknown, shape: unknown, opts:
   const mean = centered ? checkF32(arena, o.saveMean, 'opts.saveMean', g.outer, saved) : null;
   const inv = centered ? checkF32(arena, o.saveInvStd, 'opts.saveInvStd', g.outer, saved) : checkF32(arena, o.saveInvRms, 'opts.saveInvRms', g.outer, saved);
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
-  checkAliasing([['opts.out', out]],
-    [['dy', dyv], ['x', xv], ['opts.weight', weight], ['opts.saveMean', mean], [centered ? 'opts.saveInvStd' : 'opts.saveInvRms', inv]], BACKWARD_IN_PLACE);
+  checkAliasing(centered ? BACKWARD_ALIASING.centered : BACKWARD_ALIASING.rms, [out, dyv, xv, weight, mean, inv]);
   const call: RowNormBackwardCall = { g, dy: dyv, x: xv, weight, mean, inv, out };
   return { call, o };
 }

@@ -21,7 +21,7 @@
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Core } from '../exec.js';
 import {
-  FORWARD_IN_PLACE, FORWARD_KEYS, callerOutput, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward,
+  FORWARD_ALIASING, FORWARD_KEYS, callerOutput, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward,
   type BackwardResult, type ForwardOptions, type ForwardResult,
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
@@ -30,7 +30,7 @@ import { CallScope, backwardSums, batchStats, threadWorkBytes } from '../exec.js
 import { threadsFor } from '../threads/split.js';
 import { momentsPlan, reducePlan } from '../plan.js';
 import {
-  checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
+  aliasRule, checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
 } from '../args.js';
 import { isArray } from '../typed.js';
 
@@ -271,11 +271,7 @@ export function forwardWithMomentsBatchNorm(
   const C = g.channels;
   const global = checkMoments(moments, 'opts.moments', C, Math.max(2, g.count),
     `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
-  checkAliasing(
-    [['opts.out', out], ['opts.runningMean', runningMean], ['opts.runningVar', runningVar]],
-    [['x', args.x], ['opts.weight', weight], ['opts.bias', bias]],
-    FORWARD_IN_PLACE,
-  );
+  checkAliasing(FORWARD_ALIASING, [out, runningMean, runningVar, args.x, weight, bias, null, null]);
 
   const result = runForward(engine, forwardCall(args, args.x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count }));
   result.y = callerOutput(result.y, out, o.out);
@@ -322,6 +318,8 @@ export function backwardReduceBatchNorm(
   }
 }
 
+const WITH_SUMS_ALIASING = aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']);
+
 /**
  * dx of one shard from the all-reduced sums (SyncBatchNorm's backward_elemt):
  * dx = γ·invStd·(dy − sumDy/count − xhat·sumDyXhat/count). dweight = sumDyXhat and dbias = sumDy
@@ -340,11 +338,7 @@ export function backwardWithSumsBatchNorm(
   const sumDyXhat = channelF64(sumDyXhatRead, o.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
   const n = checkCount(o.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
   const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
-  checkAliasing(
-    [['opts.out', out]],
-    [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', saveMean], ['opts.saveInvStd', saveInvStd]],
-    new Set(['opts.out=dy', 'opts.out=x']),
-  );
+  checkAliasing(WITH_SUMS_ALIASING, [out, dy, x, weight, saveMean, saveInvStd]);
 
   const result = runBackward(engine, {
     g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n },
