@@ -47,7 +47,9 @@ export class CallScope {
    */
   allocate(requests: ReadonlyArray<readonly [bytes: number, what: string]>): number[] {
     this.engine.arena.reserve(requests);
-    return requests.map(([bytes, what]) => (bytes > 0 ? this.alloc(bytes, what) : 0));
+    const ptrs = new Array<number>(requests.length);
+    for (let i = 0; i < requests.length; i++) ptrs[i] = requests[i][0] > 0 ? this.alloc(requests[i][0], requests[i][1]) : 0;
+    return ptrs;
   }
   private alloc(bytes: number, what: string): number {
     const ptr = this.engine.arena.alloc(bytes, what);
@@ -71,9 +73,11 @@ export class CallScope {
   setF64(ptr: number, values: ArrayLike<number>): void {
     this.engine.arena.heapF64.set(values, ptr >>> 3);
   }
+  /** Fills f32[length] at a byte offset (element by element when short: the fill() builtin's call costs more). */
   fillF32(ptr: number, length: number, value: number): void {
-    const i = ptr >>> 2;
-    this.engine.arena.heapF32.fill(value, i, i + length);
+    const heap = this.engine.arena.heapF32, i = ptr >>> 2;
+    if (length <= 256) for (let j = i; j < i + length; j++) heap[j] = value;
+    else heap.fill(value, i, i + length);
   }
   /** A copy out of wasm memory (element by element when short: slice() of the whole-memory view costs more). */
   readF32(ptr: number, length: number): Float32Array {
