@@ -261,6 +261,10 @@ export interface AliasRule {
 
 export function aliasRule(writes: readonly string[], reads: readonly string[], inPlace: readonly string[]): AliasRule {
   const names = [...writes, ...reads], n = names.length;
+  for (const pair of inPlace) {
+    const [w, r] = pair.split('=');
+    if (!writes.includes(w) || !reads.includes(r)) throw new Error(`aliasRule: '${pair}' is not a written=read pair of this rule`);
+  }
   const allowed = Array.from({ length: writes.length * n }, (_, k) => inPlace.includes(`${names[Math.floor(k / n)]}=${names[k % n]}`));
   return { names, writes: writes.length, allowed };
 }
