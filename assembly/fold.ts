@@ -9,7 +9,9 @@
 // rounding of the shift adds at most 2^-24·(|beta| + that).
 // This is the folding forwardTrainNchwF32 (fused.ts) does channel by channel, in one place.
 //
-// Contract: mean, v, invStd are f64[C]; gamma, beta, meanHi, scale, shift are f32[C].
+// Contract: mean, v, invStd are f64[C]; gamma, beta, meanHi, scale, shift are f32[C]. A gamma or
+// beta pointer of 0 means no array: gamma = 1, beta = 0 for every channel (the same bits as arrays
+// of ones and zeros: 1·s and 0 − lo·a are exact), so callers without weights copy nothing in.
 //
 // Every per-channel loop here runs two channels per f64x2 step in the SIMD builds (a scalar
 // step for an odd last channel): the same IEEE operations in the same order as the scalar
@@ -24,6 +26,12 @@ import { loadF32x2AsF64, storeF64x2AsF32 } from './simd';
 // @ts-ignore: decorator
 @inline export function meanLoOf(mean: f64, hi: f32): f32 {
   return isFinite(hi) ? <f32>(mean - <f64>hi) : <f32>0; // an infinite mean has no low part
+}
+
+/** gamma[c] as f64 (byte offset p), 1 when gamma is 0 (no array). */
+// @ts-ignore: decorator
+@inline export function gammaAt(gamma: usize, p: usize): f64 {
+  return gamma ? <f64>load<f32>(gamma + p) : 1.0;
 }
 
 /** shift = f32(beta − meanLo · scale), from the f64 mean and its f32 high part. */
@@ -46,8 +54,8 @@ export function foldF32(
       const hi = f32x4.demote_f64x2_zero(mu), hi64 = f64x2.promote_low_f32x4(hi);
       // meanLoOf: f32(mean − hi) where hi is finite, else 0.
       const lo = f32x4.demote_f64x2_zero(v128.and(f64x2.sub(mu, hi64), f64x2.lt(f64x2.abs(hi64), inf)));
-      const a = f32x4.demote_f64x2_zero(f64x2.mul(loadF32x2AsF64(gamma + p), s));
-      const b = f64x2.sub(loadF32x2AsF64(beta + p), f64x2.mul(f64x2.promote_low_f32x4(lo), f64x2.promote_low_f32x4(a)));
+      const a = f32x4.demote_f64x2_zero(gamma ? f64x2.mul(loadF32x2AsF64(gamma + p), s) : s);
+      const b = f64x2.sub(beta ? loadF32x2AsF64(beta + p) : f64x2.splat(0), f64x2.mul(f64x2.promote_low_f32x4(lo), f64x2.promote_low_f32x4(a)));
       v128.store(invStd + o, s);
       v128.store64_lane(meanHi + p, hi, 0);
       v128.store64_lane(scale + p, a, 0);
@@ -58,11 +66,11 @@ export function foldF32(
     const o = <usize>c << 3, p = <usize>c << 2;
     const mu = load<f64>(mean + o);
     const s = invStdOf(load<f64>(v + o), divisor, eps);
-    const hi = <f32>mu, a = <f32>(<f64>load<f32>(gamma + p) * s);
+    const hi = <f32>mu, a = <f32>(gammaAt(gamma, p) * s);
     store<f64>(invStd + o, s);
     store<f32>(meanHi + p, hi);
     store<f32>(scale + p, a);
-    store<f32>(shift + p, shiftOf(load<f32>(beta + p), mu, hi, a));
+    store<f32>(shift + p, shiftOf(beta ? load<f32>(beta + p) : 0, mu, hi, a));
   }
 }
 
@@ -114,7 +122,7 @@ export function updateRunningF32(C: i32, mean: usize, m2: usize, divisor: f64, m
  * it is already Σg·xhat (all-reduced by synchronized BN); then
  *   dbias = Σg,  dweight = sumDyXhat,  k3 = gamma · invStd,
  *   training: k1 = Σg / n, k2 = sumDyXhat · invStd / n;  eval: k1 = k2 = 0.
- * sumDy, s2 are f64[C]; invStd, gamma, k1, k2, k3, dweight, dbias are f32[C].
+ * sumDy, s2 are f64[C]; invStd, gamma, k1, k2, k3, dweight, dbias are f32[C] (gamma 0: all ones).
  */
 export function foldBackwardF32(
   C: i32, sumDy: usize, s2: usize, xmu: bool, invStd: usize, gamma: usize, n: f64, training: bool,
@@ -131,7 +139,7 @@ export function foldBackwardF32(
       storeF64x2AsF32(dweight + p, sx);
       storeF64x2AsF32(k1 + p, training ? f64x2.div(sg, nn) : zero);
       storeF64x2AsF32(k2 + p, training ? f64x2.div(f64x2.mul(sx, s), nn) : zero);
-      storeF64x2AsF32(k3 + p, f64x2.mul(loadF32x2AsF64(gamma + p), s));
+      storeF64x2AsF32(k3 + p, gamma ? f64x2.mul(loadF32x2AsF64(gamma + p), s) : s);
     }
   }
   for (; c < C; c++) {
@@ -142,6 +150,6 @@ export function foldBackwardF32(
     store<f32>(dweight + p, <f32>sx);
     store<f32>(k1 + p, training ? <f32>(sg / n) : <f32>0);
     store<f32>(k2 + p, training ? <f32>((sx * s) / n) : <f32>0);
-    store<f32>(k3 + p, <f32>(<f64>load<f32>(gamma + p) * s));
+    store<f32>(k3 + p, <f32>(gammaAt(gamma, p) * s));
   }
 }

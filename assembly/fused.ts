@@ -18,12 +18,12 @@
 // Only channels [c0, c1) are read and written (0 <= c0 <= c1 <= C): each channel's result
 // depends on that channel alone, so calls on disjoint channel ranges (threads) compose to the
 // bits of one call on all of them.
-// gamma, beta, mean, invStd are f32[C]; the f64[C] outputs are written for every channel (each
+// gamma, beta, mean, invStd are f32[C] (gamma or beta 0: no array, gamma = 1, beta = 0, as fold.ts); the f64[C] outputs are written for every channel (each
 // channel's two f64 output slots hold its running block sums until the channel is done), and
 // overlap nothing else.
 import { shiftOf as referenceOf, segmentsOf, planesOf, blockOffset, blockM2, mergedMean, mergedM2, sumShiftedRun } from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
-import { invStdOf, shiftOf } from './fold';
+import { gammaAt, invStdOf, shiftOf } from './fold';
 import { reduceRun, dxRunSimd, dxRunScalar } from './backward';
 
 /**
@@ -72,8 +72,8 @@ export function forwardTrainNchwF32(
     store<f64>(mean + oc, mu);
     store<f64>(m2 + oc, q);
     store<f64>(invStd + oc, sd);
-    const mh = <f32>mu, a = <f32>(<f64>load<f32>(gamma + pc) * sd);
-    const b = shiftOf(load<f32>(beta + pc), mu, mh, a);
+    const mh = <f32>mu, a = <f32>(gammaAt(gamma, pc) * sd);
+    const b = shiftOf(beta ? load<f32>(beta + pc) : 0, mu, mh, a);
     for (let o = 0; o < outer; o++) {
       const off = plane * c + stride * o;
       if (ASC_FEATURE_SIMD) normalizeRunSimd(x + off, y + off, inner, mh, a, b, lower);
@@ -121,7 +121,7 @@ export function backwardNchwF32(
     }
     store<f64>(sumDy + oc, s1);
     store<f64>(sumDyXmu + oc, s2);
-    const k3 = <f32>(<f64>load<f32>(gamma + pc) * s);
+    const k3 = <f32>(gammaAt(gamma, pc) * s);
     const k1 = training ? <f32>(s1 / n) : <f32>0, k2 = training ? <f32>((s2 * s * s) / n) : <f32>0;
     for (let o = 0; o < outer; o++) {
       const off = base + stride * o, yo = y ? y + off : 0;

@@ -194,7 +194,8 @@ export function forwardTrainNchwF32(
   checkChannels(c0, c1, C);
   const n = f32s(<u64>outer * C * inner);
   checkRange(x, n); checkRange(y, n);
-  checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
+  if (gamma) checkRange(gamma, f32s(C));
+  if (beta) checkRange(beta, f32s(C));
   checkRange(mean, f64s(C)); checkRange(m2, f64s(C)); checkRange(invStd, f64s(C));
   forwardTrainNchw(x, y, outer, C, inner, block, c0, c1, gamma, beta, eps, mean, m2, invStd, lower);
 }
@@ -208,7 +209,7 @@ export function backwardNchwF32(
   checkChannels(c0, c1, C);
   const n = f32s(<u64>outer * C * inner);
   checkRange(dy, n); checkRange(x, n); checkRange(dx, n); if (y) checkRange(y, n);
-  checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
+  checkRange(mean, f32s(C)); checkRange(invStd, f32s(C)); if (gamma) checkRange(gamma, f32s(C));
   checkRange(sumDy, f64s(C)); checkRange(sumDyXmu, f64s(C));
   backwardNchw(dy, x, dx, outer, C, inner, block, c0, c1, mean, invStd, gamma, training, sumDy, sumDyXmu, y);
 }
@@ -219,7 +220,8 @@ export function foldF32(
 ): void {
   checkCounts(C, 1, 1);
   checkRange(mean, f64s(C)); checkRange(v, f64s(C)); checkRange(invStd, f64s(C));
-  checkRange(gamma, f32s(C)); checkRange(beta, f32s(C));
+  if (gamma) checkRange(gamma, f32s(C));
+  if (beta) checkRange(beta, f32s(C));
   checkRange(meanHi, f32s(C)); checkRange(scale, f32s(C)); checkRange(shift, f32s(C));
   fold(C, mean, v, divisor, eps, gamma, beta, meanHi, scale, shift, invStd);
 }
@@ -247,7 +249,8 @@ export function foldBackwardF32(
   k1: usize, k2: usize, k3: usize, dweight: usize, dbias: usize,
 ): void {
   checkCounts(C, 1, 1);
-  checkRange(sumDy, f64s(C)); checkRange(s2, f64s(C)); checkRange(invStd, f32s(C)); checkRange(gamma, f32s(C));
+  checkRange(sumDy, f64s(C)); checkRange(s2, f64s(C)); checkRange(invStd, f32s(C));
+  if (gamma) checkRange(gamma, f32s(C));
   checkRange(k1, f32s(C)); checkRange(k2, f32s(C)); checkRange(k3, f32s(C)); checkRange(dweight, f32s(C)); checkRange(dbias, f32s(C));
   foldBackward(C, sumDy, s2, xmu, invStd, gamma, n, training, k1, k2, k3, dweight, dbias);
 }

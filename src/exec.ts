@@ -73,12 +73,6 @@ export class CallScope {
   setF64(ptr: number, values: ArrayLike<number>): void {
     this.engine.arena.heapF64.set(values, ptr >>> 3);
   }
-  /** Fills f32[length] at a byte offset (element by element when short: the fill() builtin's call costs more). */
-  fillF32(ptr: number, length: number, value: number): void {
-    const heap = this.engine.arena.heapF32, i = ptr >>> 2;
-    if (length <= 256) for (let j = i; j < i + length; j++) heap[j] = value;
-    else heap.fill(value, i, i + length);
-  }
   /** A copy out of wasm memory (element by element when short: slice() of the whole-memory view costs more). */
   readF32(ptr: number, length: number): Float32Array {
     const heap = this.engine.arena.heapF32, i = ptr >>> 2, out = new Float32Array(length);

@@ -586,12 +586,18 @@ describe.each(BUILDS)('kernels, %s build', (build: BuildName) => {
       eq('meanHi', h.readF32(out, C), hi);
       eq('scale', h.readF32(out + 4 * C, C), a);
       eq('shift', h.readF32(out + 8 * C, C), a.map((ac, c) => fr(beta[c] - lo[c] * ac)));
+      // gamma, beta pointers 0: no arrays, gamma = 1 and beta = 0.
+      k.foldF32(C, pm, pv, divisor, eps, 0, 0, out, out + 4 * C, out + 8 * C, out64);
+      eq('scale (no gamma)', h.readF32(out + 4 * C, C), s.map(fr));
+      eq('shift (no beta)', h.readF32(out + 8 * C, C), s.map((sc, c) => fr(0 - lo[c] * fr(sc))));
 
       k.foldBackwardF32(C, pm, pv, xmu, pi, pg, n, training, out, out + 4 * C, out + 8 * C, out + 12 * C, out + 16 * C);
       const sx = Array.from(v, (vc, c) => (xmu ? vc * invStd[c] : vc));
       eq('k1', h.readF32(out, C), Array.from(mean, (sg) => (training ? fr(sg / n) : 0)));
       eq('k2', h.readF32(out + 4 * C, C), sx.map((x, c) => (training ? fr((x * invStd[c]) / n) : 0)));
       eq('k3', h.readF32(out + 8 * C, C), Array.from(gamma, (g, c) => fr(g * invStd[c])));
+      k.foldBackwardF32(C, pm, pv, xmu, pi, 0, n, training, out, out + 4 * C, out + 8 * C, out + 12 * C, out + 16 * C);
+      eq('k3 (no gamma)', h.readF32(out + 8 * C, C), invStd);
       eq('dweight', h.readF32(out + 12 * C, C), sx.map(fr));
       eq('dbias', h.readF32(out + 16 * C, C), Array.from(mean, fr));
 

@@ -222,10 +222,11 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     if (!xPin.resident) scope.setF32(xPtr, f.x);
-    const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, gamma = params + 12 * C, beta = params + 16 * C;
+    // gamma, beta: 0 when absent (the kernels take gamma = 1, beta = 0: nothing to copy in).
+    const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, gamma = w ? params + 12 * C : 0, beta = b ? params + 16 * C : 0;
     const runMean = params + 20 * C, runVar = params + 24 * C, saved = params + 28 * C;
-    if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
-    if (b) scope.setF32(beta, b); else scope.fillF32(beta, C, 0);
+    if (w) scope.setF32(gamma, w);
+    if (b) scope.setF32(beta, b);
     if (rm) {
       scope.setF32(runMean, rm);
       scope.setF32(runVar, rv!);
@@ -355,11 +356,11 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     if (!dyPin.resident) scope.setF32(dyPtr, b.dy);
     if (!xPin.resident) scope.setF32(xPtr, b.x);
     if (yPin !== null && !yPin.resident) scope.setF32(yPtr, b.y!);
-    const meanPtr = params, invStdPtr = params + 4 * C, gamma = params + 8 * C;
+    const meanPtr = params, invStdPtr = params + 4 * C, gamma = w ? params + 8 * C : 0; // 0: gamma = 1 (fold.ts)
     const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C, dweight = params + 24 * C, dbias = params + 28 * C;
     scope.setF32(meanPtr, mean);
     scope.setF32(invStdPtr, invStd);
-    if (w) scope.setF32(gamma, w); else scope.fillF32(gamma, C, 1);
+    if (w) scope.setF32(gamma, w);
 
     if (plan.path === 'fused') {
       runChannels(engine, 'backwardNchwF32', C, T,

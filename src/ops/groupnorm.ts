@@ -256,12 +256,11 @@ interface ForwardCall {
   momentum: number;
 }
 
-/** Per-(n, c) copies of per-channel values (or `fill`), as f32 at ptr: [N][C]. */
-function tileChannels(scope: CallScope, ptr: number, values: Float32Array | null, N: number, C: number, fill: number): void {
-  for (let n = 0; n < N; n++) {
-    if (values) scope.setF32(ptr + 4 * n * C, values);
-    else scope.fillF32(ptr + 4 * n * C, C, fill);
-  }
+/** Per-(n, c) copies of per-channel values at ptr, f32[N][C]; none (pointer 0: foldF32's gamma = 1, beta = 0) without values. */
+function tileChannels(scope: CallScope, ptr: number, values: Float32Array | null, N: number, C: number): number {
+  if (values === null) return 0;
+  for (let n = 0; n < N; n++) scope.setF32(ptr + 4 * n * C, values);
+  return ptr;
 }
 
 function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult {
@@ -284,13 +283,12 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
     ]);
     const groupMean = ws + plan.workspace.stats, groupM2 = groupMean + 8 * NG;
     const mean = groupM2 + 8 * NG, m2 = mean + 8 * NC, invStd = m2 + 8 * NC;
-    const meanHi = ws + plan.workspace.params, scale = meanHi + 4 * NC, shift = scale + 4 * NC, gamma = shift + 4 * NC, beta = gamma + 4 * NC;
+    const meanHi = ws + plan.workspace.params, scale = meanHi + 4 * NC, shift = scale + 4 * NC;
     const partials = ws + plan.workspace.partials, work = ws + plan.workspace.work;
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     if (!xPin.resident) scope.setF32(xPtr, f.x);
-    tileChannels(scope, gamma, w, N, C, 1);
-    tileChannels(scope, beta, b, N, C, 0);
+    const gamma = tileChannels(scope, shift + 4 * NC, w, N, C), beta = tileChannels(scope, shift + 8 * NC, b, N, C);
     const heap = core.arena.heapF64;
     if (f.inputStats) {
       if (plan.path === 'runs') {

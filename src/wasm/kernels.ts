@@ -154,21 +154,21 @@ export const KERNELS = {
     file: 'fused.ts', layout: 'NCHW',
     doc: 'Training forward one channel at a time, channels [c0, c1): block-partial statistics (as statsNchwF32 + mergeMomentsF64), then the apply.',
     args: [f32('x', 'read', nchw), f32('y', 'write', nchw), count('outer'), count('C'), count('inner'), count('block'), index('c0'), index('c1'),
-      f32('gamma', 'read', perC), f32('beta', 'read', perC), num('eps', 'f64'),
+      f32('gamma', 'read', perC, true), f32('beta', 'read', perC, true), num('eps', 'f64'),
       f64('mean', 'write', perC), f64('m2', 'write', perC), f64('invStd', 'write', perC), num('lower', 'f32')],
   },
   backwardNchwF32: {
     file: 'fused.ts', layout: 'NCHW',
     doc: 'Backward one channel at a time, channels [c0, c1): the sums (block partials merged as mergeSumsF64), then dx.',
     args: [f32('dy', 'read', nchw), f32('x', 'read', nchw), f32('dx', 'write', nchw), count('outer'), count('C'), count('inner'), count('block'), index('c0'), index('c1'),
-      f32('mean', 'read', perC), f32('invStd', 'read', perC), f32('gamma', 'read', perC), num('training', 'bool'),
+      f32('mean', 'read', perC), f32('invStd', 'read', perC), f32('gamma', 'read', perC, true), num('training', 'bool'),
       f64('sumDy', 'write', perC), f64('sumDyXmu', 'write', perC), f32('y', 'read', nchw, true)],
   },
   foldF32: {
     file: 'fold.ts', layout: 'per-channel',
     doc: 'invStd = 1/sqrt(v/divisor + eps), meanHi, scale, shift per channel (the apply parameters).',
     args: [count('C'), f64('mean', 'read', perC), f64('v', 'read', perC), num('divisor', 'f64'), num('eps', 'f64'),
-      f32('gamma', 'read', perC), f32('beta', 'read', perC), f32('meanHi', 'write', perC), f32('scale', 'write', perC),
+      f32('gamma', 'read', perC, true), f32('beta', 'read', perC, true), f32('meanHi', 'write', perC), f32('scale', 'write', perC),
       f32('shift', 'write', perC), f64('invStd', 'write', perC)],
   },
   narrowF64: {
@@ -191,7 +191,7 @@ export const KERNELS = {
     file: 'fold.ts', layout: 'per-channel',
     doc: 'k1, k2, k3, dweight, dbias per channel from the backward sums.',
     args: [count('C'), f64('sumDy', 'read', perC), f64('s2', 'read', perC), num('xmu', 'bool'), f32('invStd', 'read', perC),
-      f32('gamma', 'read', perC), num('n', 'f64'), num('training', 'bool'), f32('k1', 'write', perC), f32('k2', 'write', perC),
+      f32('gamma', 'read', perC, true), num('n', 'f64'), num('training', 'bool'), f32('k1', 'write', perC), f32('k2', 'write', perC),
       f32('k3', 'write', perC), f32('dweight', 'write', perC), f32('dbias', 'write', perC)],
   },
   layerNormRowsF32: {
