@@ -3,8 +3,10 @@
 //   <!-- runnable -->              a whole program: compiled and run here (cwd: the project, which
 //                                  also holds test/fixtures/model.safetensors as model.safetensors);
 //   <!-- not runnable: <why> -->   a fragment, or browser-only (the package test runs a Vite app in chromium).
-// The @tensorflow/* packages the programs import (optional peers of wasm-batchnorm/tfjs) are
-// installed into the project too, offline, at the root install's versions.
+// The @tensorflow/* packages the programs import (optional peers of wasm-batchnorm/tfjs) are the
+// root install's, linked into the project's node_modules (an `npm install name@version --offline`
+// needs the registry's package metadata in npm's cache, which `npm ci` never fetches: a fresh
+// machine has only the tarballs).
 // The runnable blocks are compiled together by tsc (strict, skipLibCheck false) in a project made
 // the way the README's TypeScript note says (`npm init -y`, then "type": "module", "module":
 // "nodenext", "target": "es2022"), into which the `npm pack` tarball of the current sources is
@@ -12,7 +14,7 @@
 // README line (tsc diagnostics and stack frames are mapped back to README lines).
 import { beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO, TSC, installTarball, npmEnv, packPackage, run, runOk } from './helpers/package.js';
@@ -72,13 +74,14 @@ beforeAll(async () => {
   await runOk('npm', ['init', '-y'], { cwd: project, env: npmEnv(), timeoutMs: 30_000 });
   initType = JSON.parse(await readFile(path.join(project, 'package.json'), 'utf8')).type;
   await installTarball(project, tarball);
-  // The optional peers the blocks import (the TensorFlow.js example), as a user installs them:
-  // offline, at the versions of the root install (whose packages npm's cache holds).
+  // The optional peers the blocks import (the TensorFlow.js example): the root install's packages,
+  // linked (Node and tsc resolve a link by its real path: the peers' own dependencies come from the
+  // root install, and the package under test and the programs share one instance of each peer).
   const peers = [...new Set(programs.flatMap((b) => [...b.code.matchAll(/^import (?:.* from )?'(@tensorflow\/[\w-]+)';$/gm)].map((m) => m[1]!)))];
-  if (peers.length) {
-    const version = async (name: string) => (JSON.parse(await readFile(path.join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
-    const specs = await Promise.all(peers.map(async (name) => `${name}@${await version(name)}`));
-    await runOk('npm', ['install', ...specs, '--offline', '--no-audit', '--no-fund'], { cwd: project, env: npmEnv(), timeoutMs: 120_000 });
+  for (const name of peers) {
+    const link = path.join(project, 'node_modules', name);
+    await mkdir(path.dirname(link), { recursive: true });
+    await symlink(path.join(REPO, 'node_modules', name), link, 'dir');
   }
   // The file the safetensors example reads, as a user would have it next to their script.
   await copyFile(path.join(REPO, 'test/fixtures/model.safetensors'), path.join(project, 'model.safetensors'));
