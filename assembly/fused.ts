@@ -18,9 +18,9 @@
 // Only channels [c0, c1) are read and written (0 <= c0 <= c1 <= C): each channel's result
 // depends on that channel alone, so calls on disjoint channel ranges (threads) compose to the
 // bits of one call on all of them.
-// gamma, beta, mean, invStd are f32[C] (gamma or beta 0: no array, gamma = 1, beta = 0, as fold.ts); the f64[C] outputs are written for every channel (each
-// channel's two f64 output slots hold its running block sums until the channel is done), and
-// overlap nothing else.
+// gamma, beta, mean, invStd are f32[C] (a gamma or beta of 0: no array, gamma = 1, beta = 0, as in
+// fold.ts); the f64[C] outputs are written for every channel (each channel's two f64 output slots
+// hold its running block sums until the channel is done), and overlap nothing else.
 import { shiftOf as referenceOf, segmentsOf, planesOf, blockOffset, blockM2, mergedMean, mergedM2, sumShiftedRun } from './stats';
 import { normalizeRunSimd, normalizeRunScalar } from './normalize';
 import { gammaAt, invStdOf, shiftOf } from './fold';
