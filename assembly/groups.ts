@@ -128,7 +128,7 @@ const SILU = 0, DSILU = 1, DX = 2;
   return f32x4.mul(g, f32x4.mul(s, f32x4.add(one, f32x4.mul(z, v128.bitselect(w, u, pos)))));
 }
 
-// The SIMD loops compute 8 vectors (each loaded before any is stored: in place is safe), then store them.
+/** Stores the 8 vectors of one SIMD step at p. */
 // @ts-ignore: decorator
 @inline function store8(p: usize, y0: v128, y1: v128, y2: v128, y3: v128, y4: v128, y5: v128, y6: v128, y7: v128): void {
   v128.store(p, y0); v128.store(p, y1, 16); v128.store(p, y2, 32); v128.store(p, y3, 48);

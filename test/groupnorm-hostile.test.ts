@@ -123,4 +123,25 @@ describe('group counts, activations, PyTorch errors, aliasing', () => {
       t.free(); u.free();
     }
   });
+
+  // Planes and super-rows long enough for the SIMD kernels' 8-vector steps, single vectors and tails.
+  it.for([{ shape: [2, 6, 75], layout: 'NCHW' as const }, { shape: [2, 75, 6], layout: 'NHWC' as const }])(
+    'in place with SiLU through every SIMD path, $layout $shape: out = x (forward), out = dy or x (backward)', ({ shape, layout }) => {
+      const n = 900, xs = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 6), dys = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+      const w = Float32Array.from({ length: C }, (_, c) => c - 2), b = Float32Array.from({ length: C }, (_, c) => c / 3);
+      const base = { groups: 2, layout, weight: w, bias: b, activation: 'silu' as const };
+      const ref = groupNorm(engine, xs, shape, base);
+      const xi = xs.slice();
+      groupNorm(engine, xi, shape, { ...base, out: xi });
+      expect(Array.from(xi)).toEqual(Array.from(ref.y));
+      const opts = { ...base, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd };
+      const bref = groupNormBackward(engine, dys, xs, shape, opts);
+      const t = engine.tensor(dys), u = engine.tensor(xs);
+      groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: t.data });
+      expect(Array.from(t.data)).toEqual(Array.from(bref.dx));
+      t.set(dys);
+      groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: u.data });
+      expect(Array.from(u.data)).toEqual(Array.from(bref.dx));
+      t.free(); u.free();
+    });
 });
