@@ -209,35 +209,51 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, block: i32, b0: i3
     const superRows = total / <usize>L;
     for (let r0: usize = 0; r0 < superRows; r0 += groupRows) {
       const r1 = min(superRows, r0 + groupRows);
-      // Per vector of 4 period positions: the group's rows summed in f64x2 registers, two rows
-      // per step into separate chains (even/odd rows) to hide the add latency.
-      for (let j: usize = 0; j < <usize>L; j += 4) {
+      // Per walk down the group's rows, eight period positions (32 bytes of each row) summed in
+      // f64x2 registers, one row per step: four independent chains per sum hide the adds'
+      // latency. Eight positions rather than four halve the walks over each cache line
+      // (measured 1.17-1.28x faster from memory, 6272x1024 to 100352x256; the same in cache).
+      // A period of 4 mod 8 positions ends with one four-position walk.
+      let j: usize = 0;
+      for (; j + 8 <= <usize>L; j += 8) {
         const o = j << 3;
-        const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16);
-        let a0 = f64x2.splat(0), a1 = a0, e0 = a0, e1 = a0;
-        let q0 = a0, q1 = a0, r0s = a0, r1s = a0;
+        const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16), k2 = v128.load(shift + o, 32), k3 = v128.load(shift + o, 48);
+        let a0 = f64x2.splat(0), a1 = a0, a2 = a0, a3 = a0;
+        let q0 = a0, q1 = a0, q2 = a0, q3 = a0;
         let p = base + r0 * rowBytes + (j << 2);
-        let r = r0;
-        for (; r + 2 <= r1; r += 2, p += rowBytes << 1) {
-          const p2 = p + rowBytes; // immediate offsets below: no address arithmetic per load
+        for (let r = r0; r < r1; r++, p += rowBytes) {
           const d0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p)), k0);
           const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 8)), k1);
-          const f0 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2)), k0);
-          const f1 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p2, 8)), k1);
+          const d2 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 16)), k2);
+          const d3 = f64x2.sub(f64x2.promote_low_f32x4(v128.load64_zero(p, 24)), k3);
           a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
           a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
-          e0 = f64x2.add(e0, f0); r0s = maddF64x2(f0, f0, r0s);
-          e1 = f64x2.add(e1, f1); r1s = maddF64x2(f1, f1, r1s);
+          a2 = f64x2.add(a2, d2); q2 = maddF64x2(d2, d2, q2);
+          a3 = f64x2.add(a3, d3); q3 = maddF64x2(d3, d3, q3);
         }
-        if (r < r1) {
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), q0));
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), q1), 16);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), q2), 32);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), q3), 48);
+      }
+      for (; j < <usize>L; j += 4) {
+        const o = j << 3;
+        const k0 = v128.load(shift + o), k1 = v128.load(shift + o, 16);
+        let a0 = f64x2.splat(0), a1 = a0, q0 = a0, q1 = a0;
+        let p = base + r0 * rowBytes + (j << 2);
+        for (let r = r0; r < r1; r++, p += rowBytes) {
           const d0 = f64x2.sub(loadF32x2AsF64(p), k0), d1 = f64x2.sub(loadF32x2AsF64(p + 8), k1);
           a0 = f64x2.add(a0, d0); q0 = maddF64x2(d0, d0, q0);
           a1 = f64x2.add(a1, d1); q1 = maddF64x2(d1, d1, q1);
         }
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), f64x2.add(a0, e0)));
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), f64x2.add(a1, e1)), 16);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), f64x2.add(q0, r0s)));
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), f64x2.add(q1, r1s)), 16);
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
+        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), q0));
+        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), q1), 16);
       }
     }
     for (let i = superRows * <usize>L, j: usize = 0; i < total; i++, j++) {
