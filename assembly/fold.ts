@@ -44,13 +44,23 @@ export function foldF32(
   C: i32, mean: usize, v: usize, divisor: f64, eps: f64, gamma: usize, beta: usize,
   meanHi: usize, scale: usize, shift: usize, invStd: usize,
 ): void {
+  // v / 1 is v: the running statistics' fold (divisor 1) leaves the division out, the same bits.
+  if (divisor == 1) foldAs(C, mean, v, divisor, eps, gamma, beta, meanHi, scale, shift, invStd, true);
+  else foldAs(C, mean, v, divisor, eps, gamma, beta, meanHi, scale, shift, invStd, false);
+}
+
+// @ts-ignore: decorator
+@inline function foldAs(
+  C: i32, mean: usize, v: usize, divisor: f64, eps: f64, gamma: usize, beta: usize,
+  meanHi: usize, scale: usize, shift: usize, invStd: usize, unit: bool,
+): void {
   let c = 0;
   if (ASC_FEATURE_SIMD) {
     const one = f64x2.splat(1), dv = f64x2.splat(divisor), ep = f64x2.splat(eps), inf = f64x2.splat(Infinity);
     for (; c + 2 <= C; c += 2) {
       const o = <usize>c << 3, p = <usize>c << 2;
-      const mu = v128.load(mean + o);
-      const s = f64x2.div(one, f64x2.sqrt(f64x2.add(f64x2.div(v128.load(v + o), dv), ep)));
+      const mu = v128.load(mean + o), vv = v128.load(v + o);
+      const s = f64x2.div(one, f64x2.sqrt(f64x2.add(unit ? vv : f64x2.div(vv, dv), ep)));
       const hi = f32x4.demote_f64x2_zero(mu), hi64 = f64x2.promote_low_f32x4(hi);
       // meanLoOf: f32(mean − hi) where hi is finite, else 0.
       const lo = f32x4.demote_f64x2_zero(v128.and(f64x2.sub(mu, hi64), f64x2.lt(f64x2.abs(hi64), inf)));

@@ -92,6 +92,18 @@ export class CallScope {
     return [both.subarray(0, length), both.subarray(length)];
   }
   /**
+   * The kernels' pointer for a pinned input (pinned before allocate(): a view that memory growth
+   * detaches reads as empty): its own bytes when resident, read in place (nothing copied; the
+   * aliasing rules keep every written argument disjoint from it), else `copy`, filled here; 0
+   * when absent.
+   */
+  place(a: Float32Array | null, p: Pinned | null, copy: number): number {
+    if (a === null || p === null) return 0;
+    if (p.resident) return p.ptr;
+    this.setF32(copy, a);
+    return copy;
+  }
+  /**
    * A per-channel argument that stays readable whatever memory does: a copy if it lives in wasm
    * memory that may detach (`pinned`: its pin, when it has one, saves reading its buffer again).
    * A shared memory never detaches, so its views stay readable as they are (and a copy out of a

@@ -516,3 +516,43 @@ describe('memory growth never leaves a stale view without a clear error', () => 
     expect(Array.from(t.data)).toEqual([0, 0, 0]);
   });
 });
+
+describe('per-channel arguments in wasm memory are read and updated in place', () => {
+  // Resident weight, bias and running statistics (forward) and weight, saveMean, saveInvStd
+  // (backward) are passed to the kernels by address, not copied. The call pins them before its
+  // scratch is allocated, so they must still read right when that allocation grows memory
+  // (detaching every view): here a plain x of 2^20 values needs 4 MiB of scratch on an engine
+  // that has not got it. Bits must equal the same call with plain arrays.
+  it.each(['NCHW', 'NHWC'] as const)('%s: training, eval and backward give the bits of plain arrays, also when the call grows memory', async (layout) => {
+    const shape = layout === 'NCHW' ? [4, 6, 256, 171] : [4, 256, 171, 6], C = 6, n = product(shape);
+    const x = data(n, 41), dy = data(n, 42);
+    const w = Float32Array.from([1.5, -0.5, 2, 1, 0.25, -3]), b = Float32Array.from([0.1, 0.2, -0.3, 0, 5, -1]);
+    const rm0 = Float32Array.from([0.5, -1, 2, 0, 3, 1]), rv0 = Float32Array.from([1, 2, 0.5, 4, 1, 3]);
+    const plain = await createEngine({ simd: true, threads: 1 }), engine = await createEngine({ simd: true, threads: 1 });
+    const rmP = rm0.slice(), rvP = rv0.slice();
+    const trainP = plain.forward(x, shape, { layout, training: true, weight: w, bias: b, runningMean: rmP, runningVar: rvP });
+    const evalP = plain.forward(x, shape, { layout, training: false, weight: w, bias: b, runningMean: rmP, runningVar: rvP });
+    const bwdP = plain.backward(dy, x, shape, { layout, training: true, weight: w, saveMean: trainP.saveMean, saveInvStd: trainP.saveInvStd });
+
+    const tw = engine.tensor(w), tb = engine.tensor(b), trm = engine.tensor(rm0), trv = engine.tensor(rv0);
+    const bytes = engine.info().memoryBytes;
+    const train = engine.forward(x, shape, { layout, training: true, weight: tw.data, bias: tb.data, runningMean: trm.data, runningVar: trv.data });
+    expect(engine.info().memoryBytes, 'the call grew memory').toBeGreaterThan(bytes);
+    sameBytes(train.y, trainP.y, 'training y');
+    sameBytes(train.saveMean, trainP.saveMean, 'saveMean');
+    sameBytes(train.saveInvStd, trainP.saveInvStd, 'saveInvStd');
+    sameBytes(trm.data, rmP, 'runningMean, updated in place');
+    sameBytes(trv.data, rvP, 'runningVar, updated in place');
+    const evalR = engine.forward(x, shape, { layout, training: false, weight: tw.data, bias: tb.data, runningMean: trm.data, runningVar: trv.data });
+    sameBytes(evalR.y, evalP.y, 'eval y');
+    const tsm = engine.tensor(train.saveMean), tsi = engine.tensor(train.saveInvStd);
+    const bwd = engine.backward(dy, x, shape, { layout, training: true, weight: tw.data, saveMean: tsm.data, saveInvStd: tsi.data });
+    sameBytes(bwd.dx, bwdP.dx, 'dx');
+    sameBytes(bwd.dweight, bwdP.dweight, 'dweight');
+    sameBytes(bwd.dbias, bwdP.dbias, 'dbias');
+    sameBytes(tw.data, w, 'weight untouched');
+    sameBytes(tsm.data, train.saveMean, 'saveMean untouched');
+    plain.dispose();
+    engine.dispose();
+  });
+});

@@ -209,7 +209,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
-  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean, rmPin), rv = scope.stable(f.runningVar, rvPin);
+  const wPin = f.weight === null ? null : scope.pin(f.weight), bPin = f.bias === null ? null : scope.pin(f.bias);
   const T = threadsFor(engine.pool, g.size);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
@@ -222,15 +222,12 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     const xPtr = xPin.resident ? xPin.ptr : xCopy;
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     if (!xPin.resident) scope.setF32(xPtr, f.x);
-    // gamma, beta: 0 when absent (the kernels take gamma = 1, beta = 0: nothing to copy in).
-    const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, gamma = w ? params + 12 * C : 0, beta = b ? params + 16 * C : 0;
-    const runMean = params + 20 * C, runVar = params + 24 * C, saved = params + 28 * C;
-    if (w) scope.setF32(gamma, w);
-    if (b) scope.setF32(beta, b);
-    if (rm) {
-      scope.setF32(runMean, rm);
-      scope.setF32(runVar, rv!);
-    }
+    // Per-channel inputs read in place when resident, else copied into params; gamma, beta: 0 when
+    // absent (the kernels take gamma = 1, beta = 0: nothing to copy in). Resident running
+    // statistics are updated in place by the last kernel, updateRunningF32.
+    const meanHi = params, scale = params + 4 * C, shift = params + 8 * C, saved = params + 28 * C;
+    const gamma = scope.place(f.weight, wPin, params + 12 * C), beta = scope.place(f.bias, bPin, params + 16 * C);
+    const runMean = scope.place(f.runningMean, rmPin, params + 20 * C), runVar = scope.place(f.runningVar, rvPin, params + 24 * C);
 
     if (plan.path === 'fused') {
       runChannels(engine, 'forwardTrainNchwF32', C, T,
@@ -256,10 +253,8 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     const [saveMean, saveInvStd] = scope.readF32Pair(saved, C);
     const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
     if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
-    if (update) {
-      scope.live(f.runningMean!, rmPin!).set(scope.f32(runMean, C));
-      scope.live(f.runningVar!, rvPin!).set(scope.f32(runVar, C));
-    }
+    if (update && !rmPin!.resident) f.runningMean!.set(scope.f32(runMean, C));
+    if (update && !rvPin!.resident) f.runningVar!.set(scope.f32(runVar, C));
     return { y, saveMean, saveInvStd };
   } finally {
     scope.release();
@@ -339,7 +334,7 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
   const scope = new CallScope(engine);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const yPin = b.y === null ? null : scope.pin(b.y);
-  const w = scope.stable(b.weight), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  const wPin = b.weight === null ? null : scope.pin(b.weight), meanPin = scope.pin(b.saveMean), invStdPin = scope.pin(b.saveInvStd);
   const T = threadsFor(engine.pool, g.size);
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
@@ -356,11 +351,10 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     if (!dyPin.resident) scope.setF32(dyPtr, b.dy);
     if (!xPin.resident) scope.setF32(xPtr, b.x);
     if (yPin !== null && !yPin.resident) scope.setF32(yPtr, b.y!);
-    const meanPtr = params, invStdPtr = params + 4 * C, gamma = w ? params + 8 * C : 0; // 0: gamma = 1 (fold.ts)
+    // Per-channel inputs read in place when resident, else copied into params (gamma 0: gamma = 1, fold.ts).
+    const meanPtr = scope.place(b.saveMean, meanPin, params), invStdPtr = scope.place(b.saveInvStd, invStdPin, params + 4 * C);
+    const gamma = scope.place(b.weight, wPin, params + 8 * C);
     const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C, dweight = params + 24 * C, dbias = params + 28 * C;
-    scope.setF32(meanPtr, mean);
-    scope.setF32(invStdPtr, invStd);
-    if (w) scope.setF32(gamma, w);
 
     if (plan.path === 'fused') {
       runChannels(engine, 'backwardNchwF32', C, T,

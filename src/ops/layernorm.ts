@@ -166,14 +166,6 @@ function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, cent
   return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut }, o };
 }
 
-/** The kernels' pointer for a pinned input: its own bytes when resident, else `copy`, filled here; 0 when absent. */
-function place(scope: CallScope, a: Float32Array | null, p: Pinned | null, copy: number): number {
-  if (a === null || p === null) return 0;
-  if (p.resident) return p.ptr;
-  scope.setF32(copy, a);
-  return copy;
-}
-
 const pinOf = (scope: CallScope, a: Float32Array | null): Pinned | null => (a === null ? null : scope.pin(a));
 
 /**
@@ -197,8 +189,8 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     ]);
     const params = ws + plan.workspace.params, stats = ws + plan.workspace.stats;
     const saved = ws + plan.workspace.saved, partials = ws + plan.workspace.partials;
-    const xPtr = place(scope, c.x, xPin, xCopy), rPtr = place(scope, c.residual, rPin, rCopy);
-    const wPtr = place(scope, c.weight, wPin, params), bPtr = place(scope, c.bias, bPin, params + 4 * D);
+    const xPtr = scope.place(c.x, xPin, xCopy), rPtr = scope.place(c.residual, rPin, rCopy);
+    const wPtr = scope.place(c.weight, wPin, params), bPtr = scope.place(c.bias, bPin, params + 4 * D);
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
     const sumPtr = rPin === null ? 0 : sumPin?.resident ? sumPin.ptr : rPin.resident ? sumScratch : rPtr;
     // On T threads by row ranges: a row's statistics and values depend on that row alone.
@@ -300,9 +292,9 @@ export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: 
     ]);
     const params = ws + plan.workspace.params, sums = ws + plan.workspace.sums, grads = ws + plan.workspace.grads;
     const partials = ws + plan.workspace.partials;
-    const dyPtr = place(scope, c.dy, dyPin, dyCopy), xPtr = place(scope, c.x, xPin, xCopy);
-    const wPtr = place(scope, c.weight, wPin, params);
-    const meanPtr = place(scope, c.mean, meanPin, params + 4 * D), invPtr = place(scope, c.inv, invPin, params + 4 * D + 4 * R);
+    const dyPtr = scope.place(c.dy, dyPin, dyCopy), xPtr = scope.place(c.x, xPin, xCopy);
+    const wPtr = scope.place(c.weight, wPin, params);
+    const meanPtr = scope.place(c.mean, meanPin, params + 4 * D), invPtr = scope.place(c.inv, invPin, params + 4 * D + 4 * R);
     const dxPtr = outPin?.resident ? outPin.ptr : dyPin.resident ? dxScratch : dyPtr;
     // Row blocks on up to T threads by block ranges; the column partials merged in block order.
     const T = threadsFor(engine.pool, size), BR = plan.blockRows;
