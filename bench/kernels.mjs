@@ -14,13 +14,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { engineFor, unsupportedBuild } from './contenders/engines.mjs';
-import { KERNELS, KERNEL_NAMES, blocksNchw, blocksRows } from '../dist/wasm/kernels.js';
+import { KERNELS, KERNEL_NAMES } from '../dist/wasm/kernels.js';
+import { BLOCK, scalars, applies } from './kernel-args.mjs';
 import { BUILDS, BUILD_NAMES } from '../dist/wasm/builds.js';
 import { selectCases } from './shapes.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values: args } = parseArgs({ options: { all: { type: 'boolean', default: false }, shapes: { type: 'string' }, builds: { type: 'string' } } });
-const BLOCK = 2048; // src/exec.ts STATS_BLOCK
 
 const wanted = args.builds ? args.builds.split(',').map((b) => b.trim()) : BUILD_NAMES.filter((b) => BUILDS[b].features.includes('simd')).reverse();
 for (const b of wanted) if (!BUILD_NAMES.includes(b)) throw new Error(`--builds: unknown build ${b}; expected one of ${BUILD_NAMES.join(', ')}`);
@@ -33,23 +33,6 @@ for (const build of wanted) {
 if (!engines.length) throw new Error(`none of ${wanted.join(', ')} runs here`);
 const builds = engines.map((e) => e.build);
 const cases = selectCases({ quick: !args.all && !args.shapes, filter: args.shapes ?? null });
-
-/** Scalar arguments of a kernel on one case (the names the registry uses). */
-function scalars(spec, c) {
-  const C = c.C, count = c.size / C;
-  const nchw = c.layout === 'NCHW' && c.shape.length > 2;
-  const inner = nchw ? c.size / (c.shape[0] * C) : 1, outer = nchw ? c.shape[0] : count;
-  const blocks = spec.layout === 'channels-last' ? blocksRows(count, BLOCK) : blocksNchw(outer, inner, BLOCK);
-  return {
-    outer, C, inner, rows: count, block: BLOCK, b0: 0, b1: blocks, blocks,
-    training: 1, xmu: 1, eps: 1e-5, lower: -Infinity, divisor: count, momentum: 0.1, n: count,
-  };
-}
-
-function applies(spec, c) {
-  const channelsLast = c.layout === 'NHWC' || c.shape.length === 2;
-  return spec.layout === 'per-channel' || (spec.layout === 'channels-last') === channelsLast;
-}
 
 const rows = [];
 for (const c of cases) {

@@ -52,6 +52,24 @@ describe('the build table and the registry agree with the modules', () => {
     for (const b of BUILD_NAMES) expect(BUILD_TABLE[b].url().pathname).toMatch(new RegExp(`/build/batchnorm\\.${b}\\.wasm$`));
   });
 
+  it('bench/kernels.mjs enumerates the registry: every kernel runs on some bench case with every argument it declares, its ranges whole', async () => {
+    const { scalars, applies } = await import('../bench/kernel-args.mjs');
+    const { selectCases } = await import('../bench/shapes.mjs');
+    const cases = selectCases();
+    for (const name of KERNEL_NAMES) {
+      const spec = KERNELS[name];
+      const on = cases.filter((c: unknown) => applies(spec, c));
+      expect(on.length, `${name}: bench cases`).toBeGreaterThan(0);
+      for (const c of on) {
+        const v = scalars(spec, c); // throws on an argument it has no value for
+        const names = spec.args.map((a) => a.name);
+        if (names.includes('b1')) expect(v.b1, `${name} on ${c.id}: blocks`).toBeGreaterThan(v.b0);
+        if (names.includes('c1')) expect(v.c1, `${name} on ${c.id}: channels`).toBe(c.C);
+        if (names.includes('blockRows')) expect(v.blockRows * v.b1, `${name} on ${c.id}: rows`).toBeGreaterThanOrEqual(v.rows);
+      }
+    }
+  });
+
   it.for(BUILD_NAMES)('%s: exports exactly the registry\'s kernels, with their arity, and its simdEnabled flag', async (build, ctx) => {
     ctx.skip(unsupported(build) !== null, unsupported(build) ?? '');
     const engine = await makeEngine(build);
