@@ -10,13 +10,24 @@ import { STATS_BLOCK, channelsLast, statsBlocks, workspaceBytes } from './exec.j
 import { blocksNchw, blocksRows } from './wasm/kernels.js';
 
 /**
- * Smallest (n, c) plane, in values, for the channel-at-a-time NCHW kernels (assembly/fused.ts);
- * measured here: separate passes win at 784 values (28×28), fused ones at 3136 (56×56).
- * Their win is reading a channel twice while it is in cache; their cost is jumping C·inner·4
- * bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's N,C,L with
- * short L) turn into a latency-bound walk. Below this, the separate passes stream in memory order.
+ * When the channel-at-a-time NCHW kernels (assembly/fused.ts) run instead of the separate
+ * passes: planes of at least FUSED_MIN_INNER values and at most FUSED_MAX_OUTER of them per
+ * channel. Their win is reading a channel twice while it is in cache; their cost is jumping
+ * C·inner·4 bytes between a channel's planes, which small planes (ResNet's 7×7, BatchNorm1d's
+ * N,C,L with short L) turn into a latency-bound walk (an Intel Xeon measured separate passes
+ * faster at 784 values, 28×28, fused ones at 3136, 56×56) and many planes per channel into one
+ * stream restart per plane. Measured on an AMD EPYC (Zen 4, Node 24, fused ÷ separate, training
+ * and backward): 8 to 32 planes per channel 1.28–1.68× slower (32×64×56×56, 32×256×56×56,
+ * 16×64×56×56, 32×32×32×32), 4 planes 0.99–1.08×, 1–2 planes 0.91–1.04× (the backward of a
+ * 16–33 MB tensor 0.91–0.96×: the second read from cache). Otherwise the separate passes stream
+ * in memory order; both paths give the same bits (assembly/stats.ts).
  */
-export const FUSED_MIN_INNER = 1024;
+const FUSED_MIN_INNER = 1024;
+const FUSED_MAX_OUTER = 2;
+
+function fusedNchw(g: Geometry): boolean {
+  return g.inner >= FUSED_MIN_INNER && g.outer <= FUSED_MAX_OUTER;
+}
 
 /** Regions of one workspace: name -> byte offset, plus the total. Every region 64-byte aligned. */
 export type Regions<K extends string> = { readonly [P in K]: number } & { readonly bytes: number };
@@ -116,7 +127,7 @@ export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
   const slot = stats === 'batch' ? 'forward batch' : stats === 'running' ? 'forward running' : 'forward given';
   return cached(slot, 'forward', g, stats, () => {
     const C = g.channels, last = channelsLast(g);
-    const path = stats === 'batch' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
+    const path = stats === 'batch' && !last && fusedNchw(g) ? 'fused' : 'separate';
     const blocks = stats === 'batch' && path === 'separate' ? statsBlocks(g) : 0;
     return {
       g, path, channelsLast: last, stats, blocks,
@@ -128,7 +139,7 @@ export function forwardPlan(g: Geometry, stats: StatsSource): ForwardPlan {
 export function backwardPlan(g: Geometry, sums: 'local' | 'given'): BackwardPlan {
   return cached(sums === 'local' ? 'backward local' : 'backward given', 'backward', g, sums, () => {
     const C = g.channels, last = channelsLast(g);
-    const path = sums === 'local' && !last && g.inner >= FUSED_MIN_INNER ? 'fused' : 'separate';
+    const path = sums === 'local' && !last && fusedNchw(g) ? 'fused' : 'separate';
     const blocks = sums === 'local' && path === 'separate' ? statsBlocks(g) : 0;
     return {
       g, channelsLast: last, sums, path, blocks,
