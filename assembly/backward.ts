@@ -33,7 +33,7 @@
 // dx: SIMD lanes, scalar tails and the scalar build do the same f32 operations: bit-identical.
 import { periodOf, rowPeriodOf, groupRowsOf, QUAD_ROWS_MAX_BYTES, tileF32, tileF32AsF64, zeroF64, foldPeriodF64 } from './period';
 import { segmentsOf, planesOf } from './stats';
-import { loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64, maddF64x2 } from './simd';
+import { addF64x2x4, loadF32x2AsF64, promoteHigh, grad1, grad4, grad2AsF64, maddF64x2 } from './simd';
 
 // @ts-ignore: decorator
 @inline function dx1(g: f32, px: usize, k: usize, m: f32, k1: f32, k2: f32, k3: f32, training: bool): f32 {
@@ -215,14 +215,8 @@ export function backwardReduceNhwcF32Simd(
           a2 = f64x2.add(a2, g2); e2 = maddF64x2(g2, f64x2.sub(loadF32x2AsF64(x + k + 16), m2), e2);
           a3 = f64x2.add(a3, g3); e3 = maddF64x2(g3, f64x2.sub(loadF32x2AsF64(x + k + 24), m3), e3);
         }
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), e0));
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), e1), 16);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), e2), 32);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), e3), 48);
+        addF64x2x4(acc1 + o, a0, a1, a2, a3);
+        addF64x2x4(acc2 + o, e0, e1, e2, e3);
       }
       for (; j < <usize>L; j += 4) {
         const o = j << 3;

@@ -25,6 +25,15 @@
   return f64x2.add(c, f64x2.mul(a, b));
 }
 
+/** Adds four f64x2 sums to the 64 bytes at p (register chains flushed into their accumulators). */
+// @ts-ignore: decorator
+@inline export function addF64x2x4(p: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  v128.store(p, f64x2.add(v128.load(p), a0));
+  v128.store(p, f64x2.add(v128.load(p, 16), a1), 16);
+  v128.store(p, f64x2.add(v128.load(p, 32), a2), 32);
+  v128.store(p, f64x2.add(v128.load(p, 48), a3), 48);
+}
+
 /** The two f32 values at p (8 bytes) promoted to f64x2: a load and a convert, no shuffle. */
 // @ts-ignore: decorator
 @inline export function loadF32x2AsF64(p: usize): v128 {

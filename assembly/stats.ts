@@ -35,7 +35,7 @@
 // relaxed-SIMD build's squares round once where the hardware fuses them into their sum
 // (maddF64x2, simd.ts).
 import { periodOf, groupRowsOf, tileF64InPlace, zeroF64, foldPeriodF64 } from './period';
-import { loadF32x2AsF64, maddF64x2 } from './simd';
+import { addF64x2x4, loadF32x2AsF64, maddF64x2 } from './simd';
 
 // @ts-ignore: decorator
 @inline export function shiftOf(v: f32): f64 {
@@ -231,14 +231,8 @@ export function statsNhwcF32Simd(x: usize, rows: i32, C: i32, block: i32, b0: i3
           a2 = f64x2.add(a2, d2); q2 = maddF64x2(d2, d2, q2);
           a3 = f64x2.add(a3, d3); q3 = maddF64x2(d3, d3, q3);
         }
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o), a0));
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 16), a1), 16);
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 32), a2), 32);
-        v128.store(acc1 + o, f64x2.add(v128.load(acc1 + o, 48), a3), 48);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o), q0));
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 16), q1), 16);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 32), q2), 32);
-        v128.store(acc2 + o, f64x2.add(v128.load(acc2 + o, 48), q3), 48);
+        addF64x2x4(acc1 + o, a0, a1, a2, a3);
+        addF64x2x4(acc2 + o, q0, q1, q2, q3);
       }
       for (; j < <usize>L; j += 4) {
         const o = j << 3;

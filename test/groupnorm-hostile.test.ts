@@ -105,23 +105,26 @@ describe('group counts, activations, PyTorch errors, aliasing', () => {
     rejects(() => instanceNormBackward(engine, dy, xs, SHAPE, { ...saved(12), out }), InvalidArgumentError, 'opts.out', [buf]);
   });
 
+  /** GroupNorm in place (out = x forward; out = dy, then out = x backward) gives the out-of-place bits. */
+  function expectInPlace(xs: Float32Array, dys: Float32Array, shape: number[], base: Parameters<typeof groupNorm>[3]): void {
+    const ref = groupNorm(engine, xs, shape, base);
+    const xi = xs.slice();
+    expect(groupNorm(engine, xi, shape, { ...base, out: xi }).y).toBe(xi);
+    expect(Array.from(xi)).toEqual(Array.from(ref.y));
+    const opts = { ...base, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd };
+    const bref = groupNormBackward(engine, dys, xs, shape, opts);
+    const t = engine.tensor(dys), u = engine.tensor(xs);
+    groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: t.data });
+    expect(Array.from(t.data)).toEqual(Array.from(bref.dx));
+    t.set(dys);
+    groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: u.data });
+    expect(Array.from(u.data)).toEqual(Array.from(bref.dx));
+    t.free(); u.free();
+  }
+
   it('in place: out = x (forward), out = dy or x (backward, also with SiLU) give the out-of-place results', () => {
     const w = Float32Array.from({ length: C }, (_, c) => c - 2), b = Float32Array.from({ length: C }, (_, c) => c / 3);
-    for (const activation of ['none', 'silu'] as const) {
-      const ref = groupNorm(engine, x, SHAPE, { groups: 2, weight: w, bias: b, activation });
-      const xi = x.slice();
-      expect(groupNorm(engine, xi, SHAPE, { groups: 2, weight: w, bias: b, activation, out: xi }).y).toBe(xi);
-      expect(Array.from(xi)).toEqual(Array.from(ref.y));
-      const opts = { groups: 2, weight: w, bias: b, activation, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd };
-      const bref = groupNormBackward(engine, dy, x, SHAPE, opts);
-      const t = engine.tensor(dy), u = engine.tensor(x);
-      groupNormBackward(engine, t.data, u.data, SHAPE, { ...opts, out: t.data });
-      expect(Array.from(t.data)).toEqual(Array.from(bref.dx));
-      t.set(dy);
-      groupNormBackward(engine, t.data, u.data, SHAPE, { ...opts, out: u.data });
-      expect(Array.from(u.data)).toEqual(Array.from(bref.dx));
-      t.free(); u.free();
-    }
+    for (const activation of ['none', 'silu'] as const) expectInPlace(x, dy, SHAPE, { groups: 2, weight: w, bias: b, activation });
   });
 
   // Planes and super-rows long enough for the SIMD kernels' 8-vector steps, single vectors and tails.
@@ -129,19 +132,6 @@ describe('group counts, activations, PyTorch errors, aliasing', () => {
     'in place with SiLU through every SIMD path, $layout $shape: out = x (forward), out = dy or x (backward)', ({ shape, layout }) => {
       const n = 900, xs = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 6), dys = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
       const w = Float32Array.from({ length: C }, (_, c) => c - 2), b = Float32Array.from({ length: C }, (_, c) => c / 3);
-      const base = { groups: 2, layout, weight: w, bias: b, activation: 'silu' as const };
-      const ref = groupNorm(engine, xs, shape, base);
-      const xi = xs.slice();
-      groupNorm(engine, xi, shape, { ...base, out: xi });
-      expect(Array.from(xi)).toEqual(Array.from(ref.y));
-      const opts = { ...base, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd };
-      const bref = groupNormBackward(engine, dys, xs, shape, opts);
-      const t = engine.tensor(dys), u = engine.tensor(xs);
-      groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: t.data });
-      expect(Array.from(t.data)).toEqual(Array.from(bref.dx));
-      t.set(dys);
-      groupNormBackward(engine, t.data, u.data, shape, { ...opts, out: u.data });
-      expect(Array.from(u.data)).toEqual(Array.from(bref.dx));
-      t.free(); u.free();
+      expectInPlace(xs, dys, shape, { groups: 2, layout, weight: w, bias: b, activation: 'silu' });
     });
 });
