@@ -108,24 +108,40 @@ const floor = {
 const ours = {
   id: 'ours',
   async setup(c, inp, engine) {
+    // Zero-copy, as the batch-norm bench's: every array lives in the engine's memory, every output
+    // (y, dx, the sum, the saved statistics, the parameter gradients) has a destination.
     const x = engine.tensor(inp.x), dy = engine.tensor(inp.dy), y = engine.tensor(c.size), dx = engine.tensor(c.size);
     const res = c.residual ? engine.tensor(inp.residual) : null, sum = c.residual ? engine.tensor(c.size) : null;
-    const w = inp.weight, b = inp.bias;
-    let saved = null;
-    const fw = {
-      layerNorm: () => pkg.layerNorm(engine, x.data, c.shape, { normalizedShape: [c.D], weight: w, bias: b, eps: EPS, out: y.data, ...(res ? { residual: res.data, sumOut: sum.data } : {}) }),
-      rmsNorm: () => pkg.rmsNorm(engine, x.data, c.shape, { normalizedShape: [c.D], weight: w, eps: EPS, out: y.data, ...(res ? { residual: res.data, sumOut: sum.data } : {}) }),
-      groupNorm: () => pkg.groupNorm(engine, x.data, c.shape, { groups: c.groups, layout: c.layout, weight: w, bias: b, eps: EPS, activation: c.silu ? 'silu' : 'none', out: y.data }),
-      instanceNorm: () => pkg.instanceNorm(engine, x.data, c.shape, { layout: c.layout, weight: w, bias: b, eps: EPS, out: y.data }),
-    }[c.op];
-    saved = fw();
+    const rows = c.op === 'layerNorm' || c.op === 'rmsNorm';
+    const params = rows ? c.D : c.C, stats = rows ? c.size / c.D : c.shape[0] * (c.op === 'groupNorm' ? c.groups : c.C);
+    const wT = engine.tensor(inp.weight), bT = inp.bias ? engine.tensor(inp.bias) : null;
+    const sm = engine.tensor(stats), si = engine.tensor(stats), dwT = engine.tensor(params), dbT = engine.tensor(params);
     // Views are read at each call: a call may grow the memory, detaching earlier views.
+    const w = () => wT.data, b = () => bT?.data;
+    const outs = () => ({ saveMeanOut: sm.data, saveInvStdOut: si.data });
+    const resOpts = () => (res ? { residual: res.data, sumOut: sum.data } : {});
+    const fw = {
+      layerNorm: () => pkg.layerNorm(engine, x.data, c.shape, { normalizedShape: [c.D], weight: w(), bias: b(), eps: EPS, out: y.data, ...resOpts(), ...outs() }),
+      rmsNorm: () => pkg.rmsNorm(engine, x.data, c.shape, { normalizedShape: [c.D], weight: w(), eps: EPS, out: y.data, ...resOpts(), saveInvRmsOut: si.data }),
+      groupNorm: () => pkg.groupNorm(engine, x.data, c.shape, {
+        groups: c.groups, layout: c.layout, weight: w(), bias: b(), eps: EPS, activation: c.silu ? 'silu' : 'none', out: y.data, ...outs(),
+      }),
+      instanceNorm: () => pkg.instanceNorm(engine, x.data, c.shape, { layout: c.layout, weight: w(), bias: b(), eps: EPS, out: y.data, ...outs() }),
+    }[c.op];
+    fw();
     const src = () => (c.residual ? sum.data : x.data);
+    const grads = () => ({ dweightOut: dwT.data, dbiasOut: dbT.data });
     const bw = {
-      layerNorm: () => pkg.layerNormBackward(engine, dy.data, src(), c.shape, { normalizedShape: [c.D], weight: w, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, out: dx.data }),
-      rmsNorm: () => pkg.rmsNormBackward(engine, dy.data, src(), c.shape, { normalizedShape: [c.D], weight: w, saveInvRms: saved.saveInvRms, out: dx.data }),
-      groupNorm: () => pkg.groupNormBackward(engine, dy.data, x.data, c.shape, { groups: c.groups, layout: c.layout, weight: w, bias: b, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, activation: c.silu ? 'silu' : 'none', out: dx.data }),
-      instanceNorm: () => pkg.instanceNormBackward(engine, dy.data, x.data, c.shape, { layout: c.layout, weight: w, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd, out: dx.data }),
+      layerNorm: () => pkg.layerNormBackward(engine, dy.data, src(), c.shape, {
+        normalizedShape: [c.D], weight: w(), saveMean: sm.data, saveInvStd: si.data, out: dx.data, ...grads(),
+      }),
+      rmsNorm: () => pkg.rmsNormBackward(engine, dy.data, src(), c.shape, { normalizedShape: [c.D], weight: w(), saveInvRms: si.data, out: dx.data, dweightOut: dwT.data }),
+      groupNorm: () => pkg.groupNormBackward(engine, dy.data, x.data, c.shape, {
+        groups: c.groups, layout: c.layout, weight: w(), bias: b(), saveMean: sm.data, saveInvStd: si.data, activation: c.silu ? 'silu' : 'none', out: dx.data, ...grads(),
+      }),
+      instanceNorm: () => pkg.instanceNormBackward(engine, dy.data, x.data, c.shape, {
+        layout: c.layout, weight: w(), saveMean: sm.data, saveInvStd: si.data, out: dx.data, ...grads(),
+      }),
     }[c.op];
     return { forward: fw, backward: bw, output: () => y.data };
   },

@@ -1,8 +1,8 @@
 // `node bench/threads.mjs [--quick] [--threads 1,2,4] [--rounds 15]` (part of `npm run bench`):
 // thread scaling of batch norm. For each case (the bench's shape set, bench/shapes.mjs, plus
 // issue 13's 32×64×56×56 in both layouts) and op (inference, training forward, backward), one
-// engine per thread count runs the same zero-copy call (tensors in wasm memory, outputs in
-// place), the engines interleaved round by round so that the machine's noise hits them alike;
+// engine per thread count runs the same zero-copy call (every array in wasm memory, every output
+// into a destination), the engines interleaved round by round so that the machine's noise hits them alike;
 // each cell is the median over rounds of a batch's ms per call. Every threaded result is
 // checked bit for bit against threads: 1. Writes bench/results/threads.{json,md}.
 import os from 'node:os';
@@ -47,20 +47,31 @@ function median(a) {
   return s[s.length >> 1];
 }
 
-/** One zero-copy call per op on one engine's tensors; returns the call and the outputs to compare. */
+/**
+ * One zero-copy call per op on one engine's tensors (every array resident, every output with a
+ * destination, as bench/contenders/ours.mjs); returns the calls and the outputs to compare.
+ */
 function setup(engine, c) {
-  const r = mulberry32(7), n = c.size;
+  const r = mulberry32(7), n = c.size, C = c.C;
   const x = engine.tensor(n), dy = engine.tensor(n), y = engine.tensor(n), dx = engine.tensor(n);
+  const rm = engine.tensor(new Float32Array(C).fill(0.1)), rv = engine.tensor(new Float32Array(C).fill(1.5));
+  const saveMean = engine.tensor(C), saveInvStd = engine.tensor(C); // the training forward's, read by the backward
+  const mean = engine.tensor(C), invStd = engine.tensor(C), dweight = engine.tensor(C), dbias = engine.tensor(C);
+  const all = [x, dy, y, dx, rm, rv, saveMean, saveInvStd, mean, invStd, dweight, dbias];
   const xd = x.data, dyd = dy.data;
   for (let i = 0; i < n; i++) { xd[i] = r() * 4 - 1; dyd[i] = r() - 0.5; }
-  const rm = new Float32Array(c.C).fill(0.1), rv = new Float32Array(c.C).fill(1.5);
-  const f = engine.forward(x.data, c.shape, { layout: c.layout, training: true });
+  const { layout } = c;
+  engine.forward(x.data, c.shape, { layout, training: true, saveMeanOut: saveMean.data, saveInvStdOut: saveInvStd.data });
   const calls = {
-    inference: () => engine.forward(x.data, c.shape, { layout: c.layout, training: false, runningMean: rm, runningVar: rv, out: y.data }),
-    training: () => engine.forward(x.data, c.shape, { layout: c.layout, training: true, out: y.data }),
-    backward: () => engine.backward(dy.data, x.data, c.shape, { layout: c.layout, training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd, out: dx.data }),
+    inference: () => engine.forward(x.data, c.shape, {
+      layout, training: false, runningMean: rm.data, runningVar: rv.data, out: y.data, saveMeanOut: mean.data, saveInvStdOut: invStd.data,
+    }),
+    training: () => engine.forward(x.data, c.shape, { layout, training: true, out: y.data, saveMeanOut: mean.data, saveInvStdOut: invStd.data }),
+    backward: () => engine.backward(dy.data, x.data, c.shape, {
+      layout, training: true, saveMean: saveMean.data, saveInvStd: saveInvStd.data, out: dx.data, dweightOut: dweight.data, dbiasOut: dbias.data,
+    }),
   };
-  return { calls, outputs: () => [y.toArray(), dx.toArray()], free: () => [x, dy, y, dx].forEach((t) => t.free()) };
+  return { calls, outputs: () => [y, dx, mean, invStd, dweight, dbias].map((t) => t.toArray()), free: () => all.forEach((t) => t.free()) };
 }
 
 const sameBits = (a, b) => a.length === b.length && new Uint32Array(a.buffer).every((v, i) => v === new Uint32Array(b.buffer)[i]);

@@ -2,8 +2,10 @@
 // the argument, what was expected and what was received; all run before any buffer is touched.
 import type { Arena } from './memory.js';
 import { InvalidArgumentError, MemoryError, ShapeError, describe } from './errors.js';
-import { MAX_ELEMENTS, type Geometry } from './layout.js';
-import { hasOwn, isArray, numericView, snapshotTyped, typedArrayTag, float32View } from './typed.js';
+import { MAX_ELEMENTS, MAX_RANK, type Geometry } from './layout.js';
+import {
+  bufferOf, byteLengthOf, byteOffsetOf, hasOwn, isArray, isRevokedProxy, numericView, snapshotTyped, typedArrayTag, float32View,
+} from './typed.js';
 
 
 // The reading layer. Every public entry point runs in two phases:
@@ -89,7 +91,7 @@ const isEnumerable = Function.prototype.call.bind(Object.prototype.propertyIsEnu
  * code.
  */
 export function readOptions<K extends string>(value: unknown, name: string, keys: readonly K[], what = 'an options object'): Options<K> {
-  if (!isObject(value)) throw new InvalidArgumentError(name, what, describe(value));
+  if (!isObject(value) || isRevokedProxy(value)) throw new InvalidArgumentError(name, what, describe(value));
   const names = Object.getOwnPropertyNames(value);
   const { set, proto } = keyList(keys);
   const record = Object.create(proto) as Record<K, unknown>;
@@ -112,7 +114,7 @@ export function readOptions<K extends string>(value: unknown, name: string, keys
  * other keys ignored. Not an object: returned as null for the caller to reject.
  */
 export function readRecord<K extends string>(value: unknown, keys: readonly K[]): Options<K> | null {
-  if (!isObject(value)) return null;
+  if (!isObject(value) || isRevokedProxy(value)) return null;
   const record = Object.create(null) as Record<K, unknown>;
   for (const key of keys) {
     if (hasOwn(value, key)) record[key] = value[key];
@@ -122,9 +124,11 @@ export function readRecord<K extends string>(value: unknown, keys: readonly K[])
 
 /**
  * The elements of an array or typed array, read once each: an array's `length` once and each
- * index once as an own property (a hole reads as undefined, never from Array.prototype); a
- * typed array by its intrinsic length (reading its elements runs no user code). Anything else
- * (including a Proxy around a typed array, DataViews, and arrays longer than MAX_ELEMENTS): null.
+ * index once as an own property, up to the first hole (which reads as undefined, never from
+ * Array.prototype, and ends the read: every caller rejects a hole, so a sparse array of length
+ * 2^30 costs one step, not 2^30); a typed array by its intrinsic length (reading its elements
+ * runs no user code). Anything else (including a Proxy around a typed array, a revoked Proxy,
+ * DataViews, and arrays longer than MAX_ELEMENTS): null.
  */
 export function readElements(value: unknown): ArrayLike<unknown> | null {
   const typed = snapshotTyped(value);
@@ -140,16 +144,40 @@ export function readElements(value: unknown): ArrayLike<unknown> | null {
   // More elements than wasm32 memory holds as float32 is no usable input (and would take long to read).
   if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > MAX_ELEMENTS) return null;
   const out = new Array<unknown>(length);
-  for (let i = 0; i < length; i++) out[i] = hasOwn(value, i) ? value[i] : undefined;
+  for (let i = 0; i < length; i++) {
+    if (!hasOwn(value, i)) return holeyCopy(out, i, length);
+    out[i] = value[i];
+  }
   return out;
 }
 
 /**
- * A shape read once into a plain array (each element read once, own only); `geometry` checks
- * the copy. Not an array: the value itself, for geometry to reject.
+ * The read of an array with a hole at `hole`: its length and the values before the hole, as a
+ * null-prototype array-like (an index at or past the hole reads as undefined, from no prototype).
  */
-export function readShape(value: unknown): unknown {
-  return readElements(value) ?? value;
+function holeyCopy(read: readonly unknown[], hole: number, length: number): ArrayLike<unknown> {
+  const out = Object.create(null) as { length: number; [i: number]: unknown };
+  for (let i = 0; i < hole; i++) out[i] = read[i];
+  out.length = length;
+  return out;
+}
+
+/**
+ * A shape read once into a new plain array (each element read once, own only; a typed array's
+ * values copied, so nothing read later can change them); `geometry` checks the copy. More than
+ * MAX_RANK elements: a ShapeError naming `name`, before any is read. Not an array: the value
+ * itself, for geometry to reject.
+ */
+export function readShape(value: unknown, name = 'shape'): unknown {
+  const typed = snapshotTyped(value);
+  if (typed === null && !isArray(value)) return value;
+  const length: unknown = typed !== null ? typed.length : (value as unknown[]).length; // read once
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) return [];
+  if (length > MAX_RANK) throw new ShapeError(name, `at most ${MAX_RANK} dimensions`, `${length} dimensions`);
+  const source = typed !== null ? readElements(value)! : value as unknown[];
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) out[i] = typed !== null || hasOwn(source, i) ? source[i] : undefined;
+  return out;
 }
 
 /**
@@ -272,8 +300,8 @@ export function aliasRule(writes: readonly string[], reads: readonly string[], i
 /**
  * Written arrays must not overlap any other argument (`views`, in the rule's order; null:
  * absent), except where the rule allows an output to be exactly one input. This runs on every
- * call: byte ranges are compared first (inlined field loads), and a view's buffer (a getter V8
- * does not inline) is read only for a pair whose ranges overlap. An argument named twice (a
+ * call: byte ranges are compared first, and a view's buffer is read only for a pair whose ranges
+ * overlap (all through the intrinsic getters, src/typed.ts). An argument named twice (a
  * running statistic read in eval, written in training) is given once, the other slot null.
  */
 export function checkAliasing(rule: AliasRule, views: ReadonlyArray<Float32Array | null>): void {
@@ -281,12 +309,12 @@ export function checkAliasing(rule: AliasRule, views: ReadonlyArray<Float32Array
   for (let i = 0; i < rule.writes; i++) {
     const w = views[i];
     if (w === null) continue;
-    const w0 = w.byteOffset, w1 = w0 + w.byteLength;
+    const w0 = byteOffsetOf(w), w1 = w0 + byteLengthOf(w);
     for (let j = 0; j < n; j++) {
       const r = views[j];
       if (r === null || j === i) continue;
-      const r0 = r.byteOffset, r1 = r0 + r.byteLength;
-      if (!(w0 < r1 && r0 < w1) || w.buffer !== r.buffer) continue;
+      const r0 = byteOffsetOf(r), r1 = r0 + byteLengthOf(r);
+      if (!(w0 < r1 && r0 < w1) || bufferOf(w) !== bufferOf(r)) continue;
       const allowed = rule.allowed[i * n + j];
       if (allowed && w0 === r0 && w1 === r1) continue;
       throw new InvalidArgumentError(names[i], `memory disjoint from ${names[j]}${allowed ? ` or exactly ${names[j]}` : ''}`, 'an overlapping view');
@@ -307,7 +335,7 @@ export function checkEnoughValues(g: Geometry): void {
  * elements. Returns an engine-made view of a typed array, or a Float32Array copy of an array:
  * all user code (element getters) has run when it returns, so the caller can allocate after.
  */
-export function checkNumbers(value: unknown, name: string): ArrayLike<number> {
+export function checkNumbers(value: unknown, name: string): ArrayLike<number> & ArrayBufferView {
   const typed = snapshotTyped(value);
   if (typed !== null) {
     if (typed.tag === 'BigInt64Array' || typed.tag === 'BigUint64Array') {

@@ -7,6 +7,7 @@ import { Pool } from './threads/pool.js';
 import { threadSupport } from './threads/support.js';
 import { checkNumbers, readOptions } from './args.js';
 import { Tensor } from './tensor.js';
+import { bufferOf, copyInto, fillWith, lengthOf } from './typed.js';
 import { BUILDS, BUILD_NAMES, type Build } from './wasm/builds.js';
 import type { KernelExports } from './wasm/kernels.js';
 import { checkSources, instantiateKernels, loadModule, reason as reason_, type WasmOrigin, type WasmSources } from './wasm/load.js';
@@ -197,7 +198,7 @@ export class Engine {
    */
   tensor(lengthOrValues: number | ArrayLike<number>): Tensor {
     if (this.arena.closed) throw new DisposedError();
-    let source: ArrayLike<number> | null = null;
+    let source: (ArrayLike<number> & ArrayBufferView) | null = null;
     let length: number;
     if (typeof lengthOrValues === 'number') {
       length = lengthOrValues;
@@ -208,15 +209,15 @@ export class Engine {
       // Every value is read (an array's element getters run) before the block is allocated, so a
       // throwing getter cannot leak it; a typed array comes back as an engine-made view.
       source = checkNumbers(lengthOrValues, 'values');
-      length = source.length;
+      length = lengthOf(source);
       if (length < 1) throw new InvalidArgumentError('values', 'at least one value', 'length 0');
       // A view of this engine's memory would be detached by a growing allocation: copy it first.
-      if (ArrayBuffer.isView(source) && this.arena.holds(source.buffer)) source = new Float32Array(source);
+      if (this.arena.holds(bufferOf(source))) source = new Float32Array(source);
     }
     const ptr = this.arena.alloc(length * 4, source === null ? 'length' : 'values');
     const t = new Tensor(this.arena, ptr, length);
-    if (source === null) t.data.fill(0);
-    else t.data.set(source);
+    if (source === null) fillWith(t.data, 0);
+    else copyInto(t.data, source);
     return t;
   }
 

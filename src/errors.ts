@@ -1,4 +1,4 @@
-import { snapshotTyped } from './typed.js';
+import { isRevokedProxy, snapshotTyped } from './typed.js';
 
 /**
  * One error hierarchy for every public entry point. Every error names the
@@ -56,6 +56,8 @@ export function describe(value: unknown): string {
   if (typeof value === 'number') return Number.isNaN(value) ? 'NaN' : String(value);
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'bigint') return `${value}n (a BigInt)`;
+  if (typeof value === 'boolean') return String(value);
+  if (isRevokedProxy(value)) return 'a revoked Proxy';
   const typed = snapshotTyped(value);
   if (typed !== null) return `${typed.tag}(${typed.length})`;
   try {

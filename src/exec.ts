@@ -6,6 +6,7 @@ import type { Geometry } from './layout.js';
 import { blocksNchw, blocksRows, workspaceBytes, type KernelExports } from './wasm/kernels.js';
 import type { Pool } from './threads/pool.js';
 import { applyThreads, ranges, runJobs } from './threads/split.js';
+import { bufferOf, byteOffsetOf, copyInto, lengthOf, rangeF32 } from './typed.js';
 
 /**
  * What an op runs on: one instance's kernels, the arena over its memory, and (a threaded
@@ -38,7 +39,7 @@ export class CallScope {
     if (engine.arena.closed) throw new DisposedError();
   }
   pin(a: Float32Array): Pinned {
-    return { ptr: a.byteOffset, length: a.length, resident: this.engine.arena.holds(a.buffer) };
+    return { ptr: byteOffsetOf(a), length: lengthOf(a), resident: this.engine.arena.holds(bufferOf(a)) };
   }
   /**
    * This call's scratch, in one go: the sizes in order (0: none, pointer 0). One preflight
@@ -68,16 +69,16 @@ export class CallScope {
   }
   /** Copies values in at a byte offset (through the arena's cached view: no view per copy). */
   setF32(ptr: number, values: ArrayLike<number>): void {
-    this.engine.arena.heapF32.set(values, ptr >>> 2);
+    copyInto(this.engine.arena.heapF32, values, ptr >>> 2);
   }
   setF64(ptr: number, values: ArrayLike<number>): void {
-    this.engine.arena.heapF64.set(values, ptr >>> 3);
+    copyInto(this.engine.arena.heapF64, values, ptr >>> 3);
   }
   /** A copy out of wasm memory (element by element when short: slice() of the whole-memory view costs more). */
   readF32(ptr: number, length: number): Float32Array {
     const heap = this.engine.arena.heapF32, i = ptr >>> 2, out = new Float32Array(length);
     if (length <= 256) for (let j = 0; j < length; j++) out[j] = heap[i + j];
-    else out.set(heap.subarray(i, i + length));
+    else copyInto(out, rangeF32(heap, i, i + length));
     return out;
   }
   /**
@@ -89,7 +90,7 @@ export class CallScope {
   readF32Pair(ptr: number, length: number): [Float32Array, Float32Array] {
     if (length <= 16) return [this.readF32(ptr, length), this.readF32(ptr + 4 * length, length)];
     const both = this.readF32(ptr, 2 * length);
-    return [both.subarray(0, length), both.subarray(length)];
+    return [rangeF32(both, 0, length), rangeF32(both, length, 2 * length)];
   }
   /**
    * The kernels' pointer for a pinned input (pinned before allocate(): a view that memory growth
@@ -111,12 +112,26 @@ export class CallScope {
    */
   stable(a: Float32Array | null, pinned?: Pinned | null): Float32Array | null {
     if (a === null || this.engine.arena.isShared) return a;
-    const resident = pinned ? pinned.resident : this.engine.arena.holds(a.buffer);
+    const resident = pinned ? pinned.resident : this.engine.arena.holds(bufferOf(a));
     return resident ? new Float32Array(a) : a;
+  }
+  /** Where the kernels write an output: a resident destination's own bytes, else `scratch`. */
+  target(p: Pinned | null, scratch: number): number {
+    return p !== null && p.resident ? p.ptr : scratch;
+  }
+  /**
+   * An output the kernels wrote at `ptr` (from target()): the caller's destination `dest` (its
+   * pin `p`; filled from `ptr` unless resident; a fresh view if memory grew), else a new copy.
+   */
+  result(dest: Float32Array | null, p: Pinned | null, ptr: number, length: number): Float32Array {
+    if (dest === null || p === null) return this.readF32(ptr, length);
+    const view = this.live(dest, p);
+    if (!p.resident) copyInto(view, this.f32(ptr, length));
+    return view;
   }
   /** A live view of a caller's array: itself, or a fresh view over its bytes if memory grew. */
   live(a: Float32Array, p: Pinned): Float32Array {
-    return p.resident && a.buffer !== this.engine.arena.buffer && !this.engine.arena.isShared ? this.f32(p.ptr, p.length) : a;
+    return p.resident && bufferOf(a) !== this.engine.arena.buffer && !this.engine.arena.isShared ? this.f32(p.ptr, p.length) : a;
   }
   release(): void {
     for (const ptr of this.held) this.engine.arena.release(ptr);

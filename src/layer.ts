@@ -1,4 +1,5 @@
 import { Engine } from './engine.js';
+import { fillWith } from './typed.js';
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from './layout.js';
 import { checkBoolean, checkEps, checkF32, readOptions, readShape } from './args.js';
@@ -77,10 +78,10 @@ export class BatchNorm {
     this.layout = checkLayout(o.layout, 'options.layout');
     const affine = checkBoolean(o.affine, 'options.affine', true);
     const track = checkBoolean(o.trackRunningStats, 'options.trackRunningStats', true);
-    this.weight = affine ? new Float32Array(numFeatures).fill(1) : null;
+    this.weight = affine ? fillWith(new Float32Array(numFeatures), 1) : null;
     this.bias = affine ? new Float32Array(numFeatures) : null;
     this.runningMean = track ? new Float32Array(numFeatures) : null;
-    this.runningVar = track ? new Float32Array(numFeatures).fill(1) : null;
+    this.runningVar = track ? fillWith(new Float32Array(numFeatures), 1) : null;
   }
 
   train(mode = true): this {
@@ -101,6 +102,10 @@ export class BatchNorm {
     }
     const xv = checkF32(this.engine.arena, x, 'x', g.size, () => `shape [${g.shape.join(', ')}]`);
     const tracking = this.training && this.runningMean !== null;
+    if (tracking && !(this.numBatchesTracked < Number.MAX_SAFE_INTEGER)) {
+      // The counter must stay a safe integer: stateDict() would write one loadStateDict() refuses.
+      throw new InvalidArgumentError('layer.numBatchesTracked', 'below 2^53 − 1 (Number.MAX_SAFE_INTEGER) to count another batch', String(this.numBatchesTracked));
+    }
     // The functional primitive: weight of the new batch (ONNX/Keras: 1 − momentum). PyTorch:
     // num_batches_tracked += 1, then momentum None means factor 1 / num_batches_tracked.
     const momentum = batchWeight(this.convention, this.momentum, this.numBatchesTracked);

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
+import { isArray } from './typed.js';
 
 /** NCHW: channel axis 1 (N, C, ...spatial). NHWC: channel axis last (N, ...spatial, C). */
 export type Layout = 'NCHW' | 'NHWC';
@@ -22,6 +23,9 @@ export interface Geometry {
 /** Largest element count a 32-bit wasm memory could hold as float32. */
 export const MAX_ELEMENTS = 2 ** 30;
 
+/** Most dimensions a shape may have (beyond any framework's tensors; bounds what reading a shape costs). */
+export const MAX_RANK = 64;
+
 export function channelAxis(rank: number, layout: Layout): number {
   return layout === 'NCHW' ? 1 : rank - 1;
 }
@@ -36,12 +40,14 @@ export function checkLayout(layout: unknown, argument = 'opts.layout'): Layout {
 
 /** Validates `shape` (rank >= 2, positive integer dims) and factors it for `layout`. */
 export function geometry(shape: unknown, layout: Layout, argument = 'shape'): Geometry {
-  if (!Array.isArray(shape) && !ArrayBuffer.isView(shape)) {
+  if (!isArray(shape) && !ArrayBuffer.isView(shape)) {
     throw new InvalidArgumentError(argument, 'an array of dimensions', describe(shape));
   }
   const source = shape as ArrayLike<unknown>;
+  const rank = source.length;
+  if (!(rank <= MAX_RANK)) throw new ShapeError(argument, `at most ${MAX_RANK} dimensions`, `${describe(rank)} dimensions`);
   const dims: unknown[] = [];
-  for (let i = 0; i < source.length; i++) dims.push(source[i]);
+  for (let i = 0; i < rank; i++) dims[i] = source[i];
   if (dims.length < 2) {
     throw new ShapeError(argument, 'rank >= 2 (N, C, ...)', `rank ${dims.length} [${dims.join(', ')}]`);
   }

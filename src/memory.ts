@@ -1,4 +1,14 @@
 import { DisposedError, MemoryError } from './errors.js';
+import { lengthOf } from './typed.js';
+
+// WebAssembly.Memory's buffer getter, captured at load (as src/typed.ts does for typed arrays):
+// what a caller later puts on WebAssembly.Memory.prototype never decides which buffer is read.
+// memory.grow is called as the memory's own method (tests make it refuse), and what it did is
+// then read off that buffer: a grow that did not grow enough is a refusal.
+const memoryBuffer = Function.prototype.call.bind(Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'buffer')!.get!) as
+  (memory: WebAssembly.Memory) => ArrayBuffer;
+/** Bytes in a buffer (the length of a byte view: an intrinsic getter, whatever the buffer's kind). */
+const bytesOf = (buffer: ArrayBufferLike): number => lengthOf(new Uint8Array(buffer));
 
 /** Wasm32 linear memory tops out at 65536 pages of 64 KiB = 4 GiB. */
 export const MAX_MEMORY_BYTES = 65536 * 65536;
@@ -45,7 +55,7 @@ export class Arena {
 
   constructor(memory: WebAssembly.Memory, heapBase: number) {
     this.memory = memory;
-    this.cached = memory.buffer;
+    this.cached = memoryBuffer(memory);
     this.f32view = new Float32Array(this.cached);
     this.f64view = new Float64Array(this.cached);
     this.shared = isShared(this.cached) ? new WeakSet([this.cached]) : null;
@@ -56,27 +66,26 @@ export class Arena {
   /**
    * The memory's current buffer. Cached: memory.grow detaches the old buffer, which is what
    * refreshes the cache, whoever grew the memory. Detachment is read off the whole-memory view
-   * (length 0 once detached): a typed array's length is an inlined field load, an ArrayBuffer's
-   * byteLength a getter call (measured: several times the cost, on every call of every op).
+   * (length 0 once detached; the intrinsic getter, src/typed.ts).
    * Shared memory never detaches: only this arena grows it, and ensure() refreshes the cache.
    */
   get buffer(): ArrayBuffer {
-    if (this.f32view.length === 0) this.refresh();
+    if (lengthOf(this.f32view) === 0) this.refresh();
     return this.cached;
   }
 
   /** Views of the whole memory (index = byte offset / 4 or / 8), current like `buffer`. */
   get heapF32(): Float32Array {
-    if (this.f32view.length === 0) this.refresh();
+    if (lengthOf(this.f32view) === 0) this.refresh();
     return this.f32view;
   }
   get heapF64(): Float64Array {
-    if (this.f32view.length === 0) this.refresh();
+    if (lengthOf(this.f32view) === 0) this.refresh();
     return this.f64view;
   }
 
   private refresh(): void {
-    this.cached = this.memory.buffer;
+    this.cached = memoryBuffer(this.memory);
     this.f32view = new Float32Array(this.cached);
     this.f64view = new Float64Array(this.cached);
     this.shared?.add(this.cached);
@@ -184,7 +193,7 @@ export class Arena {
         throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
       }
       top += size;
-      if (grower === null && top > this.memory.buffer.byteLength) grower = [what, size];
+      if (grower === null && top > bytesOf(memoryBuffer(this.memory))) grower = [what, size];
     }
     if (grower !== null) this.ensure(top, grower[0], grower[1]);
   }
@@ -243,21 +252,27 @@ export class Arena {
     if (end > MAX_MEMORY_BYTES) {
       throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - this.top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
     }
-    // The common case first: within the cached buffer, whose whole-memory view has its length
-    // as an inlined field (0 once detached, which falls through to the memory's own buffer).
-    if (end <= 4 * this.f32view.length) return;
-    const have = this.memory.buffer.byteLength;
+    // The common case first: within the cached buffer (its whole-memory view has length 0 once
+    // detached, which falls through to the memory's own buffer).
+    if (end <= 4 * lengthOf(this.f32view)) return;
+    const have = bytesOf(memoryBuffer(this.memory));
     if (end <= have) {
       // Shared memory grown by someone else (kernels.memory.grow): take the longer buffer.
-      if (this.shared !== null && have !== this.cached.byteLength) this.refresh();
+      if (this.shared !== null && have !== bytesOf(this.cached)) this.refresh();
       return;
     }
     const pages = Math.ceil((end - have) / PAGE);
+    let cause: unknown = null;
     try {
       this.memory.grow(pages);
-    } catch (cause) {
-      const error = new MemoryError(what, `${size} bytes of wasm memory`, `memory.grow(${pages}) refused at ${have} bytes`, String(cause));
-      Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+    } catch (error) {
+      cause = error;
+    }
+    const now = bytesOf(memoryBuffer(this.memory));
+    if (cause !== null || now < end) {
+      const error = new MemoryError(what, `${size} bytes of wasm memory`, `memory.grow(${pages}) refused at ${have} bytes`,
+        cause !== null ? String(cause) : `the memory has ${now} bytes after it`);
+      if (cause !== null) Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
       throw error;
     }
     if (this.shared !== null) this.refresh();

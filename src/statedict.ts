@@ -15,7 +15,7 @@
 // estimate, ONNX/Keras the biased one); loading never converts it.
 import { InvalidArgumentError, ShapeError, describe } from './errors.js';
 import { isObject, readElements, readOptions } from './args.js';
-import { hasOwn, isArray, snapshotTyped } from './typed.js';
+import { copyInto, hasOwn, isArray, isRevokedProxy, snapshotTyped } from './typed.js';
 import type { Convention } from './conventions.js';
 
 export type StateDictFormat = 'pytorch' | 'keras';
@@ -198,7 +198,7 @@ const KNOWN_NAMES: ReadonlySet<string> = new Set([...NAMES.pytorch, ...NAMES.ker
 export function loadStateDict(target: StateDictTarget, dict: unknown, options: LoadStateDictOptions = {}): LoadStateDictResult {
   // Reading.
   const o = readOptions(options, 'options', LOAD_KEYS);
-  if (!isObject(dict) || isArray(dict) || ArrayBuffer.isView(dict) || snapshotTyped(dict) !== null) {
+  if (!isObject(dict) || isRevokedProxy(dict) || isArray(dict) || ArrayBuffer.isView(dict) || snapshotTyped(dict) !== null) {
     throw new InvalidArgumentError('stateDict', 'a plain object of named arrays (a state dict)', describe(dict));
   }
   const readPrefix = typeof o.prefix === 'string' ? o.prefix : '';
@@ -250,7 +250,7 @@ export function loadStateDict(target: StateDictTarget, dict: unknown, options: L
     } else {
       const checked = checkValues(read.value, read.elements, full, slot, target.numFeatures);
       const dest = target[slot]!;
-      writes.push(() => dest.set(checked));
+      writes.push(() => copyInto(dest, checked));
       if (slot === 'runningMean' || slot === 'runningVar') runningLoaded = true;
     }
   }

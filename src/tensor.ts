@@ -1,6 +1,7 @@
 import { InvalidArgumentError, MemoryError } from './errors.js';
 import { checkNumbers } from './args.js';
 import type { Arena } from './memory.js';
+import { bufferOf, copyInto, lengthOf } from './typed.js';
 
 /** A float32 tensor allocated in the engine's wasm memory: the zero-copy path. */
 export class Tensor {
@@ -24,7 +25,7 @@ export class Tensor {
    */
   get data(): Float32Array {
     if (this.freed) throw new MemoryError('tensor', 'a live tensor', 'a freed tensor');
-    if (this.view === null || this.view.buffer !== this.arena.buffer) {
+    if (this.view === null || bufferOf(this.view) !== this.arena.buffer) {
       this.view = new Float32Array(this.arena.buffer, this.byteOffset, this.length);
     }
     return this.view;
@@ -34,16 +35,16 @@ export class Tensor {
   set(values: ArrayLike<number>): this {
     const source = checkNumbers(values, 'values'); // read (and checked) before anything is written
     const data = this.data;
-    if (source.length !== this.length) {
-      throw new InvalidArgumentError('values', `length ${this.length}`, `length ${source.length}`);
+    if (lengthOf(source) !== this.length) {
+      throw new InvalidArgumentError('values', `length ${this.length}`, `length ${lengthOf(source)}`);
     }
-    data.set(source);
+    copyInto(data, source);
     return this;
   }
 
   /** A plain Float32Array copy (copy-out helper, safe across memory growth). */
   toArray(): Float32Array {
-    return this.data.slice();
+    return new Float32Array(this.data);
   }
 
   /** Returns the memory to the engine; the tensor is unusable afterwards. */

@@ -1,6 +1,9 @@
 // Typed arrays read through the intrinsic getters of %TypedArray%.prototype, captured once at
 // module load. A subclass cannot override what these return (they read the internal slots), a
 // Proxy has no slots (the tag getter yields undefined for it), and none of them runs user code.
+// The engine's own views are read and written the same way (offsetOf, bufferOf, copyInto,
+// rangeF32 below), never through their prototype chain: an accessor or method a caller adds to
+// Float32Array.prototype or %TypedArray%.prototype is never what computes a pointer or writes.
 
 const TypedArrayPrototype = Object.getPrototypeOf(Int8Array.prototype) as object;
 
@@ -12,12 +15,60 @@ function intrinsicGetter<T>(key: PropertyKey): (view: unknown) => T {
 
 /** The element type's name ('Float32Array', ...) of a genuine typed array, else undefined. Never throws. */
 export const typedArrayTag = intrinsicGetter<string | undefined>(Symbol.toStringTag);
-const lengthOf = intrinsicGetter<number>('length');
-const byteOffsetOf = intrinsicGetter<number>('byteOffset');
-const byteLengthOf = intrinsicGetter<number>('byteLength');
-const bufferOf = intrinsicGetter<ArrayBufferLike>('buffer');
+export const lengthOf = intrinsicGetter<number>('length');
+export const byteOffsetOf = intrinsicGetter<number>('byteOffset');
+export const byteLengthOf = intrinsicGetter<number>('byteLength');
+export const bufferOf = intrinsicGetter<ArrayBufferLike>('buffer');
+
+/** f as a plain function of its receiver (captured now: later changes to Function.prototype do not reach it). */
+function uncurry<F extends (...args: never[]) => unknown>(f: F): (self: unknown, ...args: Parameters<F>) => ReturnType<F> {
+  return Function.prototype.call.bind(f) as (self: unknown, ...args: Parameters<F>) => ReturnType<F>;
+}
+const intrinsicSet = uncurry((TypedArrayPrototype as Float32Array).set);
+const intrinsicFill = uncurry((TypedArrayPrototype as Float32Array).fill);
+const F32 = Float32Array, F64 = Float64Array;
+
+/** target.set(source, offset) by the intrinsic method (source: a typed array, or an engine-made array of numbers). */
+export function copyInto(target: ArrayBufferView, source: ArrayLike<number>, offset = 0): void {
+  intrinsicSet(target, source, offset);
+}
+
+/** target.fill(value) by the intrinsic method. */
+export function fillWith<T extends ArrayBufferView>(target: T, value: number): T {
+  intrinsicFill(target, value);
+  return target;
+}
+
+/** view.subarray(begin, end) of a Float32Array, as a view made here (no species constructor, no prototype lookup). */
+export function rangeF32(view: Float32Array, begin: number, end: number): Float32Array {
+  return new F32(bufferOf(view), byteOffsetOf(view) + 4 * begin, end - begin);
+}
+
+/** A copy of [begin, end) of a Float64Array (view.slice without its species constructor). */
+export function sliceF64(view: Float64Array, begin: number, end: number): Float64Array {
+  return new F64(new F64(bufferOf(view), byteOffsetOf(view) + 8 * begin, end - begin));
+}
 const hasOwnProperty = Object.prototype.hasOwnProperty;
-const isArray = Array.isArray;
+const arrayIsArray = Array.isArray;
+
+/**
+ * A revoked Proxy: every operation on it throws a TypeError, and Array.isArray is the one test
+ * that says so without running user code (it throws for a revoked Proxy only).
+ */
+export function isRevokedProxy(value: unknown): boolean {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false;
+  try {
+    arrayIsArray(value);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Array.isArray, false for a revoked Proxy (which the callers then reject as not an array). */
+function isArray(value: unknown): value is unknown[] {
+  return !isRevokedProxy(value) && arrayIsArray(value);
+}
 
 /** `key` is an own property of `value` (for a Proxy: its getOwnPropertyDescriptor trap runs). */
 export function hasOwn(value: object, key: PropertyKey): boolean {

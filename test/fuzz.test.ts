@@ -53,6 +53,8 @@ const FORWARD_BAD = [
   'momentum:negative', 'momentum:>1', 'momentum:NaN', 'momentum:string', 'eps:0', 'eps:negative', 'eps:<2^-126', 'eps:NaN', 'eps:Infinity', 'eps:string',
   'unbiased:string', 'out:len+1', 'out:f64', 'out:detached', 'out:overlaps-x', 'out:overlaps-weight', 'out:overlaps-runningMean',
   'alias:runningMean=runningVar', 'alias:runningVar-overlaps-x', 'nper:1', 'activation:bogus',
+  'saveMeanOut:len+1', 'saveMeanOut:f64', 'saveInvStdOut:detached', 'saveMeanOut:overlaps-x', 'saveInvStdOut:overlaps-runningMean',
+  'alias:saveMeanOut=saveInvStdOut',
   // Valid twists (tallied like the others; the model decides validity):
   'valid:weight=bias', 'valid:x-overlaps-weight', 'valid:out-alias-of-x',
 ] as const;
@@ -62,6 +64,7 @@ const BACKWARD_BAD = [
   ...PARAM_BAD.flatMap((b) => ['weight', 'saveMean', 'saveInvStd'].map((p) => `${p}:${b}`)),
   'saveMean:missing', 'saveInvStd:missing', 'out:len+1', 'out:f64', 'out:overlaps-dy', 'out:overlaps-x', 'out:overlaps-saveMean',
   'activation:bogus', 'y:missing', 'y:len+1', 'y:f64', 'y:detached', // y: checked only with activation 'relu'
+  'dweightOut:len-1', 'dbiasOut:array', 'dweightOut:overlaps-saveMean', 'dbiasOut:overlaps-dy', 'alias:dweightOut=dbiasOut',
   'valid:out=dy', 'valid:out=x', 'valid:dy=x', 'valid:out=y',
 ] as const;
 
@@ -369,7 +372,8 @@ const forwardArb = fc.record({
   unbiased: fc.constantFrom(undefined, true, false),
   activation: fc.constantFrom(undefined, undefined, 'none', 'relu'),
   out: fc.constantFrom('none', 'none', 'new', 'in-place'),
-  where: fc.record({ x: whereArb, weight: whereArb, bias: whereArb, runningMean: whereArb, runningVar: whereArb, out: whereArb }),
+  saved: fc.constantFrom('none', 'mean', 'both'),
+  where: fc.record({ x: whereArb, weight: whereArb, bias: whereArb, runningMean: whereArb, runningVar: whereArb, out: whereArb, saveMeanOut: whereArb, saveInvStdOut: whereArb }),
   flush: fc.constantFrom<Flush>('none', 'none', 'none', 'end', 'end-grow'),
   scale: fc.constantFrom(1, 1, 1, 1, 1e-3, 1e3, 1e20, 1e-20),
   constantChannel: fc.boolean(),
@@ -405,6 +409,8 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
       place.put(perChannel(C, k.seed + 4, 0.25, 2).map((s) => s * Math.min(k.scale * k.scale, 1e30)), k.where.runningVar, (v) => { opts.runningVar = v; });
     }
     if (k.out === 'new' && !ovX && !ovW) place.put(new Float32Array(numel).fill(3), k.where.out, (v) => { opts.out = v; });
+    if (k.saved !== 'none') place.put(new Float32Array(C).fill(7), k.where.saveMeanOut, (v) => { opts.saveMeanOut = v; });
+    if (k.saved === 'both') place.put(new Float32Array(C).fill(7), k.where.saveInvStdOut, (v) => { opts.saveInvStdOut = v; });
 
     // 2. The shared buffer: [x (numel)][weight (C), from x's last value][...]; out starts inside x
     //    (out:overlaps-x; numel = 1 cannot overlap partially: then it is adjacent, and valid) or at
@@ -428,6 +434,15 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
       switch (what) {
         case 'x': args.x = corrupt(place, how, args.x, numel); break;
         case 'weight': case 'bias': case 'runningMean': case 'runningVar': opts[what] = corrupt(place, how, opts[what] ?? perChannel(C, 9, 0.5, 1), C); break;
+        case 'saveMeanOut': case 'saveInvStdOut':
+          if (how === 'overlaps-x') {
+            const xa = args.x instanceof Float32Array && args.x.byteLength > 0 ? args.x : new Float32Array(numel);
+            opts[what] = xa.subarray(Math.max(0, xa.length - C)).length === C ? xa.subarray(xa.length - C) : new Float32Array(C + 1);
+          } else if (how === 'overlaps-runningMean') {
+            opts.runningMean = opts[what] = new Float32Array(C).fill(0.25);
+            opts.runningVar ??= perChannel(C, 13, 1, 2);
+          } else opts[what] = corrupt(place, how, opts[what] ?? new Float32Array(C), C);
+          break;
         case 'shape': callShape = badShape(how, shape); break;
         case 'opts': opaque = how === 'null' ? null : 'training'; break;
         case 'layout': opts.layout = how === 'lowercase' ? layout.toLowerCase() : 4; break;
@@ -451,6 +466,7 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
           }
           break;
         case 'alias':
+          if (how === 'saveMeanOut=saveInvStdOut') { opts.saveMeanOut = opts.saveInvStdOut = new Float32Array(C); } else
           if (how === 'runningMean=runningVar') { opts.runningMean = opts.runningVar = perChannel(C, 10, 0.5, 1); } else {
             const buf = new Float32Array(numel + C).fill(1);
             if (args.x instanceof Float32Array && args.x.byteLength > 0) buf.set(args.x.subarray(0, numel));
@@ -500,10 +516,12 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
       if (opts.unbiasedRunningVar !== undefined && typeof opts.unbiasedRunningVar !== 'boolean') model.bad('opts.unbiasedRunningVar');
       if (![undefined, 'none', 'relu'].includes(opts.activation as string | undefined)) model.bad('opts.activation');
       const out = model.f32(opts.out, 'opts.out', geo?.numel ?? null, true);
+      const sm = model.f32(opts.saveMeanOut, 'opts.saveMeanOut', Cc, true), si = model.f32(opts.saveInvStdOut, 'opts.saveInvStdOut', Cc, true);
       if (geo && training !== null && (training || !rmGiven) && geo.numel / geo.C < 2) model.bad('x');
       const writesRunning = training === true && rmGiven && rvGiven;
       model.aliasing(
-        [['opts.out', out], ['opts.runningMean', writesRunning ? rm : null], ['opts.runningVar', writesRunning ? rv : null]],
+        [['opts.out', out], ['opts.saveMeanOut', sm], ['opts.saveInvStdOut', si], ['opts.runningMean', writesRunning ? rm : null],
+          ['opts.runningVar', writesRunning ? rv : null]],
         [['x', x], ['opts.weight', weight], ['opts.bias', bias], ['opts.runningMean', writesRunning ? null : rm], ['opts.runningVar', writesRunning ? null : rv]],
         new Set(['opts.out=x']),
       );
@@ -513,7 +531,10 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
 
     // 4. The call.
     const check = snapshotState(engine, [args.x, callShape, ...Object.values(opts)], place.tensors);
-    const recs = { x: rec(engine, args.x), out: rec(engine, opts.out), rm: rec(engine, opts.runningMean), rv: rec(engine, opts.runningVar), w: rec(engine, opts.weight), b: rec(engine, opts.bias) };
+    const recs = {
+      x: rec(engine, args.x), out: rec(engine, opts.out), rm: rec(engine, opts.runningMean), rv: rec(engine, opts.runningVar), w: rec(engine, opts.weight),
+      b: rec(engine, opts.bias), sm: rec(engine, opts.saveMeanOut), si: rec(engine, opts.saveInvStdOut),
+    };
     const before = valid ? {
       x: Float64Array.from(args.x as Float32Array), w: recs.w && Float64Array.from(recs.w.view), b: recs.b && Float64Array.from(recs.b.view),
       rm: recs.rm && Float64Array.from(recs.rm.view), rv: recs.rv && Float64Array.from(recs.rv.view),
@@ -541,6 +562,12 @@ function forwardRun(engine: Engine, other: Engine, k: fc.infer<typeof forwardArb
     if (recs.out) {
       if (!recs.out.resident) must(r.y === recs.out.view, 'y is not out');
       sameValues(now(engine, recs.out), r.y, 'out holds y');
+    }
+    // saveMean, saveInvStd are their destinations when given (the same rule).
+    for (const [dest, got, name] of [[recs.sm, r.saveMean, 'saveMeanOut'], [recs.si, r.saveInvStd, 'saveInvStdOut']] as const) {
+      if (!dest) continue;
+      if (!dest.resident) must(got === dest.view, `${name} is not returned`);
+      sameValues(now(engine, dest), got, `${name} holds the result`);
     }
     // Inputs untouched: x (unless in place), weight, bias, running stats in eval.
     const inPlace = recOverlap(recs.out, recs.x, true);
@@ -630,7 +657,8 @@ const backwardArb = fc.record({
   weight: fc.boolean(),
   activation: fc.constantFrom(undefined, 'none', 'relu', 'relu'),
   out: fc.constantFrom('none', 'none', 'new'),
-  where: fc.record({ dy: whereArb, x: whereArb, weight: whereArb, saveMean: whereArb, saveInvStd: whereArb, out: whereArb, y: whereArb }),
+  grads: fc.constantFrom('none', 'dbias', 'both'),
+  where: fc.record({ dy: whereArb, x: whereArb, weight: whereArb, saveMean: whereArb, saveInvStd: whereArb, out: whereArb, y: whereArb, dweightOut: whereArb, dbiasOut: whereArb }),
   flush: fc.constantFrom<Flush>('none', 'none', 'none', 'end', 'end-grow'),
   scale: fc.constantFrom(1, 1, 1, 1e-3, 1e3, 1e20),
   bad: fc.oneof(fc.constant([] as string[]), fc.array(fc.constantFrom<string>(...BACKWARD_BAD), { minLength: 1, maxLength: 2 })),
@@ -664,6 +692,8 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
     place.put(Float32Array.from(st.mean), k.where.saveMean, (v) => { opts.saveMean = v; });
     place.put(Float32Array.from(st.invStd), k.where.saveInvStd, (v) => { opts.saveInvStd = v; });
     if (k.out === 'new' && !ovDy && !ovX) place.put(new Float32Array(numel).fill(5), k.where.out, (v) => { opts.out = v; });
+    if (k.grads !== 'none') place.put(new Float32Array(C).fill(5), k.where.dbiasOut, (v) => { opts.dbiasOut = v; });
+    if (k.grads === 'both') place.put(new Float32Array(C).fill(5), k.where.dweightOut, (v) => { opts.dweightOut = v; });
     let opaque: unknown = opts;
     if (sharedDy || sharedX) {
       // [dy or x (numel)][...]: with dy=x both are the same view; out starts inside it when asked.
@@ -685,6 +715,14 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
         case 'weight': case 'saveMean': case 'saveInvStd':
           opts[what] = how === 'missing' ? undefined : corrupt(place, how, opts[what] ?? perChannel(C, 9, 0.5, 1), C);
           break;
+        case 'dweightOut': case 'dbiasOut': {
+          // overlaps-saveMean: the saved mean itself; overlaps-dy: dy's last C values (dy of fewer values: a wrong length).
+          const dyv = args.dy instanceof Float32Array && args.dy.byteLength > 0 ? args.dy : null;
+          opts[what] = how === 'overlaps-saveMean' ? opts.saveMean
+            : how === 'overlaps-dy' ? (dyv && dyv.length >= C ? dyv.subarray(dyv.length - C) : new Float32Array(C + 1))
+              : corrupt(place, how, opts[what] ?? new Float32Array(C), C);
+          break;
+        }
         case 'shape': callShape = badShape(how, shape); break;
         case 'opts': opaque = how === 'null' ? null : 'training'; break;
         case 'layout': opts.layout = layout.toLowerCase(); break;
@@ -703,6 +741,7 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
         case 'y':
           opts.y = how === 'missing' ? undefined : how === 'len+1' ? new Float32Array(numel + 1) : how === 'f64' ? Float64Array.from(st.y) : detached(numel);
           break;
+        case 'alias': opts.dweightOut = opts.dbiasOut = new Float32Array(C); break;
         case 'valid':
           if (how === 'out=dy') opts.out = args.dy;
           if (how === 'out=x') opts.out = args.x;
@@ -728,14 +767,19 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
       const act = opts.activation;
       if (![undefined, 'none', 'relu'].includes(act as string | undefined)) model.bad('opts.activation');
       const y = act === 'relu' ? model.f32(opts.y, 'opts.y', geo?.numel ?? null) : null; // the forward output masks dy
-      model.aliasing([['opts.out', out]], [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', sm], ['opts.saveInvStd', si], ['opts.y', y]],
+      if (act !== 'relu' && opts.y !== undefined && opts.y !== null) model.bad('opts.y'); // rejected, not ignored
+      const dw = model.f32(opts.dweightOut, 'opts.dweightOut', Cc, true), db = model.f32(opts.dbiasOut, 'opts.dbiasOut', Cc, true);
+      model.aliasing([['opts.out', out], ['opts.dweightOut', dw], ['opts.dbiasOut', db]], [['dy', dy], ['x', x], ['opts.weight', weight], ['opts.saveMean', sm], ['opts.saveInvStd', si], ['opts.y', y]],
         new Set(['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']));
     }
     const valid = model.invalid.size === 0;
     count(bad, 'backward', !valid);
 
     const check = snapshotState(engine, [args.dy, args.x, callShape, ...Object.values(opts)], place.tensors);
-    const recs = { dy: rec(engine, args.dy), x: rec(engine, args.x), out: rec(engine, opts.out), w: rec(engine, opts.weight), sm: rec(engine, opts.saveMean), si: rec(engine, opts.saveInvStd) };
+    const recs = {
+      dy: rec(engine, args.dy), x: rec(engine, args.x), out: rec(engine, opts.out), w: rec(engine, opts.weight), sm: rec(engine, opts.saveMean),
+      si: rec(engine, opts.saveInvStd), dw: rec(engine, opts.dweightOut), db: rec(engine, opts.dbiasOut),
+    };
     const before = valid ? {
       dy: Float64Array.from(args.dy as Float32Array), x: Float64Array.from(args.x as Float32Array),
       w: recs.w && Float32Array.from(recs.w.view), sm: Float32Array.from(recs.sm!.view), si: Float32Array.from(recs.si!.view),
@@ -760,6 +804,11 @@ function backwardRun(engine: Engine, other: Engine, k: fc.infer<typeof backwardA
     if (recs.out) {
       if (!recs.out.resident) must(r.dx === recs.out.view, 'dx is not out');
       sameValues(now(engine, recs.out), r.dx, 'out holds dx');
+    }
+    for (const [dest, got, name] of [[recs.dw, r.dweight, 'dweightOut'], [recs.db, r.dbias, 'dbiasOut']] as const) {
+      if (!dest) continue;
+      if (!dest.resident) must(got === dest.view, `${name} is not returned`);
+      sameValues(now(engine, dest), got, `${name} holds the result`);
     }
     const into = (a: Rec | null) => recOverlap(recs.out, a);
     if (!into(recs.dy)) sameValues(now(engine, recs.dy!), bf.dy, 'dy was written');

@@ -135,3 +135,44 @@ describe('group counts, activations, PyTorch errors, aliasing', () => {
       expectInPlace(xs, dys, shape, { groups: 2, layout, weight: w, bias: b, activation: 'silu' });
     });
 });
+
+describe('destinations for the statistics and the parameter gradients', () => {
+  // saveMeanOut/saveInvStdOut (N·groups, N·C) and dweightOut/dbiasOut (C): the result holds the
+  // caller's arrays, resident or plain, with the bits of a call without them; overlaps rejected.
+  it.each(['NCHW', 'NHWC'] as const)('%s: GroupNorm (SiLU) and InstanceNorm, resident and plain destinations', (layout) => {
+    const shape = layout === 'NCHW' ? SHAPE : [2, 3, 6];
+    const w = Float32Array.from({ length: C }, (_, c) => c - 2), b = Float32Array.from({ length: C }, (_, c) => c / 3);
+    const gOpts = { groups: 3, layout, weight: w, bias: b, activation: 'silu' as const };
+    const ref = groupNorm(engine, x, shape, gOpts), refIn = instanceNorm(engine, x, shape, { layout, weight: w, bias: b });
+    const refBack = groupNormBackward(engine, dy, x, shape, { ...gOpts, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd });
+    const refInBack = instanceNormBackward(engine, dy, x, shape, { layout, weight: w, saveMean: refIn.saveMean, saveInvStd: refIn.saveInvStd });
+    const same = (a: Float32Array, e: Float32Array, what: string) => expect(Array.from(a), what).toEqual(Array.from(e));
+    for (const resident of [true, false]) {
+      const dest = (n: number) => (resident ? engine.tensor(n).data : new Float32Array(n));
+      const sm = dest(6), si = dest(6), im = dest(12), is = dest(12), dw = dest(C), db = dest(C), iw = dest(C);
+      const f = groupNorm(engine, x, shape, { ...gOpts, saveMeanOut: sm, saveInvStdOut: si });
+      expect([f.saveMean === sm, f.saveInvStd === si]).toEqual([true, true]);
+      same(sm, ref.saveMean, 'group saveMean');
+      same(si, ref.saveInvStd, 'group saveInvStd');
+      same(f.y, ref.y, 'group y');
+      const fi = instanceNorm(engine, x, shape, { layout, weight: w, bias: b, saveMeanOut: im, saveInvStdOut: is });
+      expect(fi.saveMean).toBe(im);
+      same(is, refIn.saveInvStd, 'instance saveInvStd');
+      const g = groupNormBackward(engine, dy, x, shape, { ...gOpts, saveMean: sm, saveInvStd: si, dweightOut: dw, dbiasOut: db });
+      expect([g.dweight === dw, g.dbias === db]).toEqual([true, true]);
+      same(dw, refBack.dweight, 'group dweight');
+      same(db, refBack.dbias, 'group dbias');
+      same(g.dx, refBack.dx, 'group dx');
+      const gi = instanceNormBackward(engine, dy, x, shape, { layout, weight: w, saveMean: im, saveInvStd: is, dweightOut: iw });
+      expect(gi.dweight).toBe(iw);
+      same(iw, refInBack.dweight, 'instance dweight');
+      same(gi.dbias, refInBack.dbias, 'instance dbias, returned new');
+    }
+    const both = new Float32Array(12);
+    rejects(() => groupNorm(engine, x, shape, { ...gOpts, saveMeanOut: both.subarray(0, 6), saveInvStdOut: both.subarray(3, 9) }), InvalidArgumentError, 'opts.saveMeanOut');
+    rejects(() => groupNorm(engine, x, shape, { ...gOpts, saveMeanOut: new Float32Array(12) }), ShapeError, 'opts.saveMeanOut');
+    rejects(() => instanceNorm(engine, x, shape, { layout, saveInvStdOut: new Float32Array(6) }), ShapeError, 'opts.saveInvStdOut');
+    rejects(() => groupNormBackward(engine, dy, x, shape, { ...gOpts, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd, dbiasOut: b }), InvalidArgumentError, 'opts.dbiasOut', [b]);
+    rejects(() => instanceNormBackward(engine, dy, x, shape, { layout, saveMean: refIn.saveMean, saveInvStd: refIn.saveInvStd, dweightOut: new Float32Array(C + 1) }), ShapeError, 'opts.dweightOut');
+  });
+});

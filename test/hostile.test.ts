@@ -21,6 +21,9 @@ import { BatchNorm } from '../src/layer.js';
 import { functionalOptions } from '../src/conventions.js';
 import { foldIntoConv, foldIntoLinear, foldedAffine } from '../src/fold.js';
 import { mergeBackwardSums, mergeMoments, reduceMoments } from '../src/ops/sync.js';
+import { BACKWARD_KEYS, FORWARD_KEYS } from '../src/ops/batchnorm.js';
+import { layerNorm } from '../src/layers/layernorm.js';
+import { groupNorm } from '../src/layers/groupnorm.js';
 import { BUILDS, makeEngine, skipBuild, unsupported, type BuildName } from './helpers/engines.js';
 
 type ErrorClass = typeof InvalidArgumentError | typeof ShapeError | typeof MemoryError;
@@ -99,8 +102,6 @@ function polluted<T>(proto: object, key: PropertyKey, value: unknown, call: () =
   }
 }
 
-const FORWARD_KEYS = ['layout', 'training', 'weight', 'bias', 'runningMean', 'runningVar', 'momentum', 'unbiasedRunningVar', 'eps', 'out', 'activation'];
-const BACKWARD_KEYS = ['layout', 'training', 'weight', 'saveMean', 'saveInvStd', 'out', 'activation', 'y'];
 
 /** Options whose `key` is a getter that runs `effect` and then yields the plain value. */
 function withGetter(opts: Record<string, unknown>, key: string, effect: () => void): Record<string, unknown> {
@@ -399,6 +400,103 @@ for (const build of BUILDS) {
   });
 }
 
+describe('4a. typed-array and memory prototypes that lie', () => {
+  // Accessors and methods a caller puts on Float32Array.prototype, on %TypedArray%.prototype
+  // itself or on WebAssembly.Memory.prototype are never what the engine reads or calls: it reads
+  // its views through the intrinsics captured at load (src/typed.ts, src/memory.ts). A workload
+  // of every kind of call (zero-copy in place, copy path, running statistics updated, backward,
+  // destinations, LayerNorm, GroupNorm, tensors) gives the clean run's bits under each lie, and a
+  // victim tensor next to the ones in use is never written.
+  const TA = Object.getPrototypeOf(Int8Array.prototype) as object;
+  const intrinsic = (key: PropertyKey) => Object.getOwnPropertyDescriptor(TA, key)!;
+  const lies: Array<[string, object, PropertyKey, PropertyDescriptor]> = [];
+  for (const [where, proto] of [['Float32Array.prototype', Float32Array.prototype], ['%TypedArray%.prototype', TA]] as const) {
+    const getters = Object.fromEntries(['byteOffset', 'length', 'byteLength'].map((k) => [k, intrinsic(k).get!]));
+    const g = (key: string) => getters[key];
+    lies.push(
+      [where, proto, 'byteOffset', { get(this: unknown) { return (g('byteOffset').call(this) as number) + 64; } }],
+      [where, proto, 'length', { get(this: unknown) { return (g('length').call(this) as number) + 16; } }],
+      [where, proto, 'byteLength', { get(this: unknown) { return (g('byteLength').call(this) as number) + 64; } }],
+      [where, proto, 'buffer', { get() { return new ArrayBuffer(64); } }],
+    );
+    for (const key of ['set', 'subarray', 'slice', 'fill']) lies.push([where, proto, key, { value() { throw new Error(`${where}.${key} was called`); }, writable: true }]);
+  }
+  lies.push(['WebAssembly.Memory.prototype', WebAssembly.Memory.prototype, 'buffer', { get() { return new ArrayBuffer(1 << 16); } }]);
+
+  /** Every kind of call, set up now, run under the lie; returns copies of the results (compared after it). */
+  function workload(engine: Engine): () => Float32Array[] {
+    const t = engine.tensor(values(SIZE, 1)), stats = engine.tensor(2 * C);
+    const sm = stats.data.subarray(0, C);
+    return () => run(engine, t, stats, sm);
+  }
+  function run(engine: Engine, t: Tensor, stats: Tensor, sm: Float32Array): Float32Array[] {
+    const rm = Float32Array.of(0.1, 0.2, 0.3), rv = Float32Array.of(1, 2, 3), w = Float32Array.of(1.5, -0.5, 2);
+    const results: Float32Array[] = [];
+    const keep = (...arrays: Float32Array[]) => { for (const a of arrays) results.push(new Float32Array(a)); };
+    const f = engine.forward(t.data, [...SHAPE], { training: true, weight: w, runningMean: rm, runningVar: rv, out: t.data, saveMeanOut: sm });
+    keep(f.y, f.saveMean, f.saveInvStd, rm, rv);
+    const copy = engine.forward(values(SIZE, 2), [2, 2, 2, 3], { layout: 'NHWC', training: true, runningMean: rm, runningVar: rv });
+    const b = engine.backward(values(SIZE, 3), values(SIZE, 4), [...SHAPE], { training: true, weight: w, saveMean: f.saveMean, saveInvStd: f.saveInvStd });
+    const ln = layerNorm(engine, values(SIZE, 5), [6, 4], { normalizedShape: [4], residual: values(SIZE, 6) });
+    const gn = groupNorm(engine, values(SIZE, 7), [2, 6, 2], { groups: 3, activation: 'silu' });
+    keep(copy.y, copy.saveMean, rm, rv, b.dx, b.dweight, ln.y, ln.sum!, ln.saveInvStd, gn.y, gn.saveMean);
+    const big = engine.forward(values(1 << 18, 8), [4, 4, 128, 128], { training: true }); // grows memory
+    const made = engine.tensor(values(8, 10));
+    keep(big.saveInvStd, t.toArray(), stats.toArray(), made.toArray());
+    made.free();
+    t.free();
+    stats.free();
+    return results;
+  }
+
+  it('a memory.grow that lies (returns without growing) is a refusal: MemoryError, nothing touched, then the call works', async () => {
+    const engine = await makeEngine('simd');
+    const victim = engine.tensor(values(64, 9));
+    const before = bytes(victim.data), inUse = engine.info().bytesInUse;
+    const x = values(1 << 18, 8), original = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, 'grow')!;
+    Object.defineProperty(WebAssembly.Memory.prototype, 'grow', { ...original, value(this: WebAssembly.Memory) { return original.value.call(this, 0); } });
+    let error: unknown = null;
+    try {
+      engine.forward(x, [4, 4, 128, 128], { training: true });
+    } catch (e) {
+      error = e;
+    } finally {
+      Object.defineProperty(WebAssembly.Memory.prototype, 'grow', original);
+    }
+    expect(error).toBeInstanceOf(MemoryError);
+    expect((error as MemoryError).message).toMatch(/refused at \d+ bytes \(the memory has \d+ bytes after it\)/);
+    expect(bytes(victim.data)).toEqual(before);
+    expect(engine.info().bytesInUse).toBe(inUse);
+    expect(engine.forward(x, [4, 4, 128, 128], { training: true }).y.length).toBe(1 << 18);
+    engine.dispose();
+  });
+
+  it('each lie, one at a time: the clean bits, the victim untouched', async () => {
+    const clean = workload(await makeEngine('simd'))();
+    for (const [where, proto, key, descriptor] of lies) {
+      const engine = await makeEngine('simd');
+      const victim = engine.tensor(values(64, 9));
+      const before = bytes(victim.data);
+      const go = workload(engine);
+      const original = Object.getOwnPropertyDescriptor(proto, key);
+      Object.defineProperty(proto, key, { ...descriptor, configurable: true });
+      let results: Float32Array[] | null = null, error: unknown = null;
+      try {
+        results = go();
+      } catch (e) {
+        error = e;
+      } finally {
+        if (original) Object.defineProperty(proto, key, original);
+        else delete (proto as Record<PropertyKey, unknown>)[key];
+      }
+      expect(error, `${where}.${String(key)}: ${String(error)}`).toBeNull();
+      results!.forEach((r, i) => expect(bytes(r), `${where}.${String(key)}: result ${i}`).toEqual(bytes(clean[i])));
+      expect(bytes(victim.data), `${where}.${String(key)}: the victim was written`).toEqual(before);
+      engine.dispose();
+    }
+  });
+});
+
 describe('4. prototype pollution', () => {
   let engine: Engine;
   let neighbour: Tensor;
@@ -423,6 +521,7 @@ describe('4. prototype pollution', () => {
   const hostileValues: Record<string, unknown> = {
     layout: 'NHWC', weight: new Float32Array(C + 1), bias: new Float32Array(C + 1), runningMean: new Float32Array(C + 1),
     runningVar: new Float32Array(C + 1), momentum: 5, unbiasedRunningVar: 'yes', eps: -1, activation: 'relu', out: new Float32Array(SIZE),
+    saveMeanOut: new Float32Array(C), saveInvStdOut: new Float32Array(C), dweightOut: new Float32Array(C), dbiasOut: new Float32Array(C),
   };
   for (const [key, value] of Object.entries(hostileValues)) {
     it(`Object.prototype.${key} is never read (forward, backward)`, () => {
@@ -485,6 +584,127 @@ describe('4. prototype pollution', () => {
     expect((fold.error as BatchNormError).argument).toBe('bn.runningVar[1]');
     const t = polluted(Array.prototype, 0, 1, () => engine.tensor([, 2] as number[])); // eslint-disable-line no-sparse-arrays
     expect((t.error as BatchNormError).argument).toBe('values[0]');
+    w.untouched();
+  });
+});
+
+describe('4b. oversized, sparse and revoked arguments', () => {
+  let engine: Engine;
+  let neighbour: Tensor;
+  beforeAll(async () => {
+    engine = await makeEngine('simd');
+    neighbour = engine.tensor(values(64, 9));
+  });
+
+  it('a shape longer than 64 dimensions is a ShapeError read at one length, however long (2^31, 2^30, typed, a Proxy)', () => {
+    const w = new World(engine, neighbour);
+    for (const length of [2 ** 31, 2 ** 30, 65]) {
+      const s: number[] = [];
+      s.length = length;
+      rejects(() => engine.forward(w.x, s, { training: true }), ShapeError, 'shape', new RegExp(`at most 64 dimensions, got ${length} dimensions`));
+      rejects(() => new BatchNorm(engine, C).forward(w.x, s), ShapeError, 'shape');
+      rejects(() => layerNorm(engine, w.x, s, { normalizedShape: [4] }), ShapeError, 'shape');
+      rejects(() => layerNorm(engine, w.x, [6, 4], { normalizedShape: s }), ShapeError, 'opts.normalizedShape');
+      rejects(() => groupNorm(engine, w.x, s, { groups: 1 }), ShapeError, 'shape');
+    }
+    rejects(() => engine.forward(w.x, new Int32Array(65).fill(1), { training: true }), ShapeError, 'shape', /at most 64/);
+    let lengthReads = 0;
+    const lying = new Proxy([2, 3, 2, 2], { get(t, k, r) { if (k === 'length') { lengthReads++; return lengthReads === 1 ? 2 ** 30 + 1 : 4; } return Reflect.get(t, k, r); } });
+    rejects(() => engine.forward(w.x, lying, { training: true }), ShapeError, 'shape', /at most 64 dimensions, got 1073741825/);
+    expect(lengthReads).toBe(1);
+    // A shape of 64 dimensions is a shape (all ones but N, C, and the last two).
+    const rank64 = [2, 3, ...new Array<number>(60).fill(1), 2, 2];
+    expect(bytes(engine.forward(w.x, rank64, { training: true }).y)).toEqual(bytes(engine.forward(w.x, [...SHAPE], { training: true }).y));
+    w.untouched();
+  });
+
+  it('a sparse array of length 2^28 as a per-channel value is rejected at once, naming it (state dict, folding, merging, tensors)', () => {
+    const w = new World(engine, neighbour);
+    const sparse = (): number[] => { const a: number[] = []; a.length = 2 ** 28; return a; };
+    const layer = new BatchNorm(engine, C);
+    const dict = { ...layer.stateDict(), weight: sparse() };
+    const before = bytes(layer.weight!);
+    rejects(() => layer.loadStateDict(dict), ShapeError, 'stateDict["weight"]');
+    expect(bytes(layer.weight!)).toEqual(before);
+    rejects(() => foldedAffine({ runningMean: sparse(), runningVar: [1, 1, 1] }), InvalidArgumentError, 'bn.runningMean[0]');
+    rejects(() => mergeMoments({ count: 2, mean: sparse(), m2: [1, 1, 1] }, { count: 2, mean: [0, 0, 0], m2: [1, 1, 1] }), InvalidArgumentError);
+    rejects(() => engine.tensor(sparse()), InvalidArgumentError, 'values[0]');
+    w.untouched();
+  });
+
+  it('a revoked Proxy anywhere is a typed error naming the argument, not a TypeError', () => {
+    const w = new World(engine, neighbour);
+    const revoked = () => { const p = Proxy.revocable([], {}); p.revoke(); return p.proxy as never; };
+    const f = engine.forward(w.x, [...SHAPE], { training: true });
+    const cases: Array<[() => unknown, string]> = [
+      [() => engine.forward(revoked(), [...SHAPE], { training: true }), 'x'],
+      [() => engine.forward(w.x, revoked(), { training: true }), 'shape'],
+      [() => engine.forward(w.x, [...SHAPE], revoked()), 'opts'],
+      [() => engine.forward(w.x, [...SHAPE], { training: true, weight: revoked() }), 'opts.weight'],
+      [() => engine.backward(w.dy, w.x, [...SHAPE], { training: true, saveMean: revoked(), saveInvStd: f.saveInvStd }), 'opts.saveMean'],
+      [() => layerNorm(engine, w.x, [6, 4], { normalizedShape: revoked() }), 'opts.normalizedShape'],
+      [() => new BatchNorm(engine, C, revoked()), 'options'],
+      [() => new BatchNorm(engine, C).loadStateDict(revoked()), 'stateDict'],
+      [() => engine.tensor(revoked()), 'values'],
+    ];
+    for (const [call, argument] of cases) {
+      const e = rejects(call, InvalidArgumentError, argument);
+      expect(e.received).toBe('a revoked Proxy');
+    }
+    rejects(() => foldedAffine(revoked()), InvalidArgumentError);
+    rejects(() => mergeMoments(revoked(), revoked()), InvalidArgumentError);
+    w.untouched();
+  });
+
+  it('opts.y without activation relu is rejected, not ignored; a boolean is named by its value', async () => {
+    const w = new World(engine, neighbour);
+    const f = engine.forward(w.x, [...SHAPE], { training: true, activation: 'relu' });
+    rejects(() => engine.backward(w.dy, w.x, [...SHAPE], { training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd, y: f.y }), InvalidArgumentError, 'opts.y', /activation 'relu'/);
+    rejects(() => engine.backward(w.dy, w.x, [...SHAPE], { training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd, activation: 'none', y: 'y' as never }), InvalidArgumentError, 'opts.y');
+    rejects(() => engine.forward(w.x, [...SHAPE], { training: 'false' as never }), InvalidArgumentError, 'opts.training', /got "false"/);
+    rejects(() => engine.forward(w.x, [...SHAPE], { training: true, unbiasedRunningVar: 1 as never }), InvalidArgumentError, 'opts.unbiasedRunningVar', /got 1$/);
+    rejects(() => engine.forward(w.x, [...SHAPE], { training: true, layout: false as never }), InvalidArgumentError, 'opts.layout', /got false$/);
+    w.untouched();
+  });
+
+  it('a layer whose counter is at 2^53 − 1 refuses another training batch, changing nothing; its state dict round-trips', () => {
+    const w = new World(engine, neighbour);
+    const layer = new BatchNorm(engine, C);
+    layer.loadStateDict({ ...layer.stateDict(), num_batches_tracked: Number.MAX_SAFE_INTEGER });
+    const before = [bytes(layer.runningMean!), bytes(layer.runningVar!)];
+    rejects(() => layer.forward(w.x, [...SHAPE]), InvalidArgumentError, 'layer.numBatchesTracked');
+    expect([bytes(layer.runningMean!), bytes(layer.runningVar!)]).toEqual(before);
+    expect(layer.numBatchesTracked).toBe(Number.MAX_SAFE_INTEGER);
+    new BatchNorm(engine, C).loadStateDict(layer.stateDict());
+    layer.eval().forward(w.x, [...SHAPE]); // eval counts nothing
+    w.untouched();
+  });
+
+  // Replacing a built-in function (an Array method, the array iterator, Math.ceil) is code with
+  // the engine's own authority, outside what it guards against (README, Robustness); the shape
+  // readers still use none of the methods a lie there could turn into a wrong row size.
+  it('Array.prototype.reduce, some, every, forEach replaced: shapes and rows are read the same', () => {
+    const w = new World(engine, neighbour);
+    const clean = layerNorm(engine, values(SIZE, 5), [3, 8], { normalizedShape: [8] });
+    /** Runs `call` with Array.prototype[key] replaced, then puts the original back. */
+    const replaced = <T>(key: PropertyKey, call: () => T): { result?: T; error?: unknown } => {
+      const original = Object.getOwnPropertyDescriptor(Array.prototype, key)!;
+      Object.defineProperty(Array.prototype, key, { ...original, value: function lie() { return 24; } });
+      try {
+        return { result: call() };
+      } catch (error) {
+        return { error };
+      } finally {
+        Object.defineProperty(Array.prototype, key, original);
+      }
+    };
+    for (const key of ['reduce', 'some', 'forEach', 'every']) {
+      const r = replaced(key, () => layerNorm(engine, values(SIZE, 5), [3, 8], { normalizedShape: [8] }));
+      expect(r.error, String(key)).toBeUndefined();
+      expect(bytes(r.result!.saveMean), String(key)).toEqual(bytes(clean.saveMean));
+      const g = replaced(key, () => engine.forward(w.x, [...SHAPE], { training: true }));
+      expect(g.error, String(key)).toBeUndefined();
+    }
     w.untouched();
   });
 });

@@ -394,6 +394,42 @@ describe.each(BUILDS)('engine against the oracle, %s build', (build: BuildName) 
     sumT.free();
     tx.set(x);
     tr.set(res);
+    // Destinations for the saved statistics and the parameter gradients: resident ones written in
+    // place by the kernels, plain ones filled; the result holds the caller's arrays, same bits.
+    const refBack = layerNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], weight, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd });
+    const refRmsNoRes = rmsNorm(engine, x, [R, D], { normalizedShape: [D], weight });
+    const refRmsBack = rmsNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], weight, saveInvRms: refRmsNoRes.saveInvRms });
+    for (const resident of [true, false]) {
+      const dest = (length: number) => (resident ? engine.tensor(length).data : new Float32Array(length));
+      const sm = dest(R), si = dest(R), sr = dest(R), dw = dest(D), db = dest(D), dwr = dest(D);
+      const f = layerNorm(engine, x, [R, D], { ...opts, saveMeanOut: sm, saveInvStdOut: si });
+      expect([f.saveMean, f.saveInvStd]).toEqual([sm, si]);
+      expect(f.saveMean).toBe(sm);
+      expect(Array.from(sm)).toEqual(Array.from(ref.saveMean));
+      expect(Array.from(si)).toEqual(Array.from(ref.saveInvStd));
+      expect(Array.from(f.y)).toEqual(Array.from(ref.y));
+      const fr = rmsNorm(engine, x, [R, D], { normalizedShape: [D], weight, saveInvRmsOut: sr });
+      expect(fr.saveInvRms).toBe(sr);
+      expect(Array.from(sr)).toEqual(Array.from(refRmsNoRes.saveInvRms));
+      const b = layerNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], weight, saveMean: sm, saveInvStd: si, dweightOut: dw, dbiasOut: db });
+      expect(b.dweight).toBe(dw);
+      expect(b.dbias).toBe(db);
+      expect([Array.from(dw), Array.from(db), Array.from(b.dx)]).toEqual([Array.from(refBack.dweight), Array.from(refBack.dbias), Array.from(refBack.dx)]);
+      const onlyBias = layerNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], weight, saveMean: sm, saveInvStd: si, dbiasOut: db });
+      expect(Array.from(onlyBias.dweight)).toEqual(Array.from(refBack.dweight));
+      const br = rmsNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], weight, saveInvRms: sr, dweightOut: dwr });
+      expect(br.dweight).toBe(dwr);
+      expect(Array.from(dwr)).toEqual(Array.from(refRmsBack.dweight));
+    }
+    const shared = new Float32Array(2 * R);
+    rejects(() => layerNorm(engine, x, [R, D], { ...opts, saveMeanOut: shared.subarray(0, R), saveInvStdOut: shared.subarray(1, R + 1) }),
+      InvalidArgumentError, 'opts.saveMeanOut', /disjoint from opts.saveInvStdOut/);
+    rejects(() => layerNorm(engine, x, [R, D], { ...opts, saveMeanOut: new Float32Array(R + 1) }), ShapeError, 'opts.saveMeanOut', new RegExp(`length ${R} \\(${R} rows`));
+    rejects(() => rmsNorm(engine, x, [R, D], { normalizedShape: [D], weight, saveInvRmsOut: weight.subarray(0, R) }), InvalidArgumentError, 'opts.saveInvRmsOut', /disjoint from opts.weight/);
+    rejects(() => rmsNorm(engine, x, [R, D], { normalizedShape: [D], saveInvStdOut: new Float32Array(R) } as never), InvalidArgumentError, 'opts.saveInvStdOut', /unknown option/);
+    rejects(() => layerNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], saveMean: ref.saveMean, saveInvStd: ref.saveInvStd, dbiasOut: ref.saveMean.length === D ? ref.saveMean : new Float32Array(D + 1) }),
+      R === D ? InvalidArgumentError : ShapeError, 'opts.dbiasOut');
+    rejects(() => rmsNormBackward(engine, dy, x, [R, D], { normalizedShape: [D], saveInvRms: refRmsNoRes.saveInvRms, dbiasOut: new Float32Array(D) } as never), InvalidArgumentError, 'opts.dbiasOut', /unknown option/);
     // Copy path in place: a plain out = x.
     const xc = x.slice();
     layerNorm(engine, xc, [R, D], { ...opts, out: xc });

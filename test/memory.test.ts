@@ -556,3 +556,116 @@ describe('per-channel arguments in wasm memory are read and updated in place', (
     engine.dispose();
   });
 });
+
+describe('destinations for the per-channel outputs (saveMeanOut, saveInvStdOut, dweightOut, dbiasOut)', () => {
+  // The forward writes saveMean/saveInvStd, the backward dweight/dbias, into the caller's arrays
+  // when given (PyTorch's native_batch_norm.out): in place by the kernels when resident, copied
+  // otherwise, returned as the caller's own objects; the bits are those of a call without them.
+  // Shapes: the separate passes (NCHW and NHWC) and the channel-at-a-time NCHW path (planes of
+  // 1024, 2 per channel); the last grows memory during the call (plain x of 2^20 values).
+  const cases = [
+    ['NCHW separate', 'NCHW', [4, 5, 7, 9]], ['NHWC', 'NHWC', [3, 6, 5, 5]], ['NCHW fused', 'NCHW', [2, 5, 32, 32]],
+    ['NCHW separate, the call grows memory', 'NCHW', [4, 5, 256, 205]],
+  ] as const;
+  for (const build of ['simd', 'scalar'] as const) {
+    it.each(cases)(`${build}: %s: resident and plain destinations give the bits of a call without them`, async (_name, layout, shape) => {
+      const C = layout === 'NCHW' ? shape[1] : shape[3], n = product(shape);
+      const x = data(n, 51), dy = data(n, 52), w = data(C, 53), b = data(C, 54);
+      const engine = await createEngine({ simd: build === 'simd', threads: 1 });
+      const rm0 = data(C, 55), rv0 = Float32Array.from(data(C, 56), Math.abs);
+      const ref = engine.forward(x, shape, { layout, training: true, weight: w, bias: b, runningMean: rm0.slice(), runningVar: rv0.slice() });
+      const refEval = engine.forward(x, shape, { layout, training: false, weight: w, bias: b, runningMean: rm0, runningVar: rv0 });
+      const refBack = engine.backward(dy, x, shape, { layout, training: true, weight: w, saveMean: ref.saveMean, saveInvStd: ref.saveInvStd });
+      for (const resident of [true, false]) {
+        const what = resident ? 'resident' : 'plain';
+        const dest = () => (resident ? engine.tensor(C).data : new Float32Array(C));
+        const sm = dest(), si = dest(), dw = dest(), db = dest(), rm = rm0.slice(), rv = rv0.slice();
+        const before = engine.info().memoryBytes;
+        const f = engine.forward(x, shape, { layout, training: true, weight: w, bias: b, runningMean: rm, runningVar: rv, saveMeanOut: sm, saveInvStdOut: si });
+        const grew = engine.info().memoryBytes > before;
+        if (resident && grew) {
+          expect(sm.length, 'the caller\'s view was detached by the growth').toBe(0);
+          expect(f.saveMean.buffer).toBe(engine.arena.buffer);
+        } else {
+          expect(f.saveMean, `${what}: the caller's saveMeanOut is returned`).toBe(sm);
+          expect(f.saveInvStd).toBe(si);
+        }
+        sameBytes(f.saveMean, ref.saveMean, `${what} saveMean`);
+        sameBytes(f.saveInvStd, ref.saveInvStd, `${what} saveInvStd`);
+        sameBytes(f.y, ref.y, `${what} y`);
+        const em = dest();
+        const e = engine.forward(x, shape, { layout, training: false, weight: w, bias: b, runningMean: rm0, runningVar: rv0, saveMeanOut: em });
+        expect(e.saveMean).toBe(em);
+        sameBytes(e.saveMean, refEval.saveMean, `${what} eval saveMean (the running mean)`);
+        sameBytes(e.saveInvStd, refEval.saveInvStd, `${what} eval saveInvStd, returned new`);
+        const g = engine.backward(dy, x, shape, { layout, training: true, weight: w, saveMean: f.saveMean, saveInvStd: f.saveInvStd, dweightOut: dw, dbiasOut: db });
+        expect(g.dweight).toBe(dw);
+        expect(g.dbias).toBe(db);
+        sameBytes(g.dweight, refBack.dweight, `${what} dweight`);
+        sameBytes(g.dbias, refBack.dbias, `${what} dbias`);
+        sameBytes(g.dx, refBack.dx, `${what} dx`);
+        const only = engine.backward(dy, x, shape, { layout, training: true, weight: w, saveMean: f.saveMean, saveInvStd: f.saveInvStd, dbiasOut: db });
+        sameBytes(only.dweight, refBack.dweight, `${what} dweight, returned new`);
+        expect(only.dbias).toBe(db);
+      }
+      engine.dispose();
+    });
+  }
+
+  it('synchronized BN: forwardWithMoments and backwardWithSums write into the destinations too', async () => {
+    const shape = [4, 6, 5, 3], C = 6, n = product(shape);
+    const x = data(n, 61), dy = data(n, 62), w = data(C, 63);
+    const engine = await createEngine({ simd: true, threads: 1 });
+    const moments = engine.moments(x, shape);
+    const ref = engine.forwardWithMoments(x, shape, { moments, weight: w });
+    const sm = engine.tensor(C).data, si = new Float32Array(C);
+    const f = engine.forwardWithMoments(x, shape, { moments, weight: w, saveMeanOut: sm, saveInvStdOut: si });
+    expect(f.saveMean).toBe(sm);
+    expect(f.saveInvStd).toBe(si);
+    sameBytes(f.saveMean, ref.saveMean, 'saveMean');
+    sameBytes(f.saveInvStd, ref.saveInvStd, 'saveInvStd');
+    const sums = engine.backwardReduce(dy, x, shape, { saveMean: sm, saveInvStd: si });
+    const all = { ...sums, count: moments.count, weight: w, saveMean: sm, saveInvStd: si };
+    const refBack = engine.backwardWithSums(dy, x, shape, all);
+    const dw = new Float32Array(C), db = engine.tensor(C).data;
+    const g = engine.backwardWithSums(dy, x, shape, { ...all, dweightOut: dw, dbiasOut: db });
+    expect(g.dweight).toBe(dw);
+    expect(g.dbias).toBe(db);
+    sameBytes(g.dweight, refBack.dweight, 'dweight');
+    sameBytes(g.dbias, refBack.dbias, 'dbias');
+    expectError(() => engine.backwardWithSums(dy, x, shape, { ...all, dweightOut: db, dbiasOut: db }), InvalidArgumentError, 'opts.dweightOut', /disjoint from opts.dbiasOut/);
+    expectError(() => engine.forwardWithMoments(x, shape, { moments, weight: w, saveMeanOut: w }), InvalidArgumentError, 'opts.saveMeanOut', /disjoint from opts.weight/);
+    engine.dispose();
+  });
+
+  it('a destination of the wrong length, overlapping another argument or read by the call is rejected, and nothing is written', async () => {
+    const shape = [2, 4, 3, 3], C = 4, n = product(shape);
+    const engine = await createEngine({ simd: true, threads: 1 });
+    const t = engine.tensor(n + 3 * C);
+    const x = t.data.subarray(0, n), after = t.data.subarray(n, n + C), rest = t.data.subarray(n + C);
+    x.set(data(n, 71));
+    const rm = data(C, 72), rv = Float32Array.from(data(C, 73), Math.abs), w = data(C, 74);
+    const snapshot = () => [t.data.slice(), rm.slice(), rv.slice(), w.slice()];
+    const same = (s: Float32Array[]) => { sameBytes(t.data, s[0], 'tensor'); sameBytes(rm, s[1], 'runningMean'); sameBytes(rv, s[2], 'runningVar'); sameBytes(w, s[3], 'weight'); };
+    const s0 = snapshot();
+    const fwd = (o: Record<string, unknown>) => () => engine.forward(x, shape, { training: true, runningMean: rm, runningVar: rv, weight: w, ...o });
+    expectError(fwd({ saveMeanOut: new Float32Array(C + 1) }), ShapeError, 'opts.saveMeanOut', /length 4 \(C = 4 channels\)/);
+    expectError(fwd({ saveInvStdOut: [0, 0, 0, 0] }), InvalidArgumentError, 'opts.saveInvStdOut');
+    expectError(fwd({ saveMeanOut: after, saveInvStdOut: after }), InvalidArgumentError, 'opts.saveMeanOut', /disjoint from opts.saveInvStdOut/);
+    expectError(fwd({ saveMeanOut: rm }), InvalidArgumentError, 'opts.saveMeanOut', /disjoint from opts.runningMean/);
+    expectError(fwd({ saveInvStdOut: w }), InvalidArgumentError, 'opts.saveInvStdOut', /disjoint from opts.weight/);
+    expectError(fwd({ saveMeanOut: x.subarray(n - C) }), InvalidArgumentError, 'opts.saveMeanOut', /disjoint from x/);
+    expectError(fwd({ out: t.data.subarray(C, n + C), saveMeanOut: after }), InvalidArgumentError, 'opts.out', /disjoint from opts.saveMeanOut/);
+    expectError(() => engine.forward(x, shape, { training: false, runningMean: rm, runningVar: rv, saveInvStdOut: rv }), InvalidArgumentError, 'opts.saveInvStdOut', /disjoint from opts.runningVar/);
+    same(s0);
+    const f = engine.forward(x, shape, { training: true });
+    const bwd = (o: Record<string, unknown>) => () => engine.backward(x, x, shape, { training: true, saveMean: f.saveMean, saveInvStd: f.saveInvStd, weight: w, ...o });
+    expectError(bwd({ dweightOut: new Float32Array(C - 1) }), ShapeError, 'opts.dweightOut');
+    expectError(bwd({ dweightOut: rest.subarray(0, C), dbiasOut: rest.subarray(2, C + 2) }), InvalidArgumentError, 'opts.dweightOut', /disjoint from opts.dbiasOut/);
+    expectError(bwd({ dbiasOut: w }), InvalidArgumentError, 'opts.dbiasOut', /disjoint from opts.weight/);
+    expectError(bwd({ dweightOut: f.saveMean }), InvalidArgumentError, 'opts.dweightOut', /disjoint from opts.saveMean/);
+    expectError(bwd({ out: t.data.subarray(C, n + C), dbiasOut: after }), InvalidArgumentError, 'opts.out', /disjoint from opts.dbiasOut/);
+    same(s0);
+    engine.dispose();
+  });
+});

@@ -1,14 +1,16 @@
 // Our engine as a user calls it, in four variants (one module each re-exports this):
-//   zero-copy  tensors live in the engine's wasm memory (engine.tensor), y/dx written to another
-//              resident tensor: no copies, the kernels' own cost plus the call overhead;
-//   copy       plain Float32Arrays in, a caller-supplied plain Float32Array out (`out`): the
-//              engine copies x (and dy) into scratch wasm memory and the result back out;
+//   zero-copy  every array lives in the engine's wasm memory (engine.tensor): x, dy, the
+//              per-channel inputs, and the destinations of every output (`out` for y/dx,
+//              saveMeanOut/saveInvStdOut, dweightOut/dbiasOut): no copies and no allocation,
+//              the kernels' own cost plus the call overhead;
+//   copy       plain Float32Arrays in, caller-supplied plain Float32Arrays out (the same
+//              destinations): the engine copies every input into scratch wasm memory and every
+//              result back out;
 //   scalar     the scalar (no-SIMD) build, zero-copy;
 //   relaxed    the relaxed-SIMD build, zero-copy (unsupported where the JavaScript engine rejects it).
 // zero-copy and copy run the simd build (bit-reproducible; the bench's reference since before
 // relaxed-simd existed).
-// Per-channel arrays (weight, bias, running statistics, saved statistics) are plain arrays in
-// every variant; the running statistics are this contender's own copies (training updates them).
+// The running statistics are this contender's own copies (training updates them).
 import { EPS, MOMENTUM } from '../data.mjs';
 import { engineFor, unsupportedBuild } from './engines.mjs';
 
@@ -21,30 +23,45 @@ export function oursContender(mode) {
     if (why !== null) return { unsupported: `the ${build} build does not run here: ${why}` };
     const engine = await engineFor(build);
     const resident = mode !== 'copy';
-    const { layout, shape } = c;
-    const { weight, bias } = inputs;
-    const runningMean = inputs.runningMean.slice(), runningVar = inputs.runningVar.slice();
+    const { layout, shape, C } = c;
     const held = [];
     const tensor = (v) => { const t = engine.tensor(v); held.push(t); return t; };
+    // A per-channel array, read at each call: a tensor's live view (zero-copy; the copy path of
+    // another contender on the same engine may grow memory between calls), or a plain copy.
+    const channel = (v) => {
+      if (!resident) { const a = Float32Array.from(v); return () => a; }
+      const t = tensor(v);
+      return () => t.data;
+    };
+    const weight = channel(inputs.weight), bias = channel(inputs.bias);
+    const runningMean = channel(inputs.runningMean), runningVar = channel(inputs.runningVar);
     let last = null;
     let run, output;
     if (op === 'backward') {
       const dyT = resident ? tensor(inputs.dy) : null, xT = resident ? tensor(inputs.x) : null;
       const dxT = resident ? tensor(c.size) : null;
       const dxPlain = resident ? null : new Float32Array(c.size);
-      const opts = { layout, training: true, weight, saveMean: saved.saveMean, saveInvStd: saved.saveInvStd };
+      const saveMean = channel(saved.saveMean), saveInvStd = channel(saved.saveInvStd);
+      const dweight = channel(new Float32Array(C)), dbias = channel(new Float32Array(C));
+      const opts = (out) => ({
+        layout, training: true, weight: weight(), saveMean: saveMean(), saveInvStd: saveInvStd(), out, dweightOut: dweight(), dbiasOut: dbias(),
+      });
       run = resident
-        ? () => { last = engine.backward(dyT.data, xT.data, shape, { ...opts, out: dxT.data }); }
-        : () => { last = engine.backward(inputs.dy, inputs.x, shape, { ...opts, out: dxPlain }); };
+        ? () => { last = engine.backward(dyT.data, xT.data, shape, opts(dxT.data)); }
+        : () => { last = engine.backward(inputs.dy, inputs.x, shape, opts(dxPlain)); };
       output = () => ({ main: resident ? dxT.data : dxPlain, dweight: last.dweight, dbias: last.dbias });
     } else {
       const training = op === 'training';
       const xT = resident ? tensor(inputs.x) : null, yT = resident ? tensor(c.size) : null;
       const yPlain = resident ? null : new Float32Array(c.size);
-      const opts = { layout, training, weight, bias, runningMean, runningVar, momentum: MOMENTUM, eps: EPS };
+      const saveMean = channel(new Float32Array(C)), saveInvStd = channel(new Float32Array(C));
+      const opts = (out) => ({
+        layout, training, weight: weight(), bias: bias(), runningMean: runningMean(), runningVar: runningVar(), momentum: MOMENTUM, eps: EPS,
+        out, saveMeanOut: saveMean(), saveInvStdOut: saveInvStd(),
+      });
       run = resident
-        ? () => { last = engine.forward(xT.data, shape, { ...opts, out: yT.data }); }
-        : () => { last = engine.forward(inputs.x, shape, { ...opts, out: yPlain }); };
+        ? () => { last = engine.forward(xT.data, shape, opts(yT.data)); }
+        : () => { last = engine.forward(inputs.x, shape, opts(yPlain)); };
       output = () => ({
         main: resident ? yT.data : yPlain,
         ...(training ? { mean: last.saveMean, invStd: last.saveInvStd } : {}),

@@ -10,6 +10,7 @@ import { checkEngine, onEngine } from './entry.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { MAX_ELEMENTS, checkLayout, geometry, type Layout } from '../layout.js';
 import { checkBoolean, checkEps, checkF32, checkMomentum, readOptions, readShape } from '../args.js';
+import { fillWith } from '../typed.js';
 import {
   groupNorm as groupNormOp, groupNormBackward as groupNormBackwardOp, instanceNorm as instanceNormOp,
   instanceNormBackward as instanceNormBackwardOp, type GroupActivation,
@@ -78,7 +79,7 @@ abstract class NormLayer {
     this.eps = checkEps(eps, 'options.eps');
     this.layout = checkLayout(layout, 'options.layout');
     const withAffine = checkBoolean(affine, 'options.affine', affineDefault);
-    this.weight = withAffine ? new Float32Array(channels).fill(1) : null;
+    this.weight = withAffine ? fillWith(new Float32Array(channels), 1) : null;
     this.bias = withAffine ? new Float32Array(channels) : null;
   }
 
@@ -183,7 +184,7 @@ export class InstanceNorm extends NormLayer implements StateDictTarget {
     this.momentum = o.momentum === null ? null : checkMomentum(o.momentum, 'options.momentum');
     const track = checkBoolean(o.trackRunningStats, 'options.trackRunningStats', false);
     this.runningMean = track ? new Float32Array(C) : null;
-    this.runningVar = track ? new Float32Array(C).fill(1) : null;
+    this.runningVar = track ? fillWith(new Float32Array(C), 1) : null;
   }
 
   /** y for x of `shape`: the instance's statistics unless in eval with running statistics. */

@@ -6,7 +6,8 @@ import { checkEngine, onEngine } from './entry.js';
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_ELEMENTS } from '../layout.js';
 import { checkBoolean, checkEps, checkF32, readOptions, readShape } from '../args.js';
-import { backwardLayerNorm, backwardRmsNorm, checkDims, checkRows, forwardLayerNorm, forwardRmsNorm } from '../ops/layernorm.js';
+import { fillWith } from '../typed.js';
+import { backwardLayerNorm, backwardRmsNorm, checkDims, checkRows, forwardLayerNorm, forwardRmsNorm, product } from '../ops/layernorm.js';
 import {
   loadStateDict, stateDict, type LoadStateDictOptions, type LoadStateDictResult, type StateDict, type StateDictOptions,
 } from '../statedict.js';
@@ -53,12 +54,12 @@ abstract class RowNormLayer {
 
   protected constructor(engine: unknown, normalizedShape: unknown, eps: number, weight: boolean, bias: boolean) {
     this.engine = checkEngine(engine);
-    const dims = typeof normalizedShape === 'number' ? [normalizedShape] : readShape(normalizedShape);
+    const dims = typeof normalizedShape === 'number' ? [normalizedShape] : readShape(normalizedShape, 'normalizedShape');
     this.normalizedShape = checkDims(dims, 'normalizedShape');
-    const D = this.normalizedShape.reduce((a, b) => a * b, 1);
+    const D = product(this.normalizedShape);
     if (D > MAX_ELEMENTS) throw new InvalidArgumentError('normalizedShape', `at most ${MAX_ELEMENTS} elements`, `${D} elements`);
     this.eps = eps;
-    this.weight = weight ? new Float32Array(D).fill(1) : null;
+    this.weight = weight ? fillWith(new Float32Array(D), 1) : null;
     this.bias = bias ? new Float32Array(D) : null;
   }
 

@@ -3,6 +3,7 @@ import { InvalidArgumentError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
 import { CallScope, STATS_BLOCK, backwardDx, backwardSums, batchStats, normalize, runChannels, threadWorkBytes } from '../exec.js';
 import { threadsFor } from '../threads/split.js';
+import { copyInto } from '../typed.js';
 import { backwardPlan, forwardPlan } from '../plan.js';
 import {
   aliasRule, checkAliasing, checkBoolean, checkEnoughValues, checkEps, checkF32, checkMomentum, checkOptionalF32, readOptions, readShape,
@@ -31,6 +32,13 @@ export interface ForwardOptions {
   out?: Float32Array;
   /** 'relu' applies max(y, 0) in the same pass (NaN stays NaN); default 'none'. */
   activation?: Activation;
+  /**
+   * Destinations for saveMean and saveInvStd, length C (PyTorch's native_batch_norm.out
+   * save_mean, save_invstd): returned as the result's, and written in place by the kernels when
+   * they are engine tensors, so a call with these and `out` allocates no array.
+   */
+  saveMeanOut?: Float32Array;
+  saveInvStdOut?: Float32Array;
 }
 
 export type Activation = 'none' | 'relu';
@@ -56,6 +64,9 @@ export interface BackwardOptions {
   activation?: Activation;
   /** The forward output (required with activation 'relu'). */
   y?: Float32Array | null;
+  /** Destinations for dweight and dbias, length C (as saveMeanOut in the forward). */
+  dweightOut?: Float32Array;
+  dbiasOut?: Float32Array;
 }
 
 export interface BackwardResult {
@@ -84,9 +95,9 @@ export interface BackwardResult {
  * training, read otherwise: the call fills one of its two slots) and of the backward; an output
  * may be exactly one of the inputs named (the kernels are elementwise in place).
  */
-export const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.runningMean', 'opts.runningVar'],
+export const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.saveMeanOut', 'opts.saveInvStdOut', 'opts.runningMean', 'opts.runningVar'],
   ['x', 'opts.weight', 'opts.bias', 'opts.runningMean', 'opts.runningVar'], ['opts.out=x']);
-const BACKWARD_ALIASING = aliasRule(['opts.out'],
+export const BACKWARD_ALIASING = aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'],
   ['dy', 'x', 'opts.y', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
 
 function checkActivation(value: unknown, name: string): Activation {
@@ -98,8 +109,9 @@ function checkActivation(value: unknown, name: string): Activation {
 /** The keys of each options object (the reading layer rejects any other, src/args.ts). */
 export const FORWARD_KEYS = [
   'layout', 'training', 'weight', 'bias', 'runningMean', 'runningVar', 'momentum', 'unbiasedRunningVar', 'eps', 'out', 'activation',
+  'saveMeanOut', 'saveInvStdOut',
 ] as const;
-export const BACKWARD_KEYS = ['layout', 'training', 'weight', 'saveMean', 'saveInvStd', 'out', 'activation', 'y'] as const;
+export const BACKWARD_KEYS = ['layout', 'training', 'weight', 'saveMean', 'saveInvStd', 'out', 'activation', 'y', 'dweightOut', 'dbiasOut'] as const;
 
 /** The arguments every forward entry point shares, checked (engine.forward, forwardWithMoments): engine-made views. */
 export interface ForwardArgs {
@@ -113,9 +125,12 @@ export interface ForwardArgs {
   unbiased: boolean;
   eps: number;
   out: Float32Array | null;
+  saveMeanOut: Float32Array | null;
+  saveInvStdOut: Float32Array | null;
 }
 
-type ForwardKey = 'layout' | 'weight' | 'bias' | 'runningMean' | 'runningVar' | 'momentum' | 'unbiasedRunningVar' | 'eps' | 'out';
+type ForwardKey = 'layout' | 'weight' | 'bias' | 'runningMean' | 'runningVar' | 'momentum' | 'unbiasedRunningVar' | 'eps' | 'out'
+  | 'saveMeanOut' | 'saveInvStdOut';
 
 /** Checks what was read (`dims` from readShape, `opts` from readOptions); runs no user code. */
 export function checkForwardArgs(engine: Core, x: unknown, dims: unknown, opts: Options<ForwardKey>): ForwardArgs {
@@ -135,12 +150,15 @@ export function checkForwardArgs(engine: Core, x: unknown, dims: unknown, opts: 
   const unbiased = checkBoolean(opts.unbiasedRunningVar, 'opts.unbiasedRunningVar', true);
   const eps = checkEps(opts.eps, 'opts.eps');
   const out = checkOptionalF32(engine.arena, opts.out, 'opts.out', g.size, 'same as x');
-  return { g, x: xv, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out };
+  const saveMeanOut = checkOptionalF32(engine.arena, opts.saveMeanOut, 'opts.saveMeanOut', C, channels);
+  const saveInvStdOut = checkOptionalF32(engine.arena, opts.saveInvStdOut, 'opts.saveInvStdOut', C, channels);
+  return { g, x: xv, weight, bias, runningMean, runningVar, momentum, unbiased, eps, out, saveMeanOut, saveInvStdOut };
 }
 
 /**
- * The core returns `out` as y; it got an engine-made view of the caller's `out`, so the caller
- * gets their own object back (unless memory grew under a resident one: then the fresh view).
+ * The core returns a destination (`out` as y, saveMeanOut as saveMean, ...); it got an
+ * engine-made view of the caller's array, so the caller gets their own object back (unless
+ * memory grew under a resident one: then the fresh view).
  */
 export function callerOutput(result: Float32Array, view: Float32Array | null, caller: unknown): Float32Array {
   return view !== null && result === view ? caller as Float32Array : result;
@@ -156,12 +174,20 @@ export function forwardBatchNorm(engine: Core, x: Float32Array, shape: readonly 
   const batchStats = training || runningMean === null;
   if (batchStats) checkEnoughValues(g);
   const updateRunning = training && runningMean !== null;
-  checkAliasing(FORWARD_ALIASING, [out, updateRunning ? runningMean : null, updateRunning ? runningVar : null,
-    args.x, weight, bias, updateRunning ? null : runningMean, updateRunning ? null : runningVar]);
+  checkAliasing(FORWARD_ALIASING, [out, args.saveMeanOut, args.saveInvStdOut, updateRunning ? runningMean : null,
+    updateRunning ? runningVar : null, args.x, weight, bias, updateRunning ? null : runningMean, updateRunning ? null : runningVar]);
 
-  const result = runForward(engine, forwardCall(args, args.x, lower, batchStats ? 'batch' : 'running'));
-  result.y = callerOutput(result.y, out, o.out);
-  return result;
+  return callerOutputs(runForward(engine, forwardCall(args, args.x, lower, batchStats ? 'batch' : 'running')), args, o);
+}
+
+/** The forward's result with the caller's own destination objects (callerOutput). */
+export function callerOutputs(
+  r: ForwardResult, a: Pick<ForwardArgs, 'out' | 'saveMeanOut' | 'saveInvStdOut'>, o: Options<'out' | 'saveMeanOut' | 'saveInvStdOut'>,
+): ForwardResult {
+  r.y = callerOutput(r.y, a.out, o.out);
+  r.saveMean = callerOutput(r.saveMean, a.saveMeanOut, o.saveMeanOut);
+  r.saveInvStd = callerOutput(r.saveInvStd, a.saveInvStdOut, o.saveInvStdOut);
+  return r;
 }
 
 
@@ -170,6 +196,8 @@ export interface ForwardCall {
   g: Geometry;
   x: Float32Array;
   out: Float32Array | null;
+  saveMeanOut: Float32Array | null;
+  saveInvStdOut: Float32Array | null;
   weight: Float32Array | null;
   bias: Float32Array | null;
   eps: number;
@@ -187,7 +215,7 @@ export interface ForwardCall {
 /** The call for checked arguments (built field by field: an object spread is a slow path in V8). */
 export function forwardCall(a: ForwardArgs, x: Float32Array, lower: number, stats: ForwardCall['stats']): ForwardCall {
   return {
-    g: a.g, x, out: a.out, weight: a.weight, bias: a.bias, eps: a.eps, lower, stats,
+    g: a.g, x, out: a.out, saveMeanOut: a.saveMeanOut, saveInvStdOut: a.saveInvStdOut, weight: a.weight, bias: a.bias, eps: a.eps, lower, stats,
     runningMean: a.runningMean, runningVar: a.runningVar, momentum: a.momentum, unbiased: a.unbiased,
   };
 }
@@ -210,6 +238,8 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
   const wPin = f.weight === null ? null : scope.pin(f.weight), bPin = f.bias === null ? null : scope.pin(f.bias);
+  const smPin = f.saveMeanOut === null ? null : scope.pin(f.saveMeanOut);
+  const siPin = f.saveInvStdOut === null ? null : scope.pin(f.saveInvStdOut);
   const T = threadsFor(engine.pool, g.size);
   try {
     // y goes to a resident out, else over the scratch copy of x, else to new scratch.
@@ -246,15 +276,17 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
       k.foldF32(C, stats, stats + 8 * C, f.stats === 'running' ? 1 : n, eps, gamma, beta, meanHi, scale, shift, stats + 16 * C);
       normalize(engine, g, xPtr, yPtr, meanHi, scale, shift, work, lower, T);
     }
-    k.narrowF64(stats, C, saved);
-    k.narrowF64(stats + 16 * C, C, saved + 4 * C);
+    // saveMean, saveInvStd: into resident destinations, else scratch (copied out below).
+    const meanOut = scope.target(smPin, saved), invStdOut = scope.target(siPin, saved + 4 * C);
+    k.narrowF64(stats, C, meanOut);
+    k.narrowF64(stats + 16 * C, C, invStdOut);
     if (update) k.updateRunningF32(C, stats, stats + 8 * C, f.unbiased ? n - 1 : n, f.momentum, runMean, runVar);
     // Fresh views from here on: the kernels do not grow memory, but the allocation above may have.
-    const [saveMean, saveInvStd] = scope.readF32Pair(saved, C);
-    const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
-    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
-    if (update && !rmPin!.resident) f.runningMean!.set(scope.f32(runMean, C));
-    if (update && !rvPin!.resident) f.runningVar!.set(scope.f32(runVar, C));
+    const [saveMean, saveInvStd] = smPin === null && siPin === null ? scope.readF32Pair(saved, C)
+      : [scope.result(f.saveMeanOut, smPin, meanOut, C), scope.result(f.saveInvStdOut, siPin, invStdOut, C)];
+    const y = scope.result(f.out, outPin, yPtr, g.size);
+    if (update && !rmPin!.resident) copyInto(f.runningMean!, scope.f32(runMean, C));
+    if (update && !rvPin!.resident) copyInto(f.runningVar!, scope.f32(runVar, C));
     return { y, saveMean, saveInvStd };
   } finally {
     scope.release();
@@ -296,11 +328,32 @@ export function backwardBatchNorm(
   const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
   const relu = checkActivation(o.activation, 'opts.activation') === 'relu';
   const y = relu ? checkF32(engine.arena, o.y, 'opts.y', g.size, 'the forward output, with activation relu') : null;
-  checkAliasing(BACKWARD_ALIASING, [out, dy, x, y, weight, saveMean, saveInvStd]);
+  if (!relu && o.y !== undefined && o.y !== null) {
+    throw new InvalidArgumentError('opts.y', `no forward output without opts.activation 'relu' (it masks dy only then)`, describe(o.y));
+  }
+  const grads = checkGradOuts(engine, o, g.channels);
+  checkAliasing(BACKWARD_ALIASING, [out, grads.dweightOut, grads.dbiasOut, dy, x, y, weight, saveMean, saveInvStd]);
 
-  const result = runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local' });
-  result.dx = callerOutput(result.dx, out, o.out);
-  return result;
+  const result = runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local', ...grads });
+  return callerGrads(result, out, grads, o);
+}
+
+/** The backward's dweightOut, dbiasOut (length C), checked. */
+export function checkGradOuts(engine: Core, o: Options<'dweightOut' | 'dbiasOut'>, C: number) {
+  return {
+    dweightOut: checkOptionalF32(engine.arena, o.dweightOut, 'opts.dweightOut', C, () => `C = ${C} channels`),
+    dbiasOut: checkOptionalF32(engine.arena, o.dbiasOut, 'opts.dbiasOut', C, () => `C = ${C} channels`),
+  };
+}
+
+/** The backward's result with the caller's own destination objects (callerOutput). */
+export function callerGrads(
+  r: BackwardResult, out: Float32Array | null, grads: ReturnType<typeof checkGradOuts>, o: Options<'out' | 'dweightOut' | 'dbiasOut'>,
+): BackwardResult {
+  r.dx = callerOutput(r.dx, out, o.out);
+  r.dweight = callerOutput(r.dweight, grads.dweightOut, o.dweightOut);
+  r.dbias = callerOutput(r.dbias, grads.dbiasOut, o.dbiasOut);
+  return r;
 }
 
 /** A validated backward call: every argument checked, nothing touched yet. */
@@ -311,6 +364,8 @@ export interface BackwardCall {
   /** The fused ReLU's forward output masking dy, or null. */
   y: Float32Array | null;
   out: Float32Array | null;
+  dweightOut: Float32Array | null;
+  dbiasOut: Float32Array | null;
   weight: Float32Array | null;
   saveMean: Float32Array;
   saveInvStd: Float32Array;
@@ -335,6 +390,7 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const yPin = b.y === null ? null : scope.pin(b.y);
   const wPin = b.weight === null ? null : scope.pin(b.weight), meanPin = scope.pin(b.saveMean), invStdPin = scope.pin(b.saveInvStd);
+  const dwPin = b.dweightOut === null ? null : scope.pin(b.dweightOut), dbPin = b.dbiasOut === null ? null : scope.pin(b.dbiasOut);
   const T = threadsFor(engine.pool, g.size);
   try {
     // dx goes to a resident out, else over the scratch copy of dy, else to new scratch.
@@ -354,7 +410,9 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     // Per-channel inputs read in place when resident, else copied into params (gamma 0: gamma = 1, fold.ts).
     const meanPtr = scope.place(b.saveMean, meanPin, params), invStdPtr = scope.place(b.saveInvStd, invStdPin, params + 4 * C);
     const gamma = scope.place(b.weight, wPin, params + 8 * C);
-    const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C, dweight = params + 24 * C, dbias = params + 28 * C;
+    const k1 = params + 12 * C, k2 = params + 16 * C, k3 = params + 20 * C;
+    // dweight, dbias: into resident destinations, else scratch (copied out below).
+    const dweight = scope.target(dwPin, params + 24 * C), dbias = scope.target(dbPin, params + 28 * C);
 
     if (plan.path === 'fused') {
       runChannels(engine, 'backwardNchwF32', C, T,
@@ -371,10 +429,12 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
       backwardDx(engine, g, dyPtr, xPtr, dxPtr, meanPtr, k1, k2, k3, work, training, yPtr, T);
     }
 
-    const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
-    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
-    const grads = scope.readF32(dweight, 2 * C); // dweight | dbias, one allocation
-    return { dx, dweight: grads.subarray(0, C), dbias: grads.subarray(C) };
+    const dx = scope.result(b.out, outPin, dxPtr, g.size);
+    if (dwPin === null && dbPin === null) {
+      const [dw, db] = scope.readF32Pair(dweight, C); // dweight | dbias: adjacent in scratch
+      return { dx, dweight: dw, dbias: db };
+    }
+    return { dx, dweight: scope.result(b.dweightOut, dwPin, dweight, C), dbias: scope.result(b.dbiasOut, dbPin, dbias, C) };
   } finally {
     scope.release();
   }

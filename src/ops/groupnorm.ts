@@ -34,6 +34,7 @@
 // dz = dy·σ(z)·(1 + z·(1 − σ(z))) once, into dx's memory), and the above runs on dz.
 import type { Core } from '../exec.js';
 import { CallScope, STATS_BLOCK, threadWorkBytes, workStride } from '../exec.js';
+import { rangeF32 } from '../typed.js';
 import { applyThreads, ranges, runJobs, threadsFor } from '../threads/split.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
@@ -59,6 +60,9 @@ export interface GroupNormOptions {
   activation?: GroupActivation;
   /** Destination for y, length = x.length; may be x. */
   out?: Float32Array;
+  /** Destinations for saveMean and saveInvStd, length N·groups (as batch norm's saveMeanOut). */
+  saveMeanOut?: Float32Array;
+  saveInvStdOut?: Float32Array;
 }
 
 export interface GroupNormBackwardOptions {
@@ -73,6 +77,9 @@ export interface GroupNormBackwardOptions {
   activation?: GroupActivation;
   /** Destination for dx; may be dy or x. */
   out?: Float32Array;
+  /** Destinations for dweight and dbias, length C. */
+  dweightOut?: Float32Array;
+  dbiasOut?: Float32Array;
 }
 
 export interface InstanceNormOptions {
@@ -88,6 +95,9 @@ export interface InstanceNormOptions {
   momentum?: number;
   eps?: number;
   out?: Float32Array;
+  /** Destinations for saveMean and saveInvStd, length N·C. */
+  saveMeanOut?: Float32Array;
+  saveInvStdOut?: Float32Array;
 }
 
 export interface InstanceNormBackwardOptions {
@@ -99,16 +109,22 @@ export interface InstanceNormBackwardOptions {
   /** As in the forward: false means the statistics were constants (the running ones). */
   useInputStats?: boolean;
   out?: Float32Array;
+  dweightOut?: Float32Array;
+  dbiasOut?: Float32Array;
 }
 
-export const GROUP_NORM_KEYS = ['groups', 'layout', 'weight', 'bias', 'eps', 'activation', 'out'] as const;
-export const GROUP_NORM_BACKWARD_KEYS = ['groups', 'layout', 'weight', 'bias', 'saveMean', 'saveInvStd', 'activation', 'out'] as const;
-export const INSTANCE_NORM_KEYS = ['layout', 'weight', 'bias', 'runningMean', 'runningVar', 'useInputStats', 'momentum', 'eps', 'out'] as const;
-export const INSTANCE_NORM_BACKWARD_KEYS = ['layout', 'weight', 'saveMean', 'saveInvStd', 'useInputStats', 'out'] as const;
+export const GROUP_NORM_KEYS = ['groups', 'layout', 'weight', 'bias', 'eps', 'activation', 'out', 'saveMeanOut', 'saveInvStdOut'] as const;
+export const GROUP_NORM_BACKWARD_KEYS = [
+  'groups', 'layout', 'weight', 'bias', 'saveMean', 'saveInvStd', 'activation', 'out', 'dweightOut', 'dbiasOut',
+] as const;
+export const INSTANCE_NORM_KEYS = [
+  'layout', 'weight', 'bias', 'runningMean', 'runningVar', 'useInputStats', 'momentum', 'eps', 'out', 'saveMeanOut', 'saveInvStdOut',
+] as const;
+export const INSTANCE_NORM_BACKWARD_KEYS = ['layout', 'weight', 'saveMean', 'saveInvStd', 'useInputStats', 'out', 'dweightOut', 'dbiasOut'] as const;
 
 /** GroupNorm's written and read arguments (InstanceNorm's forward: batch norm's, FORWARD_ALIASING). */
-const GROUP_FORWARD_ALIASING = aliasRule(['opts.out'], ['x', 'opts.weight', 'opts.bias'], ['opts.out=x']);
-const BACKWARD_ALIASING = aliasRule(['opts.out'],
+const GROUP_FORWARD_ALIASING = aliasRule(['opts.out', 'opts.saveMeanOut', 'opts.saveInvStdOut'], ['x', 'opts.weight', 'opts.bias'], ['opts.out=x']);
+const BACKWARD_ALIASING = aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'],
   ['dy', 'x', 'opts.weight', 'opts.bias', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']);
 
 // ---------------------------------------------------------------------------------------------
@@ -137,21 +153,26 @@ function readCall<K extends string>(core: Core, shape: unknown, opts: unknown, k
   return { core, o, g: geometry(dims, checkLayout(o.layout)) };
 }
 
-/** x, weight, bias, eps and out of a forward call. */
-function checkForward(core: Core, g: Geometry, x: unknown, o: Options<'weight' | 'bias' | 'eps' | 'out'>) {
-  const C = g.channels, channels = () => `C = ${C} channels`;
+/** x, weight, bias, eps, out and the statistics' destinations (`stats` per sample) of a forward call. */
+function checkForward(
+  core: Core, g: Geometry, x: unknown, stats: number, o: Options<'weight' | 'bias' | 'eps' | 'out' | 'saveMeanOut' | 'saveInvStdOut'>,
+) {
+  const C = g.channels, channels = () => `C = ${C} channels`, perSample = () => `N·${stats} = ${g.shape[0] * stats} statistics`;
   return {
     x: checkF32(core.arena, x, 'x', g.size, shapeOf(g)),
     weight: checkOptionalF32(core.arena, o.weight, 'opts.weight', C, channels),
     bias: checkOptionalF32(core.arena, o.bias, 'opts.bias', C, channels),
     eps: checkEps(o.eps, 'opts.eps'),
     out: checkOptionalF32(core.arena, o.out, 'opts.out', g.size, 'same as x'),
+    saveMeanOut: checkOptionalF32(core.arena, o.saveMeanOut, 'opts.saveMeanOut', g.shape[0] * stats, perSample),
+    saveInvStdOut: checkOptionalF32(core.arena, o.saveInvStdOut, 'opts.saveInvStdOut', g.shape[0] * stats, perSample),
   };
 }
 
 /** dy, x, weight, saveMean, saveInvStd (`stats` per sample) and out of a backward call. */
 function checkBackward(
-  core: Core, g: Geometry, dy: unknown, x: unknown, stats: number, o: Options<'weight' | 'saveMean' | 'saveInvStd' | 'out'>,
+  core: Core, g: Geometry, dy: unknown, x: unknown, stats: number,
+  o: Options<'weight' | 'saveMean' | 'saveInvStd' | 'out' | 'dweightOut' | 'dbiasOut'>,
 ) {
   const C = g.channels, saved = () => `N·${stats} = ${g.shape[0] * stats} statistics, from the forward`;
   return {
@@ -161,7 +182,17 @@ function checkBackward(
     saveMean: checkF32(core.arena, o.saveMean, 'opts.saveMean', g.shape[0] * stats, saved),
     saveInvStd: checkF32(core.arena, o.saveInvStd, 'opts.saveInvStd', g.shape[0] * stats, saved),
     out: checkOptionalF32(core.arena, o.out, 'opts.out', g.size, 'same as x'),
+    dweightOut: checkOptionalF32(core.arena, o.dweightOut, 'opts.dweightOut', C, () => `C = ${C} channels`),
+    dbiasOut: checkOptionalF32(core.arena, o.dbiasOut, 'opts.dbiasOut', C, () => `C = ${C} channels`),
   };
+}
+
+/** The forward's result with the caller's own destination objects. */
+function callerForward(r: ForwardResult, a: ReturnType<typeof checkForward>, o: Options<'out' | 'saveMeanOut' | 'saveInvStdOut'>): ForwardResult {
+  r.y = callerOutput(r.y, a.out, o.out);
+  r.saveMean = callerOutput(r.saveMean, a.saveMeanOut, o.saveMeanOut);
+  r.saveInvStd = callerOutput(r.saveInvStd, a.saveInvStdOut, o.saveInvStdOut);
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,23 +201,22 @@ function checkBackward(
 export function groupNorm(core: Core, x: Float32Array, shape: readonly number[], opts: GroupNormOptions): ForwardResult {
   const { o, g } = readCall(core, shape, opts, GROUP_NORM_KEYS, 'an options object with `groups`');
   const groups = checkGroups(o.groups, g.channels);
-  const a = checkForward(core, g, x, o);
+  const a = checkForward(core, g, x, groups, o);
   const silu = checkActivation(o.activation);
   // F.group_norm's _verify_batch_size on [N·C / G, G, ...spatial]: (N·C / G)·R must exceed 1.
   if ((g.shape[0] * g.channels / groups) * (g.count / g.shape[0]) === 1) {
     throw new ShapeError('x', 'more than 1 value per channel when training', `input size [${g.shape.join(', ')}] with ${groups} groups`);
   }
-  checkAliasing(GROUP_FORWARD_ALIASING, [a.out, a.x, a.weight, a.bias]);
+  checkAliasing(GROUP_FORWARD_ALIASING, [a.out, a.saveMeanOut, a.saveInvStdOut, a.x, a.weight, a.bias]);
   const result = runForward(core, groupNormPlan(g, groups, 'forward'), {
     ...a, silu, inputStats: true, runningMean: null, runningVar: null, momentum: 0,
   });
-  result.y = callerOutput(result.y, a.out, o.out);
-  return result;
+  return callerForward(result, a, o);
 }
 
 export function instanceNorm(core: Core, x: Float32Array, shape: readonly number[], opts: InstanceNormOptions = {}): ForwardResult {
   const { o, g } = readCall(core, shape, opts, INSTANCE_NORM_KEYS, 'an options object');
-  const a = checkForward(core, g, x, o);
+  const a = checkForward(core, g, x, g.channels, o);
   const C = g.channels, channels = () => `C = ${C} channels`;
   const runningMean = checkOptionalF32(core.arena, o.runningMean, 'opts.runningMean', C, channels);
   const runningVar = checkOptionalF32(core.arena, o.runningVar, 'opts.runningVar', C, channels);
@@ -204,11 +234,10 @@ export function instanceNorm(core: Core, x: Float32Array, shape: readonly number
     throw new ShapeError('x', 'more than 1 spatial element when training', `input size [${g.shape.join(', ')}]`);
   }
   const update = inputStats && runningMean !== null;
-  checkAliasing(FORWARD_ALIASING, [a.out, update ? runningMean : null, update ? runningVar : null,
+  checkAliasing(FORWARD_ALIASING, [a.out, a.saveMeanOut, a.saveInvStdOut, update ? runningMean : null, update ? runningVar : null,
     a.x, a.weight, a.bias, update ? null : runningMean, update ? null : runningVar]);
   const result = runForward(core, instanceNormPlan(g, 'forward'), { ...a, silu: false, inputStats, runningMean, runningVar, momentum });
-  result.y = callerOutput(result.y, a.out, o.out);
-  return result;
+  return callerForward(result, a, o);
 }
 
 export function groupNormBackward(
@@ -219,7 +248,7 @@ export function groupNormBackward(
   const a = checkBackward(core, g, dy, x, groups, o);
   const bias = checkOptionalF32(core.arena, o.bias, 'opts.bias', g.channels, () => `C = ${g.channels} channels`);
   const silu = checkActivation(o.activation);
-  return checkedBackward(core, groupNormPlan(g, groups, 'backward'), { ...a, bias, silu, inputStats: true }, o.out);
+  return checkedBackward(core, groupNormPlan(g, groups, 'backward'), { ...a, bias, silu, inputStats: true }, o);
 }
 
 export function instanceNormBackward(
@@ -228,14 +257,16 @@ export function instanceNormBackward(
   const { o, g } = readCall(core, shape, opts, INSTANCE_NORM_BACKWARD_KEYS, 'an options object with `saveMean`, `saveInvStd`');
   const a = checkBackward(core, g, dy, x, g.channels, o);
   const inputStats = checkBoolean(o.useInputStats, 'opts.useInputStats', true);
-  return checkedBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats }, o.out);
+  return checkedBackward(core, instanceNormPlan(g, 'backward'), { ...a, bias: null, silu: false, inputStats }, o);
 }
 
-/** The aliasing check of a backward call (out may be exactly dy or x), then the call; the caller's own out back. */
-function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, callerOut: unknown): BackwardResult {
-  checkAliasing(BACKWARD_ALIASING, [b.out, b.dy, b.x, b.weight, b.bias, b.saveMean, b.saveInvStd]);
+/** The aliasing check of a backward call (out may be exactly dy or x), then the call; the caller's own destinations back. */
+function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, o: Options<'out' | 'dweightOut' | 'dbiasOut'>): BackwardResult {
+  checkAliasing(BACKWARD_ALIASING, [b.out, b.dweightOut, b.dbiasOut, b.dy, b.x, b.weight, b.bias, b.saveMean, b.saveInvStd]);
   const result = runBackward(core, plan, b);
-  result.dx = callerOutput(result.dx, b.out, callerOut);
+  result.dx = callerOutput(result.dx, b.out, o.out);
+  result.dweight = callerOutput(result.dweight, b.dweightOut, o.dweightOut);
+  result.dbias = callerOutput(result.dbias, b.dbiasOut, o.dbiasOut);
   return result;
 }
 
@@ -245,6 +276,9 @@ function checkedBackward(core: Core, plan: GroupPlan, b: BackwardCall, callerOut
 interface ForwardCall {
   x: Float32Array;
   out: Float32Array | null;
+  /** Destinations of the saved statistics, or null (a new array). */
+  saveMeanOut: Float32Array | null;
+  saveInvStdOut: Float32Array | null;
   weight: Float32Array | null;
   bias: Float32Array | null;
   eps: number;
@@ -271,6 +305,7 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
   const xPin = scope.pin(f.x), outPin = f.out === null ? null : scope.pin(f.out);
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
+  const smPin = f.saveMeanOut === null ? null : scope.pin(f.saveMeanOut), siPin = f.saveInvStdOut === null ? null : scope.pin(f.saveInvStdOut);
   const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
   // Threads (forward): statistics by block ranges, applies by plane ('runs') or row ('rows') ranges.
   // The SiLU apply is compute-bound (an exp per value, about 2 ns), so it splits with the call,
@@ -333,14 +368,16 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
         }));
       }
     }
-    // saveMean | saveInvStd in one new buffer: each group's (the first of its channels').
-    const saved = new Float32Array(2 * NG);
+    // saveMean, saveInvStd: each group's (the first of its channels'), into the destinations, else
+    // into one new buffer.
+    const both = smPin === null && siPin === null ? new Float32Array(2 * NG) : null;
+    const saveMean = both ? rangeF32(both, 0, NG) : smPin ? scope.live(f.saveMeanOut!, smPin) : new Float32Array(NG);
+    const saveInvStd = both ? rangeF32(both, NG, 2 * NG) : siPin ? scope.live(f.saveInvStdOut!, siPin) : new Float32Array(NG);
     for (let s = 0; s < NG; s++) {
-      saved[s] = heap[(mean >>> 3) + s * Cg];
-      saved[NG + s] = heap[(invStd >>> 3) + s * Cg];
+      saveMean[s] = heap[(mean >>> 3) + s * Cg];
+      saveInvStd[s] = heap[(invStd >>> 3) + s * Cg];
     }
-    const y = f.out === null ? new Float32Array(g.size) : scope.live(f.out, outPin!);
-    if (!outPin?.resident) y.set(scope.f32(yPtr, g.size));
+    const y = scope.result(f.out, outPin, yPtr, g.size);
     if (f.inputStats && rm !== null) {
       // PyTorch's update of the N repeated copies, averaged over n (header), in f64, rounded once.
       const m = f.momentum, liveMean = scope.live(f.runningMean!, rmPin!), liveVar = scope.live(f.runningVar!, rvPin!);
@@ -354,7 +391,7 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
         liveVar[c] = (1 - m) * rv![c] + m * (sv / N);
       }
     }
-    return { y, saveMean: saved.subarray(0, NG), saveInvStd: saved.subarray(NG) };
+    return { y, saveMean, saveInvStd };
   } finally {
     scope.release();
   }
@@ -364,6 +401,9 @@ interface BackwardCall {
   dy: Float32Array;
   x: Float32Array;
   out: Float32Array | null;
+  /** Destinations of dweight and dbias, or null (a new array). */
+  dweightOut: Float32Array | null;
+  dbiasOut: Float32Array | null;
   weight: Float32Array | null;
   bias: Float32Array | null;
   saveMean: Float32Array;
@@ -379,6 +419,7 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
   const k = core.kernels;
   const scope = new CallScope(core);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
+  const dwPin = b.dweightOut === null ? null : scope.pin(b.dweightOut), dbPin = b.dbiasOut === null ? null : scope.pin(b.dbiasOut);
   const w = scope.stable(b.weight), bias = scope.stable(b.bias), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
   // Threads (backward), as the forward: the reductions by block ranges, the dx pass by plane or row
   // ranges; the SiLU derivative (an exp per value) splits with the call.
@@ -438,7 +479,6 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
       }
     }
     // The per-(n, c) dx constants (header) in f64, each rounded once when stored.
-    const grads = new Float32Array(2 * C); // dweight | dbias
     const dw = new Float64Array(C), db = new Float64Array(C);
     for (let s = 0; s < N * G; s++) {
       const first = s * Cg, is = invStd[s];
@@ -456,9 +496,13 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
         f32[(k3 >>> 2) + i] = (w ? w[i % C] : 1) * is;
       }
     }
+    // dweight, dbias: into the destinations, else into one new buffer.
+    const both = dwPin === null && dbPin === null ? new Float32Array(2 * C) : null;
+    const dweight = both ? rangeF32(both, 0, C) : dwPin ? scope.live(b.dweightOut!, dwPin) : new Float32Array(C);
+    const dbias = both ? rangeF32(both, C, 2 * C) : dbPin ? scope.live(b.dbiasOut!, dbPin) : new Float32Array(C);
     for (let c = 0; c < C; c++) {
-      grads[c] = dw[c];
-      grads[C + c] = db[c];
+      dweight[c] = dw[c];
+      dbias[c] = db[c];
     }
     // dx: groupNormDx, or with constant statistics backwardDx (training 0, no ReLU mask).
     if (plan.path === 'runs') {
@@ -477,9 +521,8 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
         }));
       }
     }
-    const dx = b.out === null ? new Float32Array(g.size) : scope.live(b.out, outPin!);
-    if (!outPin?.resident) dx.set(scope.f32(dxPtr, g.size));
-    return { dx, dweight: grads.subarray(0, C), dbias: grads.subarray(C) };
+    const dx = scope.result(b.out, outPin, dxPtr, g.size);
+    return { dx, dweight, dbias };
   } finally {
     scope.release();
   }

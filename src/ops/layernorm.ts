@@ -10,6 +10,7 @@ import { STATS_BLOCK, rowNormBackwardPlan, rowNormPlan } from '../plan.js';
 import { aliasRule, checkAliasing, checkEps, checkF32, checkOptionalF32, readOptions, readShape, type Options } from '../args.js';
 import { callerOutput } from './batchnorm.js';
 import { ranges, runJobs, threadsFor } from '../threads/split.js';
+import { copyInto, isArray } from '../typed.js';
 
 export interface LayerNormOptions {
   /** The trailing dims of `shape` that form one row (PyTorch's normalized_shape); required. */
@@ -26,6 +27,9 @@ export interface LayerNormOptions {
   out?: Float32Array;
   /** Destination for `sum` (with a residual), length = x.length; may be x or residual itself, not out. */
   sumOut?: Float32Array;
+  /** Destinations for saveMean and saveInvStd, length R (as batch norm's saveMeanOut). */
+  saveMeanOut?: Float32Array;
+  saveInvStdOut?: Float32Array;
 }
 
 export interface LayerNormResult {
@@ -45,6 +49,9 @@ export interface LayerNormBackwardOptions {
   saveInvStd: Float32Array;
   /** Destination for dx; may be dy or x itself. */
   out?: Float32Array;
+  /** Destinations for dweight and dbias, length D. */
+  dweightOut?: Float32Array;
+  dbiasOut?: Float32Array;
 }
 
 export interface LayerNormBackwardResult {
@@ -61,6 +68,8 @@ export interface RmsNormOptions {
   residual?: Float32Array | null;
   out?: Float32Array;
   sumOut?: Float32Array;
+  /** Destination for saveInvRms, length R. */
+  saveInvRmsOut?: Float32Array;
 }
 
 export interface RmsNormResult {
@@ -75,6 +84,8 @@ export interface RmsNormBackwardOptions {
   weight?: Float32Array | null;
   saveInvRms: Float32Array;
   out?: Float32Array;
+  /** Destination for dweight, length D. */
+  dweightOut?: Float32Array;
 }
 
 export interface RmsNormBackwardResult {
@@ -83,30 +94,46 @@ export interface RmsNormBackwardResult {
 }
 
 /** The keys of each options object (the reading layer rejects any other). */
-export const LAYER_NORM_KEYS = ['normalizedShape', 'weight', 'bias', 'eps', 'residual', 'out', 'sumOut'] as const;
-export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'out', 'sumOut'] as const;
-export const LAYER_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveMean', 'saveInvStd', 'out'] as const;
-export const RMS_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveInvRms', 'out'] as const;
+export const LAYER_NORM_KEYS = ['normalizedShape', 'weight', 'bias', 'eps', 'residual', 'out', 'sumOut', 'saveMeanOut', 'saveInvStdOut'] as const;
+export const RMS_NORM_KEYS = ['normalizedShape', 'weight', 'eps', 'residual', 'out', 'sumOut', 'saveInvRmsOut'] as const;
+export const LAYER_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveMean', 'saveInvStd', 'out', 'dweightOut', 'dbiasOut'] as const;
+export const RMS_NORM_BACKWARD_KEYS = ['normalizedShape', 'weight', 'saveInvRms', 'out', 'dweightOut'] as const;
 
-const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.sumOut'], ['x', 'opts.residual', 'opts.weight', 'opts.bias'],
-  ['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']);
-/** LayerNorm's backward and RMSNorm's (whose saved statistic is saveInvRms, and no saveMean). */
+/** LayerNorm's and RMSNorm's (whose saved statistic is saveInvRms, and no saveMean; no bias, no dbias). */
+const FORWARD_ALIASING = {
+  centered: aliasRule(['opts.out', 'opts.sumOut', 'opts.saveMeanOut', 'opts.saveInvStdOut'], ['x', 'opts.residual', 'opts.weight', 'opts.bias'],
+    ['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']),
+  rms: aliasRule(['opts.out', 'opts.sumOut', 'opts.saveMeanOut', 'opts.saveInvRmsOut'], ['x', 'opts.residual', 'opts.weight', 'opts.bias'],
+    ['opts.out=x', 'opts.out=opts.residual', 'opts.sumOut=x', 'opts.sumOut=opts.residual']),
+};
 const BACKWARD_ALIASING = {
-  centered: aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']),
-  rms: aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvRms'], ['opts.out=dy', 'opts.out=x']),
+  centered: aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'],
+    ['opts.out=dy', 'opts.out=x']),
+  rms: aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvRms'],
+    ['opts.out=dy', 'opts.out=x']),
 };
 
-/** Dimensions (rank >= 1, positive integers), as read by readShape. */
+/**
+ * Dimensions (rank >= 1, positive integers), as read by readShape (a plain array, or the value
+ * itself if it was none). Index loops only: nothing a caller puts on Array.prototype runs here.
+ */
 export function checkDims(value: unknown, argument: string): number[] {
-  if (!Array.isArray(value) && !ArrayBuffer.isView(value)) {
-    throw new InvalidArgumentError(argument, 'an array of dimensions', describe(value));
-  }
-  const dims = Array.from(value as ArrayLike<unknown>);
-  if (dims.length < 1) throw new ShapeError(argument, 'at least one dimension', 'rank 0 []');
-  dims.forEach((d, i) => {
+  if (!isArray(value)) throw new InvalidArgumentError(argument, 'an array of dimensions', describe(value));
+  const dims: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const d = value[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 1) throw new ShapeError(`${argument}[${i}]`, 'a positive integer', describe(d));
-  });
-  return dims as number[];
+    dims[i] = d;
+  }
+  if (dims.length < 1) throw new ShapeError(argument, 'at least one dimension', 'rank 0 []');
+  return dims;
+}
+
+/** The product of checked dimensions. */
+export function product(dims: readonly number[]): number {
+  let p = 1;
+  for (let i = 0; i < dims.length; i++) p *= dims[i];
+  return p;
 }
 
 /** A checked shape and normalizedShape: x as rows, geometry([R, D], 'NHWC') (rows = outer, D = channels). */
@@ -118,15 +145,17 @@ export interface Rows {
 
 export function checkRows(shapeValue: unknown, normalizedValue: unknown): Rows {
   const shape = checkDims(shapeValue, 'shape');
-  const size = shape.reduce((a, b) => a * b, 1);
+  const size = product(shape);
   if (size > MAX_ELEMENTS) throw new ShapeError('shape', `at most ${MAX_ELEMENTS} elements (4 GiB of float32)`, `${size} elements`);
   const normalizedShape = checkDims(normalizedValue, 'opts.normalizedShape');
   const k = normalizedShape.length;
-  if (k > shape.length || normalizedShape.some((d, i) => d !== shape[shape.length - k + i])) {
+  let trailing = k <= shape.length;
+  for (let i = 0; trailing && i < k; i++) trailing = normalizedShape[i] === shape[shape.length - k + i];
+  if (!trailing) {
     throw new ShapeError('opts.normalizedShape', `trailing dims of shape [${shape.join(', ')}] (this one needs an input of shape [*, ${normalizedShape.join(', ')}])`,
       `[${normalizedShape.join(', ')}]`);
   }
-  const D = normalizedShape.reduce((a, b) => a * b, 1);
+  const D = product(normalizedShape);
   return { g: geometry([size / D, D], 'NHWC'), shape, normalizedShape };
 }
 
@@ -142,15 +171,18 @@ export interface RowNormCall {
   out: Float32Array | null;
   /** Destination of the sum (with a residual), or null: a new array. */
   sumOut: Float32Array | null;
+  /** Destinations of the saved statistics (saveMean: LayerNorm only; inv: saveInvStd or saveInvRms), or null. */
+  meanOut: Float32Array | null;
+  invOut: Float32Array | null;
 }
 
-type ForwardKey = 'normalizedShape' | 'weight' | 'eps' | 'residual' | 'out' | 'bias' | 'sumOut';
+type ForwardKey = 'normalizedShape' | 'weight' | 'eps' | 'residual' | 'out' | 'bias' | 'sumOut' | 'saveMeanOut' | 'saveInvStdOut' | 'saveInvRmsOut';
 
 /** Reads and checks a forward call's arguments (`centered`: LayerNorm, else RMSNorm). */
 function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, centered: boolean): { call: RowNormCall; o: Options<ForwardKey> } {
   const dims = readShape(shape);
   const o: Options<ForwardKey> = readOptions(opts, 'opts', centered ? LAYER_NORM_KEYS : RMS_NORM_KEYS, 'an options object with `normalizedShape`');
-  const rows = checkRows(dims, readShape(o.normalizedShape));
+  const rows = checkRows(dims, readShape(o.normalizedShape, 'opts.normalizedShape'));
   const { g } = rows;
   const arena = core.arena;
   const perRow = () => `normalizedShape [${rows.normalizedShape.join(', ')}]: ${g.channels} values`;
@@ -162,8 +194,12 @@ function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, cent
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
   const sumOut = checkOptionalF32(arena, o.sumOut, 'opts.sumOut', g.size, 'same as x');
   if (sumOut !== null && residual === null) throw new InvalidArgumentError('opts.sumOut', 'no destination for a sum without opts.residual', describe(o.sumOut));
-  checkAliasing(FORWARD_ALIASING, [out, sumOut, xv, residual, weight, bias]);
-  return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut }, o };
+  const perSample = () => `${g.outer} rows of shape [${rows.shape.join(', ')}]`;
+  const meanOut = centered ? checkOptionalF32(arena, o.saveMeanOut, 'opts.saveMeanOut', g.outer, perSample) : null;
+  const invName = centered ? 'saveInvStdOut' : 'saveInvRmsOut';
+  const invOut = checkOptionalF32(arena, o[invName], `opts.${invName}`, g.outer, perSample);
+  checkAliasing(centered ? FORWARD_ALIASING.centered : FORWARD_ALIASING.rms, [out, sumOut, meanOut, invOut, xv, residual, weight, bias]);
+  return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut, meanOut, invOut }, o };
 }
 
 const pinOf = (scope: CallScope, a: Float32Array | null): Pinned | null => (a === null ? null : scope.pin(a));
@@ -171,17 +207,20 @@ const pinOf = (scope: CallScope, a: Float32Array | null): Pinned | null => (a ==
 /**
  * Runs a validated forward call: layerNormRowsF32 (centered) or rmsNormRowsF32. y goes to a
  * resident out, else over the scratch copy of x, else to new scratch; the sum to a resident
- * sumOut, else over the scratch copy of the residual, else to new scratch. Returns the saved
- * statistics (saveMean | saveInvStd, or saveInvRms) in one array.
+ * sumOut, else over the scratch copy of the residual, else to new scratch; the saved statistics
+ * (mean: LayerNorm's, else null; inv: saveInvStd or saveInvRms) to resident destinations, else
+ * to scratch, copied out.
  */
-export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y: Float32Array; saved: Float32Array; sum: Float32Array | null } {
+export function runRowNorm(
+  engine: Core, c: RowNormCall, centered: boolean,
+): { y: Float32Array; mean: Float32Array | null; inv: Float32Array; sum: Float32Array | null } {
   const { g, eps } = c;
   const R = g.outer, D = g.channels, size = g.size;
   const plan = rowNormPlan(g);
   const k = engine.kernels;
   const scope = new CallScope(engine);
   const xPin = scope.pin(c.x), rPin = pinOf(scope, c.residual), outPin = pinOf(scope, c.out), sumPin = pinOf(scope, c.sumOut);
-  const wPin = pinOf(scope, c.weight), bPin = pinOf(scope, c.bias);
+  const wPin = pinOf(scope, c.weight), bPin = pinOf(scope, c.bias), meanPin = pinOf(scope, c.meanOut), invPin = pinOf(scope, c.invOut);
   try {
     const [xCopy, rCopy, yScratch, sumScratch, ws] = scope.allocate([
       [scope.copyBytes(xPin), 'x'], [scope.copyBytes(rPin), 'residual'],
@@ -189,6 +228,8 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     ]);
     const params = ws + plan.workspace.params, stats = ws + plan.workspace.stats;
     const saved = ws + plan.workspace.saved, partials = ws + plan.workspace.partials;
+    // RMSNorm's invRms goes where LayerNorm's saveMean would: the first of the two saved arrays.
+    const meanPtr = scope.target(meanPin, saved), invPtr = scope.target(invPin, centered ? saved + 4 * R : saved);
     const xPtr = scope.place(c.x, xPin, xCopy), rPtr = scope.place(c.residual, rPin, rCopy);
     const wPtr = scope.place(c.weight, wPin, params), bPtr = scope.place(c.bias, bPin, params + 4 * D);
     const yPtr = outPin?.resident ? outPin.ptr : xPin.resident ? yScratch : xPtr;
@@ -198,27 +239,31 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
     const rowsJob = (r0: number, r1: number) => {
       const o = 4 * D * r0, at = (p: number) => (p === 0 ? 0 : p + o);
       const rows = [at(xPtr), at(rPtr), at(sumPtr), at(yPtr), r1 - r0, D];
-      if (!centered) return [...rows, wPtr, eps, saved + 4 * r0];
+      if (!centered) return [...rows, wPtr, eps, invPtr + 4 * r0];
       const stat = [stats + 8 * r0, stats + 8 * R + 8 * r0, partials + 32 * blocks * r0];
-      return [...rows, STATS_BLOCK, wPtr, bPtr, eps, ...stat, saved + 4 * r0, saved + 4 * R + 4 * r0];
+      return [...rows, STATS_BLOCK, wPtr, bPtr, eps, ...stat, meanPtr + 4 * r0, invPtr + 4 * r0];
     };
     if (T > 1) {
       runJobs(k, engine.pool, centered ? 'layerNormRowsF32' : 'rmsNormRowsF32', ranges(R, T).map(([r0, r1]) => rowsJob(r0, r1)));
     } else if (centered) {
-      k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, saved, saved + 4 * R);
+      k.layerNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, STATS_BLOCK, wPtr, bPtr, eps, stats, stats + 8 * R, partials, meanPtr, invPtr);
     } else {
-      k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, wPtr, eps, saved);
+      k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, wPtr, eps, invPtr);
     }
     // Fresh views from here on: the allocation above may have grown memory.
-    const savedCopy = scope.readF32(saved, centered ? 2 * R : R);
-    const y = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
-    if (!outPin?.resident) y.set(scope.f32(yPtr, size));
+    let mean: Float32Array | null = null, inv: Float32Array;
+    if (centered && meanPin === null && invPin === null) [mean, inv] = scope.readF32Pair(saved, R);
+    else {
+      if (centered) mean = scope.result(c.meanOut, meanPin, meanPtr, R);
+      inv = scope.result(c.invOut, invPin, invPtr, R);
+    }
+    const y = scope.result(c.out, outPin, yPtr, size);
     let sum: Float32Array | null = null;
     if (c.sumOut !== null) {
       sum = scope.live(c.sumOut, sumPin!);
-      if (!sumPin!.resident) sum.set(scope.f32(sumPtr, size));
+      if (!sumPin!.resident) copyInto(sum, scope.f32(sumPtr, size));
     } else if (sumPtr !== 0) sum = scope.readF32(sumPtr, size);
-    return { y, saved: savedCopy, sum };
+    return { y, mean, inv, sum };
   } finally {
     scope.release();
   }
@@ -226,17 +271,18 @@ export function runRowNorm(engine: Core, c: RowNormCall, centered: boolean): { y
 
 export function forwardLayerNorm(engine: Core, x: Float32Array, shape: readonly number[], opts: LayerNormOptions): LayerNormResult {
   const { call, o } = forwardCall(engine, x, shape, opts, true);
-  const { y, saved, sum } = runRowNorm(engine, call, true);
-  const R = call.g.outer;
-  const result: LayerNormResult = { y: callerOutput(y, call.out, o.out), saveMean: saved.subarray(0, R), saveInvStd: saved.subarray(R) };
+  const { y, mean, inv, sum } = runRowNorm(engine, call, true);
+  const result: LayerNormResult = {
+    y: callerOutput(y, call.out, o.out), saveMean: callerOutput(mean!, call.meanOut, o.saveMeanOut), saveInvStd: callerOutput(inv, call.invOut, o.saveInvStdOut),
+  };
   if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
   return result;
 }
 
 export function forwardRmsNorm(engine: Core, x: Float32Array, shape: readonly number[], opts: RmsNormOptions): RmsNormResult {
   const { call, o } = forwardCall(engine, x, shape, opts, false);
-  const { y, saved, sum } = runRowNorm(engine, call, false);
-  const result: RmsNormResult = { y: callerOutput(y, call.out, o.out), saveInvRms: saved };
+  const { y, inv, sum } = runRowNorm(engine, call, false);
+  const result: RmsNormResult = { y: callerOutput(y, call.out, o.out), saveInvRms: callerOutput(inv, call.invOut, o.saveInvRmsOut) };
   if (sum !== null) result.sum = callerOutput(sum, call.sumOut, o.sumOut);
   return result;
 }
@@ -253,15 +299,18 @@ export interface RowNormBackwardCall {
   mean: Float32Array | null;
   inv: Float32Array;
   out: Float32Array | null;
+  /** Destinations of dweight and dbias (LayerNorm only), or null. */
+  dweightOut: Float32Array | null;
+  dbiasOut: Float32Array | null;
 }
 
-type BackwardKey = 'normalizedShape' | 'weight' | 'saveMean' | 'saveInvStd' | 'saveInvRms' | 'out';
+type BackwardKey = 'normalizedShape' | 'weight' | 'saveMean' | 'saveInvStd' | 'saveInvRms' | 'out' | 'dweightOut' | 'dbiasOut';
 
 function backwardCall(core: Core, dy: unknown, x: unknown, shape: unknown, opts: unknown, centered: boolean) {
   const dims = readShape(shape);
   const o: Options<BackwardKey> = readOptions(opts, 'opts', centered ? LAYER_NORM_BACKWARD_KEYS : RMS_NORM_BACKWARD_KEYS,
     `an options object with \`normalizedShape\`, ${centered ? '`saveMean`, `saveInvStd`' : '`saveInvRms`'}`);
-  const rows = checkRows(dims, readShape(o.normalizedShape));
+  const rows = checkRows(dims, readShape(o.normalizedShape, 'opts.normalizedShape'));
   const { g } = rows;
   const arena = core.arena;
   const what = () => `shape [${rows.shape.join(', ')}]`, saved = () => `${g.outer} rows of shape [${rows.shape.join(', ')}], from the forward pass`;
@@ -271,13 +320,19 @@ function backwardCall(core: Core, dy: unknown, x: unknown, shape: unknown, opts:
   const mean = centered ? checkF32(arena, o.saveMean, 'opts.saveMean', g.outer, saved) : null;
   const inv = centered ? checkF32(arena, o.saveInvStd, 'opts.saveInvStd', g.outer, saved) : checkF32(arena, o.saveInvRms, 'opts.saveInvRms', g.outer, saved);
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
-  checkAliasing(centered ? BACKWARD_ALIASING.centered : BACKWARD_ALIASING.rms, [out, dyv, xv, weight, mean, inv]);
-  const call: RowNormBackwardCall = { g, dy: dyv, x: xv, weight, mean, inv, out };
+  const perElement = () => `normalizedShape [${rows.normalizedShape.join(', ')}]: ${g.channels} values`;
+  const dweightOut = checkOptionalF32(arena, o.dweightOut, 'opts.dweightOut', g.channels, perElement);
+  const dbiasOut = centered ? checkOptionalF32(arena, o.dbiasOut, 'opts.dbiasOut', g.channels, perElement) : null;
+  checkAliasing(centered ? BACKWARD_ALIASING.centered : BACKWARD_ALIASING.rms, [out, dweightOut, dbiasOut, dyv, xv, weight, mean, inv]);
+  const call: RowNormBackwardCall = { g, dy: dyv, x: xv, weight, mean, inv, out, dweightOut, dbiasOut };
   return { call, o };
 }
 
-/** Runs a validated backward call; dx goes to a resident out, else over the scratch copy of dy, else to new scratch. */
-export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: Float32Array; grads: Float32Array } {
+/**
+ * Runs a validated backward call; dx goes to a resident out, else over the scratch copy of dy,
+ * else to new scratch; dweight and dbias (LayerNorm's, else null) likewise to resident destinations.
+ */
+export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: Float32Array; dweight: Float32Array; dbias: Float32Array | null } {
   const { g } = c;
   const R = g.outer, D = g.channels, size = g.size, centered = c.mean !== null;
   const plan = rowNormBackwardPlan(g);
@@ -285,6 +340,7 @@ export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: 
   const scope = new CallScope(engine);
   const dyPin = scope.pin(c.dy), xPin = scope.pin(c.x), outPin = pinOf(scope, c.out);
   const wPin = pinOf(scope, c.weight), meanPin = pinOf(scope, c.mean), invPin = scope.pin(c.inv);
+  const dwPin = pinOf(scope, c.dweightOut), dbPin = pinOf(scope, c.dbiasOut);
   try {
     const [dyCopy, xCopy, dxScratch, ws] = scope.allocate([
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'], [!outPin?.resident && dyPin.resident ? 4 * size : 0, 'dx'],
@@ -302,10 +358,15 @@ export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: 
       ? [dyPtr, xPtr, dxPtr, R, D, wPtr, meanPtr, invPtr, BR, b0, b1, partials]
       : [dyPtr, xPtr, dxPtr, R, D, wPtr, invPtr, BR, b0, b1, partials]));
     k.mergeSumsF64(partials, plan.blocks, D, sums, sums + 8 * D);
-    k.narrowF64(sums, centered ? 2 * D : D, grads);
-    const dx = c.out === null ? new Float32Array(size) : scope.live(c.out, outPin!);
-    if (!outPin?.resident) dx.set(scope.f32(dxPtr, size));
-    return { dx, grads: scope.readF32(grads, centered ? 2 * D : D) };
+    const dwPtr = scope.target(dwPin, grads), dbPtr = scope.target(dbPin, grads + 4 * D);
+    k.narrowF64(sums, D, dwPtr);
+    if (centered) k.narrowF64(sums + 8 * D, D, dbPtr);
+    const dx = scope.result(c.out, outPin, dxPtr, size);
+    if (centered && dwPin === null && dbPin === null) {
+      const [dweight, dbias] = scope.readF32Pair(grads, D);
+      return { dx, dweight, dbias };
+    }
+    return { dx, dweight: scope.result(c.dweightOut, dwPin, dwPtr, D), dbias: centered ? scope.result(c.dbiasOut, dbPin, dbPtr, D) : null };
   } finally {
     scope.release();
   }
@@ -315,15 +376,16 @@ export function backwardLayerNorm(
   engine: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: LayerNormBackwardOptions,
 ): LayerNormBackwardResult {
   const { call, o } = backwardCall(engine, dy, x, shape, opts, true);
-  const { dx, grads } = runRowNormBackward(engine, call);
-  const D = call.g.channels;
-  return { dx: callerOutput(dx, call.out, o.out), dweight: grads.subarray(0, D), dbias: grads.subarray(D) };
+  const { dx, dweight, dbias } = runRowNormBackward(engine, call);
+  return {
+    dx: callerOutput(dx, call.out, o.out), dweight: callerOutput(dweight, call.dweightOut, o.dweightOut), dbias: callerOutput(dbias!, call.dbiasOut, o.dbiasOut),
+  };
 }
 
 export function backwardRmsNorm(
   engine: Core, dy: Float32Array, x: Float32Array, shape: readonly number[], opts: RmsNormBackwardOptions,
 ): RmsNormBackwardResult {
   const { call, o } = backwardCall(engine, dy, x, shape, opts, false);
-  const { dx, grads } = runRowNormBackward(engine, call);
-  return { dx: callerOutput(dx, call.out, o.out), dweight: grads };
+  const { dx, dweight } = runRowNormBackward(engine, call);
+  return { dx: callerOutput(dx, call.out, o.out), dweight: callerOutput(dweight, call.dweightOut, o.dweightOut) };
 }

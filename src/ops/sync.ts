@@ -21,13 +21,14 @@
 // below the float32 outputs' half ulp (test/sync.test.ts derives the bounds).
 import type { Core } from '../exec.js';
 import {
-  FORWARD_ALIASING, FORWARD_KEYS, callerOutput, checkBackwardArgs, checkForwardArgs, forwardCall, runBackward, runForward,
+  FORWARD_ALIASING, FORWARD_KEYS, callerGrads, callerOutputs, checkBackwardArgs, checkGradOuts, checkForwardArgs, forwardCall, runBackward, runForward,
   type BackwardResult, type ForwardOptions, type ForwardResult,
 } from './batchnorm.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Layout } from '../layout.js';
 import { CallScope, backwardSums, batchStats, threadWorkBytes } from '../exec.js';
 import { threadsFor } from '../threads/split.js';
+import { sliceF64 } from '../typed.js';
 import { momentsPlan, reducePlan } from '../plan.js';
 import {
   aliasRule, checkAliasing, checkF32, checkNumberElements, checkOptionalF32, readElements, readOptions, readRecord, readShape, type Options,
@@ -92,6 +93,9 @@ export interface BackwardWithSumsOptions {
   count: number;
   /** Destination for dx; may be dy or x itself. */
   out?: Float32Array;
+  /** Destinations for dweight and dbias, length C (as engine.backward's). */
+  dweightOut?: Float32Array;
+  dbiasOut?: Float32Array;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ export function momentsBatchNorm(engine: Core, xInput: Float32Array, shape: read
     if (!xPin.resident) scope.setF32(xPtr, x);
     batchStats(engine, g, plan.blocks, xPtr, ws + plan.workspace.partials, stats, ws + plan.workspace.work, T);
     const s = scope.f64(stats, 2 * C);
-    return { count: g.count, mean: s.slice(0, C), m2: s.slice(C, 2 * C) };
+    return { count: g.count, mean: sliceF64(s, 0, C), m2: sliceF64(s, C, 2 * C) };
   } finally {
     scope.release();
   }
@@ -271,11 +275,9 @@ export function forwardWithMomentsBatchNorm(
   const C = g.channels;
   const global = checkMoments(moments, 'opts.moments', C, Math.max(2, g.count),
     `the global values per channel: more than 1 when training, and at least this shard's ${g.count}`);
-  checkAliasing(FORWARD_ALIASING, [out, runningMean, runningVar, args.x, weight, bias, null, null]);
+  checkAliasing(FORWARD_ALIASING, [out, args.saveMeanOut, args.saveInvStdOut, runningMean, runningVar, args.x, weight, bias, null, null]);
 
-  const result = runForward(engine, forwardCall(args, args.x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count }));
-  result.y = callerOutput(result.y, out, o.out);
-  return result;
+  return callerOutputs(runForward(engine, forwardCall(args, args.x, -Infinity, { mean: global.mean, m2: global.m2, count: global.count })), args, o);
 }
 
 const FORWARD_WITH_MOMENTS_KEYS = [
@@ -309,7 +311,7 @@ export function backwardReduceBatchNorm(
     scope.setF32(meanPtr, mean);
     backwardSums(engine, g, plan.blocks, dyPtr, xPtr, meanPtr, partials, sums, work, 0, T);
     const s = scope.f64(sums, 2 * C);
-    const sumDy = s.slice(0, C);
+    const sumDy = sliceF64(s, 0, C);
     const sumDyXhat = new Float64Array(C);
     for (let c = 0; c < C; c++) sumDyXhat[c] = s[C + c] * invStd[c];
     return { sumDy, sumDyXhat };
@@ -318,7 +320,8 @@ export function backwardReduceBatchNorm(
   }
 }
 
-const WITH_SUMS_ALIASING = aliasRule(['opts.out'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x']);
+const WITH_SUMS_ALIASING = aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'], ['dy', 'x', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'],
+  ['opts.out=dy', 'opts.out=x']);
 
 /**
  * dx of one shard from the all-reduced sums (SyncBatchNorm's backward_elemt):
@@ -329,7 +332,7 @@ export function backwardWithSumsBatchNorm(
   engine: Core, dyInput: Float32Array, xInput: Float32Array, shape: readonly number[], opts: BackwardWithSumsOptions,
 ): BackwardResult {
   const dims = readShape(shape);
-  const o = readOptions(opts, 'opts', ['layout', 'weight', 'saveMean', 'saveInvStd', 'sumDy', 'sumDyXhat', 'count', 'out'] as const,
+  const o = readOptions(opts, 'opts', ['layout', 'weight', 'saveMean', 'saveInvStd', 'sumDy', 'sumDyXhat', 'count', 'out', 'dweightOut', 'dbiasOut'] as const,
     'an options object with `saveMean`, `saveInvStd`, `sumDy`, `sumDyXhat`, `count`');
   const sumDyRead = readElements(o.sumDy), sumDyXhatRead = readElements(o.sumDyXhat);
   const { g, dy, x, weight, saveMean, saveInvStd } = checkBackwardArgs(engine, dyInput, xInput, dims, o, 'forwardWithMoments');
@@ -338,11 +341,11 @@ export function backwardWithSumsBatchNorm(
   const sumDyXhat = channelF64(sumDyXhatRead, o.sumDyXhat, 'opts.sumDyXhat', C, `C = ${C} channels, all-reduced`);
   const n = checkCount(o.count, 'opts.count', Math.max(2, g.count), `the global values per channel, at least this shard's ${g.count}`);
   const out = checkOptionalF32(engine.arena, o.out, 'opts.out', g.size, 'same as x');
-  checkAliasing(WITH_SUMS_ALIASING, [out, dy, x, weight, saveMean, saveInvStd]);
+  const grads = checkGradOuts(engine, o, C);
+  checkAliasing(WITH_SUMS_ALIASING, [out, grads.dweightOut, grads.dbiasOut, dy, x, weight, saveMean, saveInvStd]);
 
   const result = runBackward(engine, {
-    g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n },
+    g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n }, ...grads,
   });
-  result.dx = callerOutput(result.dx, out, o.out);
-  return result;
+  return callerGrads(result, out, grads, o);
 }

@@ -13,6 +13,7 @@
 import { ThreadError } from '../errors.js';
 import { KERNEL_NAMES, type KernelExports, type KernelName } from '../wasm/kernels.js';
 import { nodeBuiltin, reason } from '../wasm/load.js';
+import { copyInto } from '../typed.js';
 
 // One 512-byte slot per thread (slot 0, the calling thread's, is unused), so two workers never
 // share a cache line: 16 Int32 fields, 32 f64 arguments from byte 64, an error message from
@@ -140,7 +141,7 @@ export class Pool {
       const base = s * SLOT_INTS;
       if (Atomics.load(this.ctrl, base + STATE) !== READY) continue;
       const job = jobs[posted.length + 1];
-      this.args[s].set(job);
+      copyInto(this.args[s], job);
       this.ctrl[base + KERNEL] = kernel;
       this.ctrl[base + ARGC] = job.length;
       Atomics.store(this.ctrl, base + SEQ, ++this.seq[s]);
