@@ -62,23 +62,27 @@ function outputs(engine: Engine, c: Case, zeroCopy: boolean): Record<string, Flo
   const n = c.shape.reduce((a, b) => a * b), C = c.layout === 'NCHW' ? c.shape[1] : c.shape[c.shape.length - 1];
   const x0 = data(n, 11), dy0 = data(n, 12).map((v) => (v - 900) / 100);
   const w = Float32Array.from({ length: C }, (_, i) => 0.5 + (i % 7) / 3), b = Float32Array.from({ length: C }, (_, i) => i / 11 - 1);
-  const tensors = zeroCopy ? [engine.tensor(x0), engine.tensor(dy0), engine.tensor(n)] : [];
+  // Zero-copy: x, dy, y and (the ReLU pass) the destinations of saveMean, saveInvStd, dweight, dbias are tensors.
+  const tensors = zeroCopy ? [engine.tensor(x0), engine.tensor(dy0), engine.tensor(n), ...[0, 1, 2, 3].map(() => engine.tensor(C))] : [];
   const x = () => (zeroCopy ? tensors[0].data : x0), dy = () => (zeroCopy ? tensors[1].data : dy0);
+  const dest = (relu: boolean, i: number) => (zeroCopy && relu ? tensors[3 + i].data : undefined);
   const out: Record<string, Float32Array> = {};
   const rm = new Float32Array(C).fill(0.25), rv = new Float32Array(C).fill(2);
   for (const relu of [false, true]) {
     const activation = relu ? 'relu' as const : 'none' as const;
     const opts = { layout: c.layout, training: true, weight: w, bias: b, runningMean: rm, runningVar: rv, activation };
-    const f = engine.forward(x(), c.shape, zeroCopy ? { ...opts, out: tensors[2].data } : opts);
+    const saved = { saveMeanOut: dest(relu, 0), saveInvStdOut: dest(relu, 1) };
+    const f = engine.forward(x(), c.shape, zeroCopy ? { ...opts, out: tensors[2].data, ...saved } : opts);
     out[`train${relu} y`] = new Float32Array(f.y);
-    out[`train${relu} saveMean`] = f.saveMean;
-    out[`train${relu} saveInvStd`] = f.saveInvStd;
+    out[`train${relu} saveMean`] = new Float32Array(f.saveMean);
+    out[`train${relu} saveInvStd`] = new Float32Array(f.saveInvStd);
     const g = engine.backward(dy(), x(), c.shape, {
       layout: c.layout, training: true, weight: w, saveMean: f.saveMean, saveInvStd: f.saveInvStd, activation, y: relu ? f.y : null,
+      dweightOut: dest(relu, 2), dbiasOut: dest(relu, 3),
     });
-    out[`back${relu} dx`] = g.dx;
-    out[`back${relu} dweight`] = g.dweight;
-    out[`back${relu} dbias`] = g.dbias;
+    out[`back${relu} dx`] = new Float32Array(g.dx);
+    out[`back${relu} dweight`] = new Float32Array(g.dweight);
+    out[`back${relu} dbias`] = new Float32Array(g.dbias);
   }
   out['runningMean'] = rm;
   out['runningVar'] = rv;

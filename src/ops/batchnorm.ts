@@ -97,7 +97,7 @@ export interface BackwardResult {
  */
 export const FORWARD_ALIASING = aliasRule(['opts.out', 'opts.saveMeanOut', 'opts.saveInvStdOut', 'opts.runningMean', 'opts.runningVar'],
   ['x', 'opts.weight', 'opts.bias', 'opts.runningMean', 'opts.runningVar'], ['opts.out=x']);
-export const BACKWARD_ALIASING = aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'],
+const BACKWARD_ALIASING = aliasRule(['opts.out', 'opts.dweightOut', 'opts.dbiasOut'],
   ['dy', 'x', 'opts.y', 'opts.weight', 'opts.saveMean', 'opts.saveInvStd'], ['opts.out=dy', 'opts.out=x', 'opts.out=opts.y']);
 
 function checkActivation(value: unknown, name: string): Activation {
@@ -334,7 +334,9 @@ export function backwardBatchNorm(
   const grads = checkGradOuts(engine, o, g.channels);
   checkAliasing(BACKWARD_ALIASING, [out, grads.dweightOut, grads.dbiasOut, dy, x, y, weight, saveMean, saveInvStd]);
 
-  const result = runBackward(engine, { g, dy, x, y, out, weight, saveMean, saveInvStd, training, sums: 'local', ...grads });
+  const result = runBackward(engine, {
+    g, dy, x, y, out, dweightOut: grads.dweightOut, dbiasOut: grads.dbiasOut, weight, saveMean, saveInvStd, training, sums: 'local',
+  });
   return callerGrads(result, out, grads, o);
 }
 

@@ -194,10 +194,10 @@ function forwardCall(core: Core, x: unknown, shape: unknown, opts: unknown, cent
   const out = checkOptionalF32(arena, o.out, 'opts.out', g.size, 'same as x');
   const sumOut = checkOptionalF32(arena, o.sumOut, 'opts.sumOut', g.size, 'same as x');
   if (sumOut !== null && residual === null) throw new InvalidArgumentError('opts.sumOut', 'no destination for a sum without opts.residual', describe(o.sumOut));
-  const perSample = () => `${g.outer} rows of shape [${rows.shape.join(', ')}]`;
-  const meanOut = centered ? checkOptionalF32(arena, o.saveMeanOut, 'opts.saveMeanOut', g.outer, perSample) : null;
+  const perRowOf = () => `${g.outer} rows of shape [${rows.shape.join(', ')}]`;
+  const meanOut = centered ? checkOptionalF32(arena, o.saveMeanOut, 'opts.saveMeanOut', g.outer, perRowOf) : null;
   const invName = centered ? 'saveInvStdOut' : 'saveInvRmsOut';
-  const invOut = checkOptionalF32(arena, o[invName], `opts.${invName}`, g.outer, perSample);
+  const invOut = checkOptionalF32(arena, o[invName], `opts.${invName}`, g.outer, perRowOf);
   checkAliasing(centered ? FORWARD_ALIASING.centered : FORWARD_ALIASING.rms, [out, sumOut, meanOut, invOut, xv, residual, weight, bias]);
   return { call: { g, x: xv, residual, weight, bias, eps, out, sumOut, meanOut, invOut }, o };
 }

@@ -345,7 +345,8 @@ export function backwardWithSumsBatchNorm(
   checkAliasing(WITH_SUMS_ALIASING, [out, grads.dweightOut, grads.dbiasOut, dy, x, weight, saveMean, saveInvStd]);
 
   const result = runBackward(engine, {
-    g, dy, x, y: null, out, weight, saveMean, saveInvStd, training: true, sums: { sumDy, sumDyXhat, count: n }, ...grads,
+    g, dy, x, y: null, out, dweightOut: grads.dweightOut, dbiasOut: grads.dbiasOut, weight, saveMean, saveInvStd, training: true,
+    sums: { sumDy, sumDyXhat, count: n },
   });
   return callerGrads(result, out, grads, o);
 }
