@@ -29,9 +29,10 @@ export interface Pinned {
 
 /**
  * One call's use of wasm memory. Order matters: pin every argument first (residency and byte
- * offsets are read while the caller's views are still live) and make per-channel arguments
- * `stable`, then allocate scratch (which may grow memory and detach the callers' views), then
- * take fresh views. No detached view is ever read. Scratch is released in `finally`.
+ * offsets are read while the caller's views are still live), then allocate scratch (which may
+ * grow memory and detach the callers' views), then read arguments only by their pinned address
+ * (place) or through fresh views (live, result). No detached view is ever read. Scratch is
+ * released in `finally`.
  */
 export class CallScope {
   private readonly held: number[] = [];
@@ -104,17 +105,6 @@ export class CallScope {
     this.setF32(copy, a);
     return copy;
   }
-  /**
-   * A per-channel argument that stays readable whatever memory does: a copy if it lives in wasm
-   * memory that may detach (`pinned`: its pin, when it has one, saves reading its buffer again).
-   * A shared memory never detaches, so its views stay readable as they are (and a copy out of a
-   * SharedArrayBuffer costs more: measured here, 1 µs for 960 values, most of a small call).
-   */
-  stable(a: Float32Array | null, pinned?: Pinned | null): Float32Array | null {
-    if (a === null || this.engine.arena.isShared) return a;
-    const resident = pinned ? pinned.resident : this.engine.arena.holds(bufferOf(a));
-    return resident ? new Float32Array(a) : a;
-  }
   /** Where the kernels write an output: a resident destination's own bytes, else `scratch`. */
   target(p: Pinned | null, scratch: number): number {
     return p !== null && p.resident ? p.ptr : scratch;
@@ -129,9 +119,16 @@ export class CallScope {
     if (!p.resident) copyInto(view, this.f32(ptr, length));
     return view;
   }
-  /** A live view of a caller's array: itself, or a fresh view over its bytes if memory grew. */
+  /**
+   * A live view of a caller's array (pinned before allocate()): itself, or a fresh view over its
+   * bytes if memory grew (a shared memory never detaches: its views stay as they are).
+   */
   live(a: Float32Array, p: Pinned): Float32Array {
     return p.resident && bufferOf(a) !== this.engine.arena.buffer && !this.engine.arena.isShared ? this.f32(p.ptr, p.length) : a;
+  }
+  /** live() of an optional argument. */
+  liveOf(a: Float32Array | null, p: Pinned | null): Float32Array | null {
+    return a === null || p === null ? null : this.live(a, p);
   }
   release(): void {
     for (const ptr of this.held) this.engine.arena.release(ptr);

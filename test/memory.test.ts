@@ -5,7 +5,9 @@
 // without a clear error.
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { createEngine, BatchNorm, BatchNormError, InvalidArgumentError, MemoryError, ShapeError, type Engine, type Tensor } from '../src/index.js';
+import {
+  createEngine, BatchNorm, BatchNormError, InvalidArgumentError, MemoryError, ShapeError, groupNorm, groupNormBackward, instanceNorm, type Engine, type Tensor,
+} from '../src/index.js';
 import { ALIGN, MAX_MEMORY_BYTES } from '../src/memory.js';
 import { workspaceBytes } from '../src/exec.js';
 import { BUILDS, makeEngine, unsupported, type BuildName } from './helpers/engines.js';
@@ -552,6 +554,39 @@ describe('per-channel arguments in wasm memory are read and updated in place', (
     sameBytes(bwd.dbias, bwdP.dbias, 'dbias');
     sameBytes(tw.data, w, 'weight untouched');
     sameBytes(tsm.data, train.saveMean, 'saveMean untouched');
+    plain.dispose();
+    engine.dispose();
+  });
+});
+
+describe('GroupNorm and InstanceNorm read resident per-channel arguments through live views', () => {
+  // The ops read weight, bias, running and saved statistics in JS after the call's scratch is
+  // allocated: views pinned first and taken afresh, so a call that grows memory (a plain x of 2^20
+  // values on a fresh engine) reads them right. Bits must equal the same calls with plain arrays.
+  it.each(['NCHW', 'NHWC'] as const)('%s: forward (SiLU), backward, InstanceNorm with running statistics, also when the call grows memory', async (layout) => {
+    const shape = layout === 'NCHW' ? [4, 6, 256, 171] : [4, 256, 171, 6], C = 6, n = product(shape);
+    const x = data(n, 81), dy = data(n, 82), w = data(C, 83), b = data(C, 84);
+    const rm0 = data(C, 85), rv0 = Float32Array.from(data(C, 86), (v) => Math.abs(v) + 0.5);
+    const plain = await createEngine({ simd: true, threads: 1 }), engine = await createEngine({ simd: true, threads: 1 });
+    const gOpts = { groups: 3, layout, activation: 'silu' as const };
+    const refG = groupNorm(plain, x, shape, { ...gOpts, weight: w, bias: b });
+    const refGB = groupNormBackward(plain, dy, x, shape, { ...gOpts, weight: w, bias: b, saveMean: refG.saveMean, saveInvStd: refG.saveInvStd });
+    const rmP = rm0.slice(), rvP = rv0.slice();
+    const refI = instanceNorm(plain, x, shape, { layout, weight: w, bias: b, runningMean: rmP, runningVar: rvP });
+    const [tw, tb, trm, trv, tsm, tsi] = [w, b, rm0, rv0, refG.saveMean, refG.saveInvStd].map((a) => engine.tensor(a));
+    const bytes = engine.info().memoryBytes;
+    const g = groupNorm(engine, x, shape, { ...gOpts, weight: tw.data, bias: tb.data });
+    expect(engine.info().memoryBytes, 'the call grew memory').toBeGreaterThan(bytes);
+    sameBytes(g.y, refG.y, 'group y');
+    sameBytes(g.saveInvStd, refG.saveInvStd, 'group saveInvStd');
+    const gb = groupNormBackward(engine, dy, x, shape, { ...gOpts, weight: tw.data, bias: tb.data, saveMean: tsm.data, saveInvStd: tsi.data });
+    sameBytes(gb.dx, refGB.dx, 'group dx');
+    sameBytes(gb.dweight, refGB.dweight, 'group dweight');
+    const i = instanceNorm(engine, x, shape, { layout, weight: tw.data, bias: tb.data, runningMean: trm.data, runningVar: trv.data });
+    sameBytes(i.y, refI.y, 'instance y');
+    sameBytes(trm.data, rmP, 'instance runningMean, updated in place');
+    sameBytes(trv.data, rvP, 'instance runningVar, updated in place');
+    sameBytes(tw.data, w, 'weight untouched');
     plain.dispose();
     engine.dispose();
   });

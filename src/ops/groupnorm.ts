@@ -306,7 +306,7 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
   const rmPin = f.runningMean === null ? null : scope.pin(f.runningMean);
   const rvPin = f.runningVar === null ? null : scope.pin(f.runningVar);
   const smPin = f.saveMeanOut === null ? null : scope.pin(f.saveMeanOut), siPin = f.saveInvStdOut === null ? null : scope.pin(f.saveInvStdOut);
-  const w = scope.stable(f.weight), b = scope.stable(f.bias), rm = scope.stable(f.runningMean), rv = scope.stable(f.runningVar);
+  const wPin = f.weight === null ? null : scope.pin(f.weight), bPin = f.bias === null ? null : scope.pin(f.bias);
   // Threads (forward): statistics by block ranges, applies by plane ('runs') or row ('rows') ranges.
   // The SiLU apply is compute-bound (an exp per value, about 2 ns), so it splits with the call,
   // not at the elementwise passes' larger threshold.
@@ -316,6 +316,8 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
       [scope.copyBytes(xPin), 'x'], [!outPin?.resident && xPin.resident ? 4 * g.size : 0, 'y'],
       [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
+    // The per-channel arrays, read in JS below: live views (the allocation may have grown memory).
+    const w = scope.liveOf(f.weight, wPin), b = scope.liveOf(f.bias, bPin), rm = scope.liveOf(f.runningMean, rmPin), rv = scope.liveOf(f.runningVar, rvPin);
     const groupMean = ws + plan.workspace.stats, groupM2 = groupMean + 8 * NG;
     const mean = groupM2 + 8 * NG, m2 = mean + 8 * NC, invStd = m2 + 8 * NC;
     const meanHi = ws + plan.workspace.params, scale = meanHi + 4 * NC, shift = scale + 4 * NC;
@@ -420,7 +422,8 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
   const scope = new CallScope(core);
   const dyPin = scope.pin(b.dy), xPin = scope.pin(b.x), outPin = b.out === null ? null : scope.pin(b.out);
   const dwPin = b.dweightOut === null ? null : scope.pin(b.dweightOut), dbPin = b.dbiasOut === null ? null : scope.pin(b.dbiasOut);
-  const w = scope.stable(b.weight), bias = scope.stable(b.bias), mean = scope.stable(b.saveMean)!, invStd = scope.stable(b.saveInvStd)!;
+  const wPin = b.weight === null ? null : scope.pin(b.weight), biasPin = b.bias === null ? null : scope.pin(b.bias);
+  const meanPin = scope.pin(b.saveMean), invStdPin = scope.pin(b.saveInvStd);
   // Threads (backward), as the forward: the reductions by block ranges, the dx pass by plane or row
   // ranges; the SiLU derivative (an exp per value) splits with the call.
   const T = threadsFor(core.pool, g.size), ta = applyThreads(T, g.size), pool = core.pool, wstride = workStride(C);
@@ -432,6 +435,9 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
       [scope.copyBytes(dyPin), 'dy'], [scope.copyBytes(xPin), 'x'],
       [!outPin?.resident && dyPin.resident ? 4 * g.size : 0, 'dx'], [dzOwn ? 4 * g.size : 0, 'dz'], [plan.workspace.bytes + threadWorkBytes(g, T), 'workspace'],
     ]);
+    // The per-channel and saved arrays, read in JS below: live views (the allocation may have grown memory).
+    const w = scope.liveOf(b.weight, wPin), bias = scope.liveOf(b.bias, biasPin);
+    const mean = scope.live(b.saveMean, meanPin), invStd = scope.live(b.saveInvStd, invStdPin);
     const sumDy = ws + plan.workspace.stats, sumDyXmu = sumDy + 8 * NC;
     const meanPtr = ws + plan.workspace.params, k1 = meanPtr + 4 * NC, k2 = k1 + 4 * NC, k3 = k2 + 4 * NC;
     const scale = k3 + 4 * NC, shift = scale + 4 * NC;
