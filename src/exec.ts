@@ -120,6 +120,27 @@ export class CallScope {
     return view;
   }
   /**
+   * Two outputs of `length` values each, as result(); with neither destination given and the two
+   * adjacent in scratch, copied out in one allocation (readF32Pair).
+   */
+  results(
+    a: Float32Array | null, pa: Pinned | null, ptrA: number, b: Float32Array | null, pb: Pinned | null, ptrB: number, length: number,
+  ): [Float32Array, Float32Array] {
+    if (pa === null && pb === null && ptrB === ptrA + 4 * length) return this.readF32Pair(ptrA, length);
+    return [this.result(a, pa, ptrA, length), this.result(b, pb, ptrB, length)];
+  }
+  /**
+   * Two outputs of `length` values that the call fills in JavaScript: live views of the
+   * destinations given, new arrays for the others (both new: one allocation, as readF32Pair).
+   */
+  fillTargets(a: Float32Array | null, pa: Pinned | null, b: Float32Array | null, pb: Pinned | null, length: number): [Float32Array, Float32Array] {
+    if (pa === null && pb === null && length > 16) {
+      const both = new Float32Array(2 * length);
+      return [rangeF32(both, 0, length), rangeF32(both, length, 2 * length)];
+    }
+    return [this.liveOf(a, pa) ?? new Float32Array(length), this.liveOf(b, pb) ?? new Float32Array(length)];
+  }
+  /**
    * A live view of a caller's array (pinned before allocate()): itself, or a fresh view over its
    * bytes if memory grew (a shared memory never detaches: its views stay as they are).
    */

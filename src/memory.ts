@@ -178,6 +178,7 @@ export class Arena {
     }
     if (this.top + total <= 4 * this.heapF32.length) return;
     const free = this.free.map((b) => ({ ptr: b.ptr, bytes: b.bytes }));
+    const have = bytesOf(memoryBuffer(this.memory));
     let top = this.top;
     let grower: [string, number] | null = null;
     for (const [bytes, what] of requests) {
@@ -193,7 +194,7 @@ export class Arena {
         throw new MemoryError(what, `at most ${MAX_MEMORY_BYTES - top} more bytes (wasm32 memory is 4 GiB)`, `${size} bytes`);
       }
       top += size;
-      if (grower === null && top > bytesOf(memoryBuffer(this.memory))) grower = [what, size];
+      if (grower === null && top > have) grower = [what, size];
     }
     if (grower !== null) this.ensure(top, grower[0], grower[1]);
   }

@@ -90,15 +90,17 @@ function rejects(call: () => unknown, cls: ErrorClass, argument?: string, messag
   return thrown;
 }
 
-/** Runs `call` with `key` set on `proto` (removed again before anything is asserted). */
+/** Runs `call` with `key` set on `proto` (put back as it was, or removed, before anything is asserted). */
 function polluted<T>(proto: object, key: PropertyKey, value: unknown, call: () => T): { result?: T; error?: unknown } {
+  const original = Object.getOwnPropertyDescriptor(proto, key);
   Object.defineProperty(proto, key, { value, configurable: true, writable: true, enumerable: false });
   try {
     return { result: call() };
   } catch (error) {
     return { error };
   } finally {
-    delete (proto as Record<PropertyKey, unknown>)[key];
+    if (original) Object.defineProperty(proto, key, original);
+    else delete (proto as Record<PropertyKey, unknown>)[key];
   }
 }
 
@@ -686,23 +688,12 @@ describe('4b. oversized, sparse and revoked arguments', () => {
   it('Array.prototype.reduce, some, every, forEach replaced: shapes and rows are read the same', () => {
     const w = new World(engine, neighbour);
     const clean = layerNorm(engine, values(SIZE, 5), [3, 8], { normalizedShape: [8] });
-    /** Runs `call` with Array.prototype[key] replaced, then puts the original back. */
-    const replaced = <T>(key: PropertyKey, call: () => T): { result?: T; error?: unknown } => {
-      const original = Object.getOwnPropertyDescriptor(Array.prototype, key)!;
-      Object.defineProperty(Array.prototype, key, { ...original, value: function lie() { return 24; } });
-      try {
-        return { result: call() };
-      } catch (error) {
-        return { error };
-      } finally {
-        Object.defineProperty(Array.prototype, key, original);
-      }
-    };
+    const lie = () => 24;
     for (const key of ['reduce', 'some', 'forEach', 'every']) {
-      const r = replaced(key, () => layerNorm(engine, values(SIZE, 5), [3, 8], { normalizedShape: [8] }));
+      const r = polluted(Array.prototype, key, lie, () => layerNorm(engine, values(SIZE, 5), [3, 8], { normalizedShape: [8] }));
       expect(r.error, String(key)).toBeUndefined();
       expect(bytes(r.result!.saveMean), String(key)).toEqual(bytes(clean.saveMean));
-      const g = replaced(key, () => engine.forward(w.x, [...SHAPE], { training: true }));
+      const g = polluted(Array.prototype, key, lie, () => engine.forward(w.x, [...SHAPE], { training: true }));
       expect(g.error, String(key)).toBeUndefined();
     }
     w.untouched();

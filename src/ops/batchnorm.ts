@@ -282,8 +282,7 @@ export function runForward(engine: Core, f: ForwardCall): ForwardResult {
     k.narrowF64(stats + 16 * C, C, invStdOut);
     if (update) k.updateRunningF32(C, stats, stats + 8 * C, f.unbiased ? n - 1 : n, f.momentum, runMean, runVar);
     // Fresh views from here on: the kernels do not grow memory, but the allocation above may have.
-    const [saveMean, saveInvStd] = smPin === null && siPin === null ? scope.readF32Pair(saved, C)
-      : [scope.result(f.saveMeanOut, smPin, meanOut, C), scope.result(f.saveInvStdOut, siPin, invStdOut, C)];
+    const [saveMean, saveInvStd] = scope.results(f.saveMeanOut, smPin, meanOut, f.saveInvStdOut, siPin, invStdOut, C);
     const y = scope.result(f.out, outPin, yPtr, g.size);
     if (update && !rmPin!.resident) copyInto(f.runningMean!, scope.f32(runMean, C));
     if (update && !rvPin!.resident) copyInto(f.runningVar!, scope.f32(runVar, C));
@@ -432,11 +431,8 @@ export function runBackward(engine: Core, b: BackwardCall): BackwardResult {
     }
 
     const dx = scope.result(b.out, outPin, dxPtr, g.size);
-    if (dwPin === null && dbPin === null) {
-      const [dw, db] = scope.readF32Pair(dweight, C); // dweight | dbias: adjacent in scratch
-      return { dx, dweight: dw, dbias: db };
-    }
-    return { dx, dweight: scope.result(b.dweightOut, dwPin, dweight, C), dbias: scope.result(b.dbiasOut, dbPin, dbias, C) };
+    const [dw, db] = scope.results(b.dweightOut, dwPin, dweight, b.dbiasOut, dbPin, dbias, C);
+    return { dx, dweight: dw, dbias: db };
   } finally {
     scope.release();
   }

@@ -34,7 +34,6 @@
 // dz = dy·σ(z)·(1 + z·(1 − σ(z))) once, into dx's memory), and the above runs on dz.
 import type { Core } from '../exec.js';
 import { CallScope, STATS_BLOCK, threadWorkBytes, workStride } from '../exec.js';
-import { rangeF32 } from '../typed.js';
 import { applyThreads, ranges, runJobs, threadsFor } from '../threads/split.js';
 import { InvalidArgumentError, ShapeError, describe } from '../errors.js';
 import { checkLayout, geometry, type Geometry, type Layout } from '../layout.js';
@@ -370,11 +369,8 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
         }));
       }
     }
-    // saveMean, saveInvStd: each group's (the first of its channels'), into the destinations, else
-    // into one new buffer.
-    const both = smPin === null && siPin === null ? new Float32Array(2 * NG) : null;
-    const saveMean = both ? rangeF32(both, 0, NG) : smPin ? scope.live(f.saveMeanOut!, smPin) : new Float32Array(NG);
-    const saveInvStd = both ? rangeF32(both, NG, 2 * NG) : siPin ? scope.live(f.saveInvStdOut!, siPin) : new Float32Array(NG);
+    // saveMean, saveInvStd: each group's (the first of its channels'), into the destinations, else new arrays.
+    const [saveMean, saveInvStd] = scope.fillTargets(f.saveMeanOut, smPin, f.saveInvStdOut, siPin, NG);
     for (let s = 0; s < NG; s++) {
       saveMean[s] = heap[(mean >>> 3) + s * Cg];
       saveInvStd[s] = heap[(invStd >>> 3) + s * Cg];
@@ -382,15 +378,16 @@ function runForward(core: Core, plan: GroupPlan, f: ForwardCall): ForwardResult 
     const y = scope.result(f.out, outPin, yPtr, g.size);
     if (f.inputStats && rm !== null) {
       // PyTorch's update of the N repeated copies, averaged over n (header), in f64, rounded once.
-      const m = f.momentum, liveMean = scope.live(f.runningMean!, rmPin!), liveVar = scope.live(f.runningVar!, rvPin!);
+      // rm, rv are live views (above): each value is read before it is written.
+      const m = f.momentum;
       for (let c = 0; c < C; c++) {
         let sm = 0, sv = 0;
         for (let n = 0; n < N; n++) {
           sm += heap[(mean >>> 3) + n * C + c];
           sv += heap[(m2 >>> 3) + n * C + c] / (R - 1);
         }
-        liveMean[c] = (1 - m) * rm[c] + m * (sm / N);
-        liveVar[c] = (1 - m) * rv![c] + m * (sv / N);
+        rm[c] = (1 - m) * rm[c] + m * (sm / N);
+        rv![c] = (1 - m) * rv![c] + m * (sv / N);
       }
     }
     return { y, saveMean, saveInvStd };
@@ -502,10 +499,8 @@ function runBackward(core: Core, plan: GroupPlan, b: BackwardCall): BackwardResu
         f32[(k3 >>> 2) + i] = (w ? w[i % C] : 1) * is;
       }
     }
-    // dweight, dbias: into the destinations, else into one new buffer.
-    const both = dwPin === null && dbPin === null ? new Float32Array(2 * C) : null;
-    const dweight = both ? rangeF32(both, 0, C) : dwPin ? scope.live(b.dweightOut!, dwPin) : new Float32Array(C);
-    const dbias = both ? rangeF32(both, C, 2 * C) : dbPin ? scope.live(b.dbiasOut!, dbPin) : new Float32Array(C);
+    // dweight, dbias: into the destinations, else new arrays.
+    const [dweight, dbias] = scope.fillTargets(b.dweightOut, dwPin, b.dbiasOut, dbPin, C);
     for (let c = 0; c < C; c++) {
       dweight[c] = dw[c];
       dbias[c] = db[c];

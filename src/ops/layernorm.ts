@@ -251,12 +251,8 @@ export function runRowNorm(
       k.rmsNormRowsF32(xPtr, rPtr, sumPtr, yPtr, R, D, wPtr, eps, invPtr);
     }
     // Fresh views from here on: the allocation above may have grown memory.
-    let mean: Float32Array | null = null, inv: Float32Array;
-    if (centered && meanPin === null && invPin === null) [mean, inv] = scope.readF32Pair(saved, R);
-    else {
-      if (centered) mean = scope.result(c.meanOut, meanPin, meanPtr, R);
-      inv = scope.result(c.invOut, invPin, invPtr, R);
-    }
+    const [mean, inv] = centered ? scope.results(c.meanOut, meanPin, meanPtr, c.invOut, invPin, invPtr, R)
+      : [null, scope.result(c.invOut, invPin, invPtr, R)];
     const y = scope.result(c.out, outPin, yPtr, size);
     let sum: Float32Array | null = null;
     if (c.sumOut !== null) {
@@ -362,11 +358,9 @@ export function runRowNormBackward(engine: Core, c: RowNormBackwardCall): { dx: 
     k.narrowF64(sums, D, dwPtr);
     if (centered) k.narrowF64(sums + 8 * D, D, dbPtr);
     const dx = scope.result(c.out, outPin, dxPtr, size);
-    if (centered && dwPin === null && dbPin === null) {
-      const [dweight, dbias] = scope.readF32Pair(grads, D);
-      return { dx, dweight, dbias };
-    }
-    return { dx, dweight: scope.result(c.dweightOut, dwPin, dwPtr, D), dbias: centered ? scope.result(c.dbiasOut, dbPin, dbPtr, D) : null };
+    if (!centered) return { dx, dweight: scope.result(c.dweightOut, dwPin, dwPtr, D), dbias: null };
+    const [dweight, dbias] = scope.results(c.dweightOut, dwPin, dwPtr, c.dbiasOut, dbPin, dbPtr, D);
+    return { dx, dweight, dbias };
   } finally {
     scope.release();
   }
